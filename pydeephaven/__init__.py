@@ -1,0 +1,20 @@
+"""pydeephaven: a Python client for Deephaven data servers.
+
+    from pydeephaven import Session
+    with Session("localhost", 10000) as session:
+        table = session.empty_table(10)
+        print(table.to_arrow())
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from pydeephaven.dherror import DHError
+from pydeephaven.session import Session
+from pydeephaven.table import Table
+
+try:
+    __version__ = version("pydeephaven")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = ["Session", "Table", "DHError"]

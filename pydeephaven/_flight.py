@@ -1,0 +1,96 @@
+"""Arrow Flight data path: DoGet (server table to Arrow) and DoPut (Arrow to a server export)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from pydeephaven import _arrow
+from pydeephaven._transport import Transport, rpc_error
+from pydeephaven.dherror import DHError
+
+
+class FlightPath:
+    """A pyarrow Flight client on the session's server, carrying the session's bearer token."""
+
+    def __init__(self, transport: Transport, tls_root_certs: Optional[bytes] = None,
+                 client_cert_chain: Optional[bytes] = None, client_private_key: Optional[bytes] = None) -> None:
+        self.transport = transport
+        scheme = "grpc+tls" if transport.use_tls else "grpc+tcp"
+        kwargs: dict[str, Any] = {}
+        if transport.use_tls:
+            if tls_root_certs:
+                kwargs["tls_root_certs"] = tls_root_certs
+            if client_cert_chain:
+                kwargs["cert_chain"] = client_cert_chain
+            if client_private_key:
+                kwargs["private_key"] = client_private_key
+        self.client = flight.FlightClient(f"{scheme}://{transport.host}:{transport.port}", **kwargs)
+
+    def options(self, timeout: Optional[float] = None) -> flight.FlightCallOptions:
+        return flight.FlightCallOptions(headers=self.transport.flight_headers, timeout=timeout)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:
+            pass
+
+    def do_get(self, ticket_bytes: bytes, op: str = "to_arrow", args: Optional[dict[str, Any]] = None) -> pa.Table:
+        self.transport.check_open(op)
+        start = time.perf_counter()
+        try:
+            table = self.client.do_get(flight.Ticket(ticket_bytes), self.options()).read_all()
+        except (flight.FlightError, pa.ArrowException, OSError) as e:
+            self.transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
+            raise _flight_error(op, args, e, self.transport.target) from None
+        self.transport.record(f"DoGet:{op}", time.perf_counter() - start, True,
+                              f"{table.num_rows} rows {table.nbytes} bytes")
+        return table
+
+    def do_put(self, export_no: int, data: _arrow.ArrowData, *, max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES) -> int:
+        """Upload ``data`` into export ``export_no``; returns the number of rows sent. The caller
+        confirms the export with the server afterwards."""
+        op = "import_table"
+        self.transport.check_open(op)
+        schema, source = _arrow.batches(data)
+        target = _arrow.server_schema(schema)
+        max_batch_bytes = min(max_batch_bytes, _arrow.SERVER_MESSAGE_LIMIT // 2)
+        descriptor = flight.FlightDescriptor.for_path("export", str(export_no))
+        start = time.perf_counter()
+        rows = nbytes = 0
+        try:
+            writer, reader = self.client.do_put(descriptor, target, self.options())
+            try:
+                for batch in _arrow.sized(source, max_batch_bytes):
+                    batch = _arrow.conform(batch, target)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+                    nbytes += batch.nbytes
+                writer.done_writing()
+                reader.read()  # the server's acknowledgement, or its error
+            finally:
+                writer.close()
+        except DHError:
+            raise
+        except (flight.FlightError, pa.ArrowException, OSError) as e:
+            self.transport.record("DoPut", time.perf_counter() - start, False)
+            raise _flight_error(op, {"rows_sent": rows, "schema": _short_schema(target)}, e, self.transport.target) from None
+        self.transport.record("DoPut", time.perf_counter() - start, True, f"{rows} rows {nbytes} bytes")
+        return rows
+
+
+def _short_schema(schema: pa.Schema) -> str:
+    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def _flight_error(op: str, args: Optional[dict[str, Any]], err: BaseException, target: str) -> DHError:
+    if isinstance(err, flight.FlightUnavailableError):
+        return DHError(f"{op} failed: the server at {target} is unreachable: {err}")
+    if isinstance(err, flight.FlightUnauthenticatedError):
+        return DHError(f"{op} failed: not authenticated (session expired or closed): {err}")
+    return rpc_error(op, args, err, target)

@@ -1,0 +1,364 @@
+"""The gRPC transport: channel, authentication, bearer token, keep-alive, call metadata, error
+translation and the query log. It knows the wire, not tables: the public API sits above it."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import grpc
+
+from pydeephaven._proto import (
+    application_pb2_grpc,
+    config_pb2,
+    config_pb2_grpc,
+    console_pb2_grpc,
+    inputtable_pb2_grpc,
+    object_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    table_pb2_grpc,
+)
+from pydeephaven.dherror import DHError
+
+log = logging.getLogger("pydeephaven")
+
+#: Seconds the first call may take before a host/port is declared not a Deephaven server.
+CONNECT_TIMEOUT = 10.0
+#: Seconds any unary call may take when the caller sets no deadline (none: queries may run long).
+DEFAULT_TIMEOUT: Optional[float] = None
+
+_open_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
+
+
+def auth_header(auth_type: str, auth_token: str) -> str:
+    """The value of the ``authorization`` header that opens a session."""
+    if auth_type == "Anonymous":
+        return "Anonymous"
+    if auth_type == "Basic":
+        return "Basic " + base64.b64encode(auth_token.encode("utf-8")).decode("ascii")
+    return f"{auth_type} {auth_token}"
+
+
+def _hint(code: grpc.StatusCode, target: str) -> str:
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"the server at {target} is unreachable"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return "not authenticated: the credentials were refused, or the session expired or was closed"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer from {target} in time"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "a message was larger than the server or client accepts"
+    return ""
+
+
+def describe_args(args: Optional[dict[str, Any]]) -> str:
+    if not args:
+        return ""
+    parts = []
+    for k, v in args.items():
+        text = repr(v)
+        parts.append(f"{k}={text if len(text) <= 200 else text[:197] + '...'}")
+    return ", ".join(parts)
+
+
+def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, target: str) -> DHError:
+    """A DHError naming the operation, its arguments and the server's own words."""
+    where = f"{op}({describe_args(args)})"
+    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
+        code = err.code()
+        details = err.details() or ""
+        hint = _hint(code, target)
+        text = f"{where} failed: {code.name}: {details}" if details else f"{where} failed: {code.name}"
+        if hint and hint not in text:
+            text += f" ({hint})"
+        return DHError(text)
+    return DHError(f"{where} failed: {type(err).__name__}: {err}")
+
+
+@dataclass
+class CallStats:
+    """Counts and total time of the round trips a session made, by operation."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+
+    def add(self, op: str, seconds: float, ok: bool) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        self.seconds[op] = self.seconds.get(op, 0.0) + seconds
+        if not ok:
+            self.errors += 1
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+class Transport:
+    """One authenticated gRPC channel to a Deephaven server.
+
+    Holds no reference to the Session above it, so a Session nobody uses can be collected; its
+    finalizer closes the transport, which stops the keep-alive thread.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        auth_type: str = "Anonymous",
+        auth_token: str = "",
+        never_timeout: bool = True,
+        use_tls: bool = False,
+        tls_root_certs: Optional[bytes] = None,
+        client_cert_chain: Optional[bytes] = None,
+        client_private_key: Optional[bytes] = None,
+        client_opts: Optional[Sequence[tuple[str, Union[int, str]]]] = None,
+        extra_headers: Optional[dict[bytes, bytes]] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host, self.port = host, port
+        self.target = f"{host}:{port}"
+        self.use_tls = use_tls
+        self.stats = CallStats()
+        self._extra = [
+            (k.decode() if isinstance(k, bytes) else str(k)).lower() for k in (extra_headers or {})
+        ]
+        self._extra_headers = [
+            ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in (extra_headers or {}).items()
+        ]
+        self._closed = threading.Event()
+        self._dead: Optional[str] = None
+        self._token: Optional[str] = None
+        self._token_time = 0.0
+        self.session_duration_ms = 300_000
+        self.config: dict[str, str] = {}
+
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+        ]
+        options += list(client_opts or [])
+        if use_tls:
+            creds = grpc.ssl_channel_credentials(tls_root_certs, client_private_key, client_cert_chain)
+            self.channel = grpc.secure_channel(self.target, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(self.target, options=options)
+        self.session_stub = session_pb2_grpc.SessionServiceStub(self.channel)
+        self.table_stub = table_pb2_grpc.TableServiceStub(self.channel)
+        self.console_stub = console_pb2_grpc.ConsoleServiceStub(self.channel)
+        self.config_stub = config_pb2_grpc.ConfigServiceStub(self.channel)
+        self.app_stub = application_pb2_grpc.ApplicationServiceStub(self.channel)
+        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(self.channel)
+        self.object_stub = object_pb2_grpc.ObjectServiceStub(self.channel)
+
+        try:
+            self._authenticate(auth_header(auth_type, auth_token), auth_type, connect_timeout)
+        except BaseException:
+            self.channel.close()
+            raise
+        _open_transports.add(self)
+        self._keepalive: Optional[threading.Thread] = None
+        if never_timeout:
+            self._keepalive = threading.Thread(
+                target=_keepalive_loop, args=(weakref.ref(self),), name="pydeephaven-keepalive", daemon=True
+            )
+            self._keepalive.start()
+
+    # -- authentication -------------------------------------------------------------------------
+
+    def _authenticate(self, header: str, auth_type: str, timeout: float) -> None:
+        start = time.perf_counter()
+        try:
+            resp, call = self.config_stub.GetConfigurationConstants.with_call(
+                config_pb2.ConfigurationConstantsRequest(),
+                metadata=[("authorization", header), *self._extra_headers],
+                timeout=timeout,
+            )
+        except grpc.RpcError as e:
+            self.stats.add("Connect", time.perf_counter() - start, False)
+            code = e.code() if hasattr(e, "code") else None
+            details = (e.details() if hasattr(e, "details") else "") or ""
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                why = f"authentication failed for auth_type {auth_type!r}: the server refused the credentials ({details})"
+            elif code == grpc.StatusCode.UNAVAILABLE:
+                why = f"cannot reach a Deephaven server at {self.target}: {details}"
+            elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                why = f"no Deephaven server answered at {self.target} within {timeout:g} s"
+            else:
+                why = f"the server at {self.target} did not answer as a Deephaven server does: {code.name if code else ''} {details}"
+            raise DHError(f"connect to {self.target} failed: {why}") from None
+        self.stats.add("Connect", time.perf_counter() - start, True)
+        if not self._take_token(call.initial_metadata()):
+            raise DHError(f"connect to {self.target} failed: the server sent no session token")
+        self._read_config(resp)
+        log.debug("connected to %s (session duration %d ms)", self.target, self.session_duration_ms)
+
+    def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
+        self.config = {k: v.string_value for k, v in resp.config_values.items()}
+        try:
+            self.session_duration_ms = int(self.config["http.session.durationMs"])
+        except (KeyError, ValueError):
+            pass
+
+    def _take_token(self, md: Optional[Sequence[tuple[str, Any]]]) -> bool:
+        for key, value in md or ():
+            if key == "authorization":
+                v = value.decode() if isinstance(value, bytes) else value
+                if v.startswith("Bearer "):
+                    self._token = v[len("Bearer "):]
+                    self._token_time = time.monotonic()
+                    return True
+        return False
+
+    def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
+        resp, call = self.unary_with_call(
+            "RefreshToken", self.config_stub.GetConfigurationConstants, config_pb2.ConfigurationConstantsRequest(),
+            timeout=timeout,
+        )
+        self._read_config(resp)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self._token}"), *self._extra_headers]
+
+    @property
+    def flight_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), v.encode()) for k, v in self.metadata]
+
+    def check_open(self, op: str) -> None:
+        if self._closed.is_set():
+            raise DHError(f"{op} failed: the session is closed")
+        if self._dead:
+            raise DHError(f"{op} failed: the session is no longer usable: {self._dead}")
+
+    def unary_with_call(
+        self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+    ) -> tuple[Any, Any]:
+        self.check_open(op)
+        start = time.perf_counter()
+        try:
+            resp, call = method.with_call(request, metadata=self.metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            elapsed = time.perf_counter() - start
+            self.stats.add(op, elapsed, False)
+            log.debug("%s(%s) failed after %.2f ms", op, describe_args(args), elapsed * 1e3)
+            raise rpc_error(op, args, e, self.target) from None
+        elapsed = time.perf_counter() - start
+        self.stats.add(op, elapsed, True)
+        self._take_token(call.initial_metadata())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s(%s) %.2f ms", op, describe_args(args), elapsed * 1e3)
+        return resp, call
+
+    def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+              timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
+        return self.unary_with_call(op, method, request, args=args, timeout=timeout)[0]
+
+    def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+               timeout: Optional[float] = DEFAULT_TIMEOUT) -> Iterator[Any]:
+        """Iterate a server stream; errors become DHError. The call is cancelled when the iterator
+        is closed early."""
+        self.check_open(op)
+        start = time.perf_counter()
+        ok = False
+        call = method(request, metadata=self.metadata, timeout=timeout)
+        try:
+            for item in call:
+                yield item
+            ok = True
+        except grpc.RpcError as e:
+            raise rpc_error(op, args, e, self.target) from None
+        finally:
+            call.cancel()
+            elapsed = time.perf_counter() - start
+            self.stats.add(op, elapsed, ok)
+            log.debug("%s(%s) stream %.2f ms", op, describe_args(args), elapsed * 1e3)
+
+    def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
+        """Count a round trip made outside gRPC stubs (Arrow Flight)."""
+        self.stats.add(op, seconds, ok)
+        log.debug("%s %s %.2f ms", op, detail, seconds * 1e3)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def dead_reason(self) -> Optional[str]:
+        return self._dead
+
+    def mark_dead(self, reason: str) -> None:
+        if not self._dead:
+            self._dead = reason
+            log.warning("pydeephaven session to %s is no longer usable: %s", self.target, reason)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End the server session and the channel; never raises, idempotent."""
+        if self._closed.is_set():
+            return
+        if not self._dead and self._token is not None:
+            try:
+                self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata, timeout=timeout)
+            except Exception:  # the server may be gone or the session expired: nothing to end then
+                pass
+        self._closed.set()
+        try:
+            self.channel.close()
+        except Exception:
+            pass
+        _open_transports.discard(self)
+
+
+def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
+    """Refresh the token at a third of the session duration; on failure retry with backoff, and
+    once the token must have expired, mark the session dead."""
+    failures = 0
+    while True:
+        t = ref()
+        if t is None or t.is_closed or t.dead_reason:
+            return
+        period = max(t.session_duration_ms / 3000.0, 1.0)
+        wait = period if failures == 0 else min(2.0 ** (failures - 1), period)
+        closed = t._closed
+        del t
+        if closed.wait(wait):
+            return
+        t = ref()
+        if t is None or t.is_closed:
+            return
+        try:
+            t.refresh()
+            failures = 0
+        except DHError as e:
+            failures += 1
+            expired = time.monotonic() - t._token_time > t.session_duration_ms / 1000.0
+            if expired or "UNAUTHENTICATED" in str(e):
+                t.mark_dead(f"keep-alive could not refresh the session token: {e}")
+                return
+        del t
+
+
+def close_all() -> None:
+    """Close every transport still open (at interpreter exit)."""
+    for t in list(_open_transports):
+        t.close(timeout=0.5)
+
+
+Callable  # re-exported for type checkers of callers

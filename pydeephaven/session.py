@@ -1,0 +1,364 @@
+"""``Session``: a connection to a Deephaven server, and the tables made through it."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import weakref
+from typing import Any, Optional, Sequence, Union
+
+import pyarrow as pa
+
+from pydeephaven import _ops
+from pydeephaven._flight import FlightPath
+from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
+from pydeephaven._transport import CallStats, Transport, close_all
+from pydeephaven.dherror import DHError
+from pydeephaven.table import Table
+from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+
+__all__ = ["Session"]
+
+_SYSTEMIC = {
+    None: console_pb2.ExecuteCommandRequest.NOT_SET_SYSTEMIC,
+    True: console_pb2.ExecuteCommandRequest.EXECUTE_SYSTEMIC,
+    False: console_pb2.ExecuteCommandRequest.EXECUTE_NOT_SYSTEMIC,
+}
+
+
+class Session:
+    """A connection to a Deephaven server.
+
+    Args:
+        host: the server's host; ``DH_HOST`` or ``"localhost"`` when None.
+        port: the server's port; ``DH_PORT`` or 10000 when None.
+        auth_type: ``"Anonymous"``, ``"Basic"`` (token ``"user:password"``) or the class name of a
+            server authentication handler, e.g. ``"io.deephaven.authentication.psk.PskAuthenticationHandler"``.
+        auth_token: the credential for ``auth_type``.
+        never_timeout: keep the session alive with a background refresh of its token.
+        session_type: the server-side script language of ``run_script`` (``"python"`` or ``"groovy"``).
+        use_tls, tls_root_certs, client_cert_chain, client_private_key: TLS and client certificates
+            (PEM bytes); the system roots are used when ``tls_root_certs`` is None.
+        client_opts: extra gRPC channel options, as (name, value) pairs.
+        extra_headers: headers sent with every call.
+
+    Raises:
+        DHError: the server is unreachable, is not a Deephaven server, or refused the credentials.
+    """
+
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        auth_type: str = "Anonymous",
+        auth_token: str = "",
+        never_timeout: bool = True,
+        session_type: str = "python",
+        use_tls: bool = False,
+        tls_root_certs: Optional[bytes] = None,
+        client_cert_chain: Optional[bytes] = None,
+        client_private_key: Optional[bytes] = None,
+        client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
+        extra_headers: Optional[dict[bytes, bytes]] = None,
+    ) -> None:
+        self._host = host or os.environ.get("DH_HOST") or "localhost"
+        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._auth_type = auth_type
+        self._session_type = session_type
+        self._never_timeout = never_timeout
+        self._transport = Transport(
+            self._host, self._port, auth_type, auth_token, never_timeout, use_tls, tls_root_certs,
+            client_cert_chain, client_private_key, client_opts, extra_headers,
+        )
+        self._flight = FlightPath(self._transport, tls_root_certs, client_cert_chain, client_private_key)
+        self._export_numbers = itertools.count(1)
+        self._console_id: Optional[Any] = None
+        self._console_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def is_connected(self) -> bool:
+        return not self._transport.is_closed and not self._transport.dead_reason
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the session is usable: asks the server (refreshing the token) when it can."""
+        if not self.is_connected:
+            return False
+        try:
+            self._transport.refresh()
+            return True
+        except DHError as e:
+            if "UNAUTHENTICATED" in str(e):
+                self._transport.mark_dead(str(e))
+            return False
+
+    @property
+    def grpc_channel(self) -> Any:
+        return self._transport.channel
+
+    @property
+    def grpc_metadata(self) -> list[tuple[bytes, bytes]]:
+        return self._transport.flight_headers
+
+    @property
+    def stats(self) -> CallStats:
+        """Counts and total seconds of the server round trips made so far, by operation."""
+        return self._transport.stats
+
+    @property
+    def tables(self) -> list[str]:
+        """Names of the tables in the server's global scope."""
+        return [name for name, obj in self._scope_fields().items() if obj.type == "Table"]
+
+    @property
+    def exportable_objects(self) -> dict[str, ServerObject]:
+        """Every object the server offers by name (scope variables and application fields)."""
+        return {name: obj for name, obj in self._fields(scope_only=False).items()}
+
+    def _scope_fields(self) -> dict[str, ServerObject]:
+        return self._fields(scope_only=True)
+
+    def _fields(self, scope_only: bool) -> dict[str, ServerObject]:
+        t = self._transport
+        out: dict[str, ServerObject] = {}
+        stream = t.stream("ListFields", t.app_stub.ListFields, application_pb2.ListFieldsRequest())
+        try:
+            first = next(stream, None)
+        finally:
+            stream.close()
+        if first is None:
+            return out
+        for info in list(first.created) + list(first.updated):
+            if scope_only and info.application_id != "scope":
+                continue
+            out[info.field_name] = ServerObject(info.typed_ticket.type, _ticket_from_bytes(info.typed_ticket.ticket.ticket))
+        for info in first.removed:
+            out.pop(info.field_name, None)
+        return out
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the session on the server and free the connection. Idempotent; never raises because
+        the server is gone or the session expired."""
+        self._finalizer()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_connected else "closed"
+        return f"Session({self._host}:{self._port}, {state})"
+
+    # -- tickets ----------------------------------------------------------------------------------
+
+    def make_export_ticket(self, ticket_no: Optional[int] = None) -> ExportTicket:
+        return ExportTicket.export_ticket(ticket_no if ticket_no is not None else self.next_export_ticket_number())
+
+    def next_export_ticket_number(self) -> int:
+        n = next(self._export_numbers)
+        if n >= 2**31 - 1:
+            raise DHError("the session has used up its export ticket numbers; open a new session")
+        return n
+
+    def release(self, ticket: Ticket) -> None:
+        """Tell the server this session no longer needs ``ticket``'s object."""
+        t = self._transport
+        t.unary("release", t.session_stub.Release, session_pb2.ReleaseRequest(id=ticket.pb_ticket),
+                args={"ticket": ticket})
+
+    def _release_quietly(self, ticket: Ticket) -> None:
+        try:
+            if self.is_connected:
+                self.release(ticket)
+        except DHError:
+            pass
+
+    def _release_later(self, ticket: Ticket) -> None:
+        """Release without waiting (from finalizers, which must not block)."""
+        t = self._transport
+        if t.is_closed or t.dead_reason:
+            return
+        try:
+            t.session_stub.Release.future(session_pb2.ReleaseRequest(id=ticket.pb_ticket), metadata=t.metadata)
+        except Exception:
+            pass
+
+    # -- sharing ----------------------------------------------------------------------------------
+
+    def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
+        """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
+        SharedTicket) by other sessions, for as long as this session keeps the source."""
+        t = self._transport
+        t.unary("publish", t.session_stub.PublishFromTicket,
+                session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
+                args={"source_ticket": source_ticket, "result_ticket": result_ticket})
+
+    def fetch(self, ticket: Ticket) -> ExportTicket:
+        """Export the object behind ``ticket`` into a new ticket of this session."""
+        t = self._transport
+        result = self.make_export_ticket()
+        t.unary("fetch", t.session_stub.ExportFromTicket,
+                session_pb2.ExportRequest(source_id=ticket.pb_ticket, result_id=result.pb_ticket),
+                args={"ticket": ticket})
+        return result
+
+    def publish_table(self, ticket: SharedTicket, table: Table) -> None:
+        """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
+        table._check("publish_table")
+        self.publish(table.ticket, ticket)
+
+    def fetch_table(self, ticket: SharedTicket) -> Table:
+        """A table another session published under ``ticket``."""
+        return self._run_op(_ops.FetchTableOp(ticket), None)
+
+    # -- scripts and scope ------------------------------------------------------------------------
+
+    def _console(self) -> Any:
+        with self._console_lock:
+            if self._console_id is None:
+                t = self._transport
+                ticket = self.make_export_ticket()
+                t.unary("start_console", t.console_stub.StartConsole,
+                        console_pb2.StartConsoleRequest(result_id=ticket.pb_ticket, session_type=self._session_type),
+                        args={"session_type": self._session_type})
+                self._console_id = ticket.pb_ticket
+            return self._console_id
+
+    def run_script(self, script: str, systemic: Optional[bool] = None) -> None:
+        """Run ``script`` in the server's script session (language: ``session_type``).
+
+        Raises:
+            DHError: carrying the server's error message when the script fails.
+        """
+        t = self._transport
+        req = console_pb2.ExecuteCommandRequest(console_id=self._console(), code=script, systemic=_SYSTEMIC[systemic])
+        resp = t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
+        if resp.error_message:
+            raise DHError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+
+    def open_table(self, name: str) -> Table:
+        """The table bound to ``name`` in the server's global scope."""
+        if not name:
+            raise DHError("open_table: the name must not be empty")
+        try:
+            return self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
+        except DHError as e:
+            if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
+                              f"(server said: {e})") from None
+            raise
+
+    def bind_table(self, name: str, table: Table) -> None:
+        """Bind ``table`` to the variable ``name`` in the server's global scope."""
+        if not name:
+            raise DHError("bind_table: the name must not be empty")
+        if not isinstance(table, Table):
+            raise DHError(f"bind_table: expected a Table, got {type(table).__name__}")
+        table._check("bind_table")
+        t = self._transport
+        t.unary("bind_table", t.console_stub.BindTableToVariable,
+                console_pb2.BindTableToVariableRequest(console_id=self._console(), variable_name=name,
+                                                       table_id=table.pb_ticket),
+                args={"name": name})
+
+    # -- making tables ----------------------------------------------------------------------------
+
+    def empty_table(self, size: int) -> Table:
+        """A table of ``size`` rows and no columns."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
+        return self._run_op(_ops.EmptyTableOp(size), None)
+
+    def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
+                   blink_table: bool = False) -> Table:
+        """A ticking table adding one row (a ``Timestamp``) every ``period``.
+
+        Args:
+            period: nanoseconds (int) or a duration string such as ``"PT1S"``.
+            start_time: the first timestamp, as nanoseconds since the epoch or a datetime string;
+                now when None.
+            blink_table: keep only the rows added in the latest update cycle.
+        """
+        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
+            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, got {period!r}")
+        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
+            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
+        return self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+
+    def merge_tables(self, tables: Sequence[Table], order_by: str = "") -> Table:
+        """The rows of ``tables`` one after another (same columns needed)."""
+        if not tables:
+            raise DHError("merge_tables: tables must not be empty")
+        for tb in tables:
+            if not isinstance(tb, Table):
+                raise DHError(f"merge_tables: expected Tables, got {type(tb).__name__}")
+            tb._check("merge_tables")
+        return self._run_op(_ops.MergeTablesOp(tuple(tables), order_by or ""), None)
+
+    def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> Table:
+        """Upload Arrow data into a new server table over Arrow Flight.
+
+        Takes a pyarrow Table, RecordBatch or RecordBatchReader (streamed: it need not fit in memory
+        at once). Types the server lacks are converted to the nearest it has (large and view strings
+        to string, dictionaries to their values, large lists to lists ...); types it cannot hold and
+        column names it cannot use raise DHError naming the column. The data is sent in batches below
+        the server's message limit, and the result is confirmed with the server: the returned
+        Table's size is the server's count.
+        """
+        ticket = self.make_export_ticket()
+        rows = self._flight.do_put(ticket.ticket_no, data)
+        t = self._transport
+        try:
+            resp = t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                           args={"rows": rows})
+        except DHError as e:
+            self._release_quietly(ticket)
+            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
+        table = self._table_from(resp, ticket, "import_table")
+        if table.size != rows:
+            table.close()
+            raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
+        return table
+
+    # -- running ops ------------------------------------------------------------------------------
+
+    def _table_from(self, resp: table_pb2.ExportedTableCreationResponse, ticket: Ticket, op: str,
+                    cls: type[Table] = Table) -> Table:
+        if not resp.success:
+            self._release_quietly(ticket)
+            raise DHError(f"{op} failed: {resp.error_info or 'the server reported a failure without details'}")
+        return cls(self, ticket, schema_header=resp.schema_header, size=int(resp.size), is_static=resp.is_static)
+
+    def _run_op(self, op: _ops.TableOp, source: Optional[Table], cls: type[Table] = Table) -> Table:
+        """Run one op as a unary call into a new export ticket."""
+        ticket = self.make_export_ticket()
+        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
+                       [_ops.ref_of(o) for o in op.others])
+        t = self._transport
+        resp = t.unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
+        return self._table_from(resp, ticket, op.name, cls)
+
+
+def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
+    flight_path.close()
+    transport.close()
+
+
+atexit.register(close_all)
