@@ -42,26 +42,31 @@ def check_column_name(name: str) -> None:
 
 
 def server_type(t: pa.DataType, where: str) -> pa.DataType:
-    """The nearest Arrow type the server stores for ``t``; DHError when there is none."""
-    if pa.types.is_dictionary(t):
-        return server_type(t.value_type, where)
+    """The nearest Arrow type the server stores for ``t``; DHError when there is none.
+
+    The server takes most Arrow types as they are (ints, unsigned ints, floats incl. float16, bool,
+    string, binary incl. fixed size, dates, times, timestamps with or without zone, durations,
+    decimals 128/256, intervals, null, dictionaries, lists, list views and fixed size lists, unions);
+    it refuses the 64-bit-offset and view variants of strings and binaries, large lists, 32/64-bit
+    decimals and structs, and it accepts maps but cannot send them back.
+    """
     if pa.types.is_large_string(t) or _is(t, "is_string_view"):
         return pa.string()
-    if pa.types.is_large_binary(t) or _is(t, "is_binary_view") or pa.types.is_fixed_size_binary(t):
+    if pa.types.is_large_binary(t) or _is(t, "is_binary_view"):
         return pa.binary()
-    if (pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or _is(t, "is_list_view")
-            or _is(t, "is_large_list_view") or pa.types.is_list(t)):
+    if pa.types.is_dictionary(t):
+        value = server_type(t.value_type, where)
+        return t if value.equals(t.value_type) else value
+    if pa.types.is_large_list(t) or _is(t, "is_large_list_view"):
         return pa.list_(server_type(t.value_type, where + " items"))
-    if pa.types.is_time32(t):
-        return pa.time64("ns")
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or _is(t, "is_list_view"):
+        value = server_type(t.value_type, where + " items")
+        return t if value.equals(t.value_type) else pa.list_(value)
     if _is(t, "is_decimal32") or _is(t, "is_decimal64"):
         return pa.decimal128(t.precision, t.scale)
-    if pa.types.is_null(t):
-        raise DHError(f"{where} has Arrow type null (no values at all); cast it to a concrete type before importing")
-    if (pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_union(t) or pa.types.is_interval(t)
-            or pa.types.is_decimal256(t) or isinstance(t, pa.ExtensionType)):
+    if pa.types.is_struct(t) or pa.types.is_map(t) or isinstance(t, pa.ExtensionType):
         raise DHError(f"{where} has Arrow type {t}, which the server cannot store; convert it first "
-                      f"(e.g. to a string or to separate columns)")
+                      f"(e.g. to a string, or to one column per field)")
     return t
 
 
@@ -83,8 +88,39 @@ def server_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
+# The server marks a null in a primitive column with one reserved value of the column's Java type;
+# a real value equal to it would silently arrive as null.
+_NULL_MARKERS: dict[pa.DataType, tuple[str, object]] = {
+    pa.int8(): ("min", -(2**7)),
+    pa.int16(): ("min", -(2**15)),
+    pa.int32(): ("min", -(2**31)),
+    pa.int64(): ("min", -(2**63)),
+    pa.uint16(): ("max", 2**16 - 1),  # stored as a Java char
+    pa.float32(): ("min", -3.4028234663852886e38),
+    pa.float64(): ("min", -1.7976931348623157e308),
+}
+
+
+def check_null_markers(batch: pa.RecordBatch) -> None:
+    """Refuse values the server would turn into nulls (its null markers), naming the column."""
+    for name, col in zip(batch.schema.names, batch.columns):
+        values = col
+        while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
+            values = values.flatten()
+        marker = _NULL_MARKERS.get(values.type)
+        if marker is None or len(values) == 0:
+            continue
+        which, value = marker
+        extreme = pc.min_max(values)[which].as_py()
+        if extreme is not None and extreme == value:
+            hint = " (cast the column to int32 to keep it)" if values.type == pa.uint16() else ""
+            raise DHError(f"column {name!r} holds {value!r}, the value the server uses to mark a null "
+                          f"{values.type}; it would arrive as null{hint}")
+
+
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with its columns cast to ``target``'s types."""
+    """``batch`` with its columns cast to ``target``'s types, checked for values the server cannot keep."""
+    check_null_markers(batch)
     if batch.schema.equals(target, check_metadata=False):
         return batch
     cols = []

@@ -93,4 +93,7 @@ def _flight_error(op: str, args: Optional[dict[str, Any]], err: BaseException, t
         return DHError(f"{op} failed: the server at {target} is unreachable: {err}")
     if isinstance(err, flight.FlightUnauthenticatedError):
         return DHError(f"{op} failed: not authenticated (session expired or closed): {err}")
+    if isinstance(err, flight.FlightInternalError) and "message: ." in str(err):
+        return DHError(f"{op} failed: the server gave up without a reason (a server short of memory does this; "
+                       f"check its heap, -Xmx): {err}")
     return rpc_error(op, args, err, target)

@@ -1,0 +1,173 @@
+"""import_table: Arrow types, conversions, names, sizes, against the real server."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pydeephaven import DHError
+
+D = decimal.Decimal
+
+# Arrow types the server stores as they are: each must come back equal.
+NATIVE = {
+    "i8": pa.array([1, None, -3], pa.int8()),
+    "i16": pa.array([1, None, -3], pa.int16()),
+    "i32": pa.array([1, None, -3], pa.int32()),
+    "i64": pa.array([1, None, -3], pa.int64()),
+    "u8": pa.array([1, None, 255], pa.uint8()),
+    "u16": pa.array([1, None, 65534], pa.uint16()),
+    "u32": pa.array([1, None, 2**32 - 1], pa.uint32()),
+    "u64": pa.array([1, None, 2**63 + 5], pa.uint64()),
+    "f16": pa.array([1.5, None, -2.0], pa.float32()).cast(pa.float16()),
+    "f32": pa.array([1.5, None, -2.25], pa.float32()),
+    "f64": pa.array([1.5, None, float("inf")], pa.float64()),
+    "b": pa.array([True, None, False]),
+    "s": pa.array(["a", None, "çé"]),
+    "bin": pa.array([b"\x00a", None, b"c"]),
+    "fsb": pa.array([b"ab", None, b"cd"], pa.binary(2)),
+    "d32": pa.array([datetime.date(2020, 1, 1), None, datetime.date(1969, 12, 31)], pa.date32()),
+    "d64": pa.array([datetime.date(2020, 1, 1), None, datetime.date(2021, 6, 1)], pa.date64()),
+    "t32": pa.array([1, None, 3], pa.time32("ms")),
+    "t64": pa.array([1, None, 3_000_000_000], pa.time64("ns")),
+    "ts": pa.array([1, None, 1_700_000_000_000_000_000], pa.timestamp("ns")),
+    "tsu": pa.array([1, None, 3], pa.timestamp("us", tz="UTC")),
+    "tsz": pa.array([1, None, 3], pa.timestamp("ms", tz="America/New_York")),
+    "dur": pa.array([1, None, -3], pa.duration("ns")),
+    "dec": pa.array([D("1.50"), None, D("-2.25")], pa.decimal128(10, 2)),
+    "dec256": pa.array([D("1.50"), None, D("2.25")], pa.decimal256(40, 2)),
+    "li": pa.array([[1, 2], None, []], pa.list_(pa.int64())),
+    "ls": pa.array([["a"], None, ["b", None]], pa.list_(pa.string())),
+    "lb": pa.array([[True], None, [False]], pa.list_(pa.bool_())),
+    "lts": pa.array([[1], None, [2]], pa.list_(pa.timestamp("ns", tz="UTC"))),
+    "fsl": pa.array([[1, 2], None, [3, 4]], pa.list_(pa.int32(), 2)),
+    "dict": pa.array(["a", None, "a"]).dictionary_encode(),
+    "nul": pa.array([None, None, None]),
+}
+
+# Arrow types the server refuses, converted by the client to their nearest server type.
+CONVERTED = {
+    "ls_large": (pa.array(["a", None, "c"], pa.large_string()), pa.string()),
+    "ls_view": (pa.array(["a", None, "c"], pa.string_view()), pa.string()),
+    "lbin": (pa.array([b"a", None, b"c"], pa.large_binary()), pa.binary()),
+    "bview": (pa.array([b"a", None, b"c"], pa.binary_view()), pa.binary()),
+    "llist": (pa.array([[1], None, [2, 3]], pa.large_list(pa.int64())), pa.list_(pa.int64())),
+    "llist_ls": (pa.array([["x"], None, []], pa.large_list(pa.large_string())), pa.list_(pa.string())),
+    "dict_large": (pa.array(["p", None, "q"], pa.large_string()).dictionary_encode(), pa.string()),
+    "dec32": (pa.array([D("1.5"), None, D("2.25")], pa.decimal32(5, 2)), pa.decimal128(5, 2)),
+}
+
+
+def test_every_native_type_round_trips(session) -> None:
+    data = pa.table(NATIVE)
+    back = session.import_table(data).to_arrow()
+    for name, arr in NATIVE.items():
+        col = back.column(name)
+        assert col.type == arr.type, name
+        assert col.to_pylist() == arr.to_pylist(), name
+
+
+def test_converted_types_keep_their_values(session) -> None:
+    data = pa.table({k: v for k, (v, _) in CONVERTED.items()})
+    back = session.import_table(data).to_arrow()
+    for name, (arr, expected_type) in CONVERTED.items():
+        col = back.column(name)
+        assert col.type == expected_type, name
+        assert col.to_pylist() == arr.to_pylist(), name
+
+
+@pytest.mark.parametrize("arr", [pa.array([{"x": 1}, None]), pa.array([[("a", 1)], None], pa.map_(pa.string(), pa.int64()))],
+                         ids=["struct", "map"])
+def test_types_the_server_cannot_hold_are_named(session, arr) -> None:
+    with pytest.raises(DHError, match="column 'Bad'"):
+        session.import_table(pa.table({"Ok": [1, 2], "Bad": arr}))
+
+
+@pytest.mark.parametrize("name", ["has space", "1st", "class", "i", "ii", "k", "", "a-b"])
+def test_unusable_column_names_are_refused(session, name) -> None:
+    with pytest.raises(DHError, match="column name"):
+        session.import_table(pa.table({name: [1]}))
+
+
+def test_usable_odd_names(session) -> None:
+    back = session.import_table(pa.table({"_x$1": [1], "Klass": [2]})).to_arrow()
+    assert back.column_names == ["_x$1", "Klass"]
+
+
+@pytest.mark.parametrize("arr", [
+    pa.array([1, -(2**63)], pa.int64()), pa.array([-(2**31), 1], pa.int32()), pa.array([-128], pa.int8()),
+    pa.array([65535], pa.uint16()), pa.array([-1.7976931348623157e308], pa.float64()),
+    pa.array([[1], [-(2**15)]], pa.list_(pa.int16())),
+], ids=["i64", "i32", "i8", "u16", "f64", "list_i16"])
+def test_values_the_server_would_turn_into_nulls_are_refused(session, arr) -> None:
+    with pytest.raises(DHError, match="column 'V'.*null"):
+        session.import_table(pa.table({"V": arr}))
+
+
+def test_zero_rows(session) -> None:
+    t = session.import_table(pa.table({"A": pa.array([], pa.int64()), "S": pa.array([], pa.string())}))
+    assert t.size == 0
+    back = t.to_arrow()
+    assert back.num_rows == 0 and back.column_names == ["A", "S"]
+
+
+def test_record_batch_and_reader(session) -> None:
+    batch = pa.record_batch({"A": [1, 2, 3]})
+    assert session.import_table(batch).to_arrow().column("A").to_pylist() == [1, 2, 3]
+    parts = [pa.record_batch({"A": list(range(i * 10, i * 10 + 10))}) for i in range(5)]
+    reader = pa.RecordBatchReader.from_batches(parts[0].schema, iter(parts))
+    t = session.import_table(reader)
+    assert t.size == 50
+    assert t.to_arrow().column("A").to_pylist() == list(range(50))
+
+
+def test_not_arrow_is_refused(session) -> None:
+    with pytest.raises(DHError, match="pyarrow"):
+        session.import_table({"A": [1]})
+
+
+def test_pandas_frames_import(session) -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"Cat": pd.Categorical(["a", "b", "a"]), "N": [1.0, 2.0, None],
+                       "S": pd.array(["x", None, "z"], dtype="string")})
+    back = session.import_table(pa.Table.from_pandas(df, preserve_index=False)).to_arrow()
+    assert back.column("Cat").to_pylist() == ["a", "b", "a"]
+    assert back.column("N").to_pylist()[:2] == [1.0, 2.0]
+    assert back.column("S").to_pylist() == ["x", None, "z"]
+
+
+def test_many_batches_over_the_message_limit(session) -> None:
+    n = 9_000_000  # 3 columns of 8 bytes: 216 MB, over twice the server's 100 MiB message limit
+    data = pa.table({"A": np.arange(n, dtype=np.int64), "B": np.arange(n, dtype=np.float64) / 2,
+                     "C": np.arange(n, dtype=np.int64) * -1})
+    t = session.import_table(data)
+    assert t.size == n
+    back = t.to_arrow()
+    assert back.column("A").equals(data.column("A"))
+    assert back.column("C").equals(data.column("C"))
+    t.close()
+
+
+def test_one_gigabyte(session) -> None:
+    n = 45_000_000  # 3 columns of 8 bytes: 1.08 GB
+    a = np.arange(n, dtype=np.int64)
+    data = pa.table({"A": a, "B": a.astype(np.float64) * 0.5, "C": a[::-1].copy()})
+    assert data.nbytes >= 1_000_000_000
+    t = session.import_table(data)
+    assert t.size == n
+    back = t.to_arrow()
+    t.close()
+    for name in ("A", "B", "C"):
+        assert back.column(name).equals(data.column(name)), name
+
+
+def test_a_refused_upload_is_an_error_not_a_table(session) -> None:
+    # one row cannot be split: a 110 MB value makes a message the server refuses
+    huge = pa.table({"S": pa.array(["x" * (110 * 1024 * 1024)])})
+    with pytest.raises(DHError, match="import_table"):
+        session.import_table(huge)
+    assert session.empty_table(1).size == 1  # the session stays usable
