@@ -1,0 +1,75 @@
+"""Authentication and session keep-alive against a second real server that uses a pre-shared key
+and a short (10 s) session duration. The last test stops that server on purpose."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import pytest
+
+from pydeephaven import DHError, Session
+from pydeephaven._transport import auth_header
+from pydeephaven.embedded import PSK_AUTH, EmbeddedServer, start_server
+
+KEY = "psk-test-key-81729"
+
+
+@pytest.fixture(scope="module")
+def psk_server() -> Iterator[EmbeddedServer]:
+    srv = start_server(psk=KEY, heap="1g", jvm_args=["-Dhttp.session.durationMs=10000"])
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_auth_header_forms() -> None:
+    assert auth_header("Anonymous", "") == "Anonymous"
+    assert auth_header("Basic", "user:pw") == "Basic dXNlcjpwdw=="
+    assert auth_header(PSK_AUTH, "k") == f"{PSK_AUTH} k"
+
+
+def test_right_key_works(psk_server) -> None:
+    with Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY) as s:
+        assert s.empty_table(3).to_arrow().num_rows == 3
+
+
+@pytest.mark.parametrize("auth_type, token", [(PSK_AUTH, "wrong-key-55"), ("Anonymous", ""), ("Basic", "u:wrong-key-55")])
+def test_refused_credentials_say_so(psk_server, auth_type, token) -> None:
+    start = time.monotonic()
+    with pytest.raises(DHError, match="authentication failed") as e:
+        Session(psk_server.host, psk_server.port, auth_type=auth_type, auth_token=token)
+    assert time.monotonic() - start < 5
+    assert "wrong-key-55" not in str(e.value)
+
+
+def test_keepalive_outlives_the_session_duration(psk_server) -> None:
+    kept = Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY)
+    lapsing = Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY, never_timeout=False)
+    try:
+        assert kept._transport.session_duration_ms == 10000
+        time.sleep(25)
+        assert kept.is_alive
+        assert kept.empty_table(2).size == 2
+        with pytest.raises(DHError, match="UNAUTHENTICATED|not authenticated"):
+            lapsing.empty_table(2)
+        assert not lapsing.is_alive
+        lapsing.close()  # closing an expired session does not raise
+    finally:
+        kept.close()
+        lapsing.close()
+
+
+def test_server_gone_fails_fast_and_close_is_quiet(psk_server) -> None:
+    s = Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY)
+    t = s.empty_table(1)
+    psk_server.stop()
+    start = time.monotonic()
+    with pytest.raises(DHError, match="unreachable"):
+        s.empty_table(1)
+    with pytest.raises(DHError, match="unreachable"):
+        t.to_arrow()
+    assert time.monotonic() - start < 10
+    assert not s.is_alive
+    s.close()
