@@ -8,7 +8,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pydeephaven._table_interface import NaturalJoinType, SortDirection
 from pydeephaven.dherror import DHError
+from pydeephaven.query import Query
 from pydeephaven.session import Session
 from pydeephaven.table import Table
 
@@ -17,4 +19,4 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["Session", "Table", "DHError"]
+__all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]

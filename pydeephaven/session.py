@@ -355,6 +355,66 @@ class Session:
         resp = t.unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
         return self._table_from(resp, ticket, op.name, cls)
 
+    # -- table API (issue 4) --
+
+    def query(self, table: Table) -> "Query":
+        """A Query on ``table``: chain table operations on it, then ``exec()`` runs them all in one
+        batch request."""
+        from pydeephaven.query import Query
+
+        return Query(self, table)
+
+    def input_table(self, schema: Optional[pa.Schema] = None, init_table: Optional[Table] = None,
+                    key_cols: Optional[Union[str, list[str]]] = None, blink_table: bool = False) -> "InputTable":
+        """A new input table, a table the client can add rows to.
+
+        Args:
+            schema: the columns, as an Arrow schema; give this or ``init_table``.
+            init_table: a table whose columns the input table takes (not its rows).
+            key_cols: key columns: adding a row whose keys exist replaces that row, and rows can be
+                deleted by key. Without keys the table is append-only.
+            blink_table: keep only the rows added in the latest update cycle (no keys allowed).
+
+        Raises:
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            DHError: the server refused the definition.
+        """
+        from pydeephaven import _arrow
+        from pydeephaven._utils import str_tuple
+        from pydeephaven.table import InputTable
+
+        if (schema is None) == (init_table is None):
+            raise ValueError("input_table: give exactly one of schema and init_table")
+        keys = str_tuple("input_table", "key_cols", key_cols)
+        if blink_table and keys:
+            raise ValueError("input_table: a blink input table cannot have key columns")
+        schema_bytes = None
+        if schema is not None:
+            if not isinstance(schema, pa.Schema):
+                raise DHError(f"input_table: schema must be a pyarrow.Schema, got {type(schema).__name__}")
+            for f in schema:
+                _arrow.check_column_name(f.name)
+            missing = [k for k in keys if k not in schema.names]
+            if missing:
+                raise DHError(f"input_table: key_cols {missing} are not columns of the schema {schema.names}")
+            schema_bytes = _arrow.server_schema(schema).serialize().to_pybytes()
+        else:
+            if not isinstance(init_table, Table):
+                raise DHError(f"input_table: init_table must be a Table, got {type(init_table).__name__}")
+            init_table._check("input_table")
+        op = _ops.CreateInputTableOp(schema_bytes, init_table, keys, bool(blink_table))
+        result = self._run_op(op, None, InputTable)
+        result.key_cols = list(keys) or None  # type: ignore[attr-defined]
+        return result  # type: ignore[return-value]
+
+    def plugin_client(self, server_obj: ServerObject) -> "PluginClient":
+        """A client for a server object of a plugin type (a figure, a widget ...): read what it
+        sends and, for bidirectional plugins, send it messages. See
+        ``pydeephaven.experimental.plugin_client``."""
+        from pydeephaven.experimental.plugin_client import PluginClient
+
+        return PluginClient(self, server_obj)
+
 
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
     flight_path.close()

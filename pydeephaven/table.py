@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import pyarrow as pa
 
 from pydeephaven import _ops
+from pydeephaven._table_interface import SortDirection, TableInterface
+from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
 
-__all__ = ["Table"]
+__all__ = ["Table", "InputTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
 
 
 def _read_schema(schema_header: bytes) -> Optional[pa.Schema]:
@@ -22,7 +24,7 @@ def _read_schema(schema_header: bytes) -> Optional[pa.Schema]:
     return pa.ipc.read_schema(pa.py_buffer(schema_header))
 
 
-class Table(ServerObject):
+class Table(TableInterface["Table"], ServerObject):
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
     ``size`` is the row count when the server answered; for a refreshing (ticking) table it may have
@@ -106,5 +108,128 @@ class Table(ServerObject):
         self._check(op.name)
         return self.session._run_op(op, self)
 
+    def _apply(self, op: _ops.TableOp) -> "Table":
+        return self._op(op)
+
+    @property
+    def _owner_session(self) -> Any:
+        return self.session
+
+    # -- Table-only operations -------------------------------------------------------------------
+
+    def sort_descending(self, order_by: Union[str, list[str]]) -> "Table":
+        """The rows sorted by ``order_by``, largest first."""
+        cols = str_tuple("sort_descending", "order_by", order_by, required=True)
+        return self.sort(list(cols), [SortDirection.DESCENDING] * len(cols))
+
     def __getstate__(self) -> Any:
         raise TypeError("a Table is a handle on a server object and cannot be pickled; share it with a SharedTicket")
+
+
+class InputTable(Table):
+    """A table the client can add rows to (and, when keyed, delete rows from). Made by
+    ``Session.input_table``.
+
+    ``key_cols`` are the key columns of a keyed table (adding a row whose keys exist replaces that
+    row), None for an append-only or blink table.
+    """
+
+    def __init__(self, session: "Session", ticket: Ticket, schema_header: bytes = b"",
+                 size: Optional[int] = None, is_static: Optional[bool] = None,
+                 schema: Optional[pa.Schema] = None) -> None:
+        super().__init__(session, ticket, schema_header, size, is_static, schema)
+        self.key_cols: Optional[list[str]] = None
+
+    def _table_arg(self, op: str, table: Any) -> "Table":
+        if not isinstance(table, Table):
+            raise DHError(f"InputTable.{op}: expected a Table, got {type(table).__name__}")
+        if table.session is not self.session:
+            raise DHError(f"InputTable.{op}: the table belongs to another session")
+        table._check(f"InputTable.{op}")
+        self._check(f"InputTable.{op}")
+        return table
+
+    def add(self, table: Table) -> None:
+        """Add the rows of ``table`` (same columns); on a keyed table, rows whose keys exist
+        replace the old ones. The rows show in the input table from the server's next update cycle."""
+        from pydeephaven._proto import inputtable_pb2
+
+        self._table_arg("add", table)
+        t = self.session._transport
+        t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
+                inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=table.pb_ticket),
+                args={"rows": table.size})
+
+    def delete(self, table: Table) -> None:
+        """Delete the rows whose keys are in ``table`` (which needs only the key columns). Only
+        keyed input tables can delete; others raise PermissionError."""
+        from pydeephaven._proto import inputtable_pb2
+
+        if not self.key_cols:
+            raise PermissionError("InputTable.delete: this input table is not keyed (append-only or blink); "
+                                  "rows can only be deleted from a keyed input table")
+        self._table_arg("delete", table)
+        t = self.session._transport
+        t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
+                inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=table.pb_ticket),
+                args={"rows": table.size})
+
+
+# -- multi-join -----------------------------------------------------------------------------------
+
+
+class MultiJoinInput:
+    """One table of a ``multi_join``: its key columns ``on`` (``"K"`` or ``"K = TableKey"``) and
+    the columns ``joins`` it contributes (all its non-key columns when None)."""
+
+    def __init__(self, table: Table, on: Union[str, Sequence[str]], joins: Optional[Union[str, Sequence[str]]] = None):
+        if not isinstance(table, Table):
+            raise DHError(f"MultiJoinInput: table must be a Table, got {type(table).__name__}")
+        self.table = table
+        self.on = list(str_tuple("MultiJoinInput", "on", list(on) if isinstance(on, tuple) else on, required=True))
+        self.joins = list(str_tuple("MultiJoinInput", "joins", list(joins) if isinstance(joins, tuple) else joins))
+
+    def __repr__(self) -> str:
+        return f"MultiJoinInput({self.table!r}, on={self.on!r}, joins={self.joins!r})"
+
+
+class MultiJoinTable:
+    """The result of ``multi_join``; the joined table is ``.table``."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    @property
+    def table(self) -> Table:
+        return self._table
+
+
+def multi_join(input: Union[Table, Sequence[Table], MultiJoinInput, Sequence[MultiJoinInput]],  # noqa: A002
+               on: Optional[Union[str, Sequence[str]]] = None) -> MultiJoinTable:
+    """Join several tables on common keys: one row per distinct key found in any input, with the
+    columns each input contributes (nulls where an input lacks the key).
+
+    Give either Tables plus ``on`` (the key columns, the same in every table), or MultiJoinInputs
+    (each with its own ``on`` and ``joins``) and no ``on``.
+    """
+    items = [input] if isinstance(input, (Table, MultiJoinInput)) else input
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DHError(f"multi_join: input must be a Table, a MultiJoinInput, or a non-empty list of either, "
+                      f"got {input!r}")
+    if all(isinstance(x, Table) for x in items):
+        keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
+        inputs = [MultiJoinInput(t, list(keys)) for t in items]
+    elif all(isinstance(x, MultiJoinInput) for x in items):
+        if on is not None:
+            raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
+        inputs = list(items)
+    else:
+        raise DHError("multi_join: input must hold only Tables or only MultiJoinInputs, got "
+                      + ", ".join(type(x).__name__ for x in items))
+    session = inputs[0].table.session
+    for mi in inputs:
+        if mi.table.session is not session:
+            raise DHError("multi_join: all tables must belong to the same session")
+        mi.table._check("multi_join")
+    op = _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
+    return MultiJoinTable(session._run_op(op, None))

@@ -1,0 +1,1 @@
+"""Experimental APIs: they may change between releases."""

@@ -1,0 +1,115 @@
+"""``Query``: table operations recorded now and sent to the server later as one batch.
+
+    result = session.query(trades).where("Qty > 100").update("Value = Qty * Price").sort("Sym").exec()
+
+Each method checks its arguments at once (so mistakes show where they are made) and returns the
+Query itself. ``exec()`` sends every operation in one ``Batch`` request: the server runs them as a
+chain, and only the last result is exported to the client, as the returned Table.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydeephaven import _ops
+from pydeephaven._proto import table_pb2
+from pydeephaven._table_interface import TableInterface
+from pydeephaven._transport import describe_args
+from pydeephaven.dherror import DHError
+
+if TYPE_CHECKING:
+    from pydeephaven.session import Session
+    from pydeephaven.table import Table
+
+__all__ = ["Query"]
+
+_UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
+
+
+class Query(TableInterface["Query"]):
+    """A chain of table operations on ``table``, run as one batch by ``exec()``. Made by
+    ``Session.query(table)``."""
+
+    def __init__(self, session: "Session", table: "Table") -> None:
+        if not session or not table:
+            raise DHError("invalid session or table value.")
+        if getattr(table, "type", None) != "Table":
+            raise DHError(f"Query: table must be a Table, got {type(table).__name__}")
+        if getattr(table, "session", session) is not session:
+            raise DHError("Query: the table belongs to another session")
+        self.session = session
+        self.table = table
+        self._ops: list[_ops.TableOp] = []
+
+    def _apply(self, op: _ops.TableOp) -> "Query":
+        self._ops.append(op)
+        return self
+
+    @property
+    def _owner_session(self) -> Any:
+        return self.session
+
+    @property
+    def ops(self) -> list[str]:
+        """The recorded operations, as text (for logs and messages)."""
+        return [f"{op.name}({describe_args(op.args())})" for op in self._ops]
+
+    def __repr__(self) -> str:
+        return f"Query({self.table!r}, {len(self._ops)} ops: {' -> '.join(self.ops)})"
+
+    def exec(self) -> "Table":
+        """Run the recorded operations as one batch and return the last one's result.
+
+        Raises:
+            DHError: naming the failing operation (its position, name and arguments) with the
+                server's message.
+        """
+        from pydeephaven.table import Table
+
+        if not self._ops:
+            raise DHError("Query.exec: the query has no operations")
+        if getattr(self.table, "is_closed", False):
+            raise DHError("Query.exec: the source table was closed (its server copy released)")
+        for op in self._ops:
+            for other in op.others:
+                if getattr(other, "is_closed", False):
+                    raise DHError(f"Query.exec: a table given to {op.name} was closed")
+        ticket = self.session.make_export_ticket()
+        n = len(self._ops)
+        batch = table_pb2.BatchTableRequest()
+        for i, op in enumerate(self._ops):
+            source = _ops.ref_of(self.table) if i == 0 else table_pb2.TableReference(batch_offset=i - 1)
+            req = op.build(ticket.pb_ticket if i == n - 1 else None, source, [_ops.ref_of(o) for o in op.others])
+            getattr(batch.ops.add(), op.batch_field).CopyFrom(req)
+
+        t = self.session._transport
+        final = None
+        failure = None
+        try:
+            for resp in t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops}):
+                ref = resp.result_id
+                is_last = ref.WhichOneof("ref") == "ticket" and ref.ticket.ticket == ticket.bytes
+                index = n - 1 if is_last else (ref.batch_offset if ref.WhichOneof("ref") == "batch_offset" else -1)
+                if not resp.success:
+                    if failure is None or (0 <= index < failure[0]):
+                        failure = (index, resp.error_info)
+                elif is_last:
+                    final = resp
+        except DHError as e:
+            if failure is None:  # the stream broke before any op reported
+                self.session._release_quietly(ticket)
+                raise DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {e}") from None
+        if failure is not None:
+            self.session._release_quietly(ticket)
+            index, info = failure
+            info = _UUID_PREFIX.sub("", info or "")  # the server's id of the failed export, not useful here
+            if 0 <= index < n:
+                where = f"op {index + 1} of {n}, {self.ops[index]}"
+            else:
+                where = f"{n} ops ({' -> '.join(self.ops)})"
+            raise DHError(f"query failed at {where}: {info or 'the server gave no details'}")
+        if final is None:
+            self.session._release_quietly(ticket)
+            raise DHError(f"query of {n} ops failed: the server sent no result for the last op")
+        return self.session._table_from(final, ticket, "query", Table)
