@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import grpc
 
@@ -129,10 +129,8 @@ class Transport:
         self.host, self.port = host, port
         self.target = f"{host}:{port}"
         self.use_tls = use_tls
+        self._has_client_cert = bool(client_cert_chain and client_private_key)
         self.stats = CallStats()
-        self._extra = [
-            (k.decode() if isinstance(k, bytes) else str(k)).lower() for k in (extra_headers or {})
-        ]
         self._extra_headers = [
             ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
             for k, v in (extra_headers or {}).items()
@@ -193,6 +191,9 @@ class Transport:
                 why = f"authentication failed for auth_type {auth_type!r}: the server refused the credentials ({details})"
             elif code == grpc.StatusCode.UNAVAILABLE:
                 why = f"cannot reach a Deephaven server at {self.target}: {details}"
+                tls_hint = self._tls_hint(details)
+                if tls_hint:
+                    why = f"{tls_hint} ({details})"
             elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 why = f"no Deephaven server answered at {self.target} within {timeout:g} s"
             else:
@@ -203,6 +204,24 @@ class Transport:
             raise DHError(f"connect to {self.target} failed: the server sent no session token")
         self._read_config(resp)
         log.debug("connected to %s (session duration %d ms)", self.target, self.session_duration_ms)
+
+    def _tls_hint(self, details: str) -> str:
+        """Words for the TLS failures gRPC reports only in its own terms."""
+        d = details.lower()
+        if self.use_tls:
+            if "certificate_verify_failed" in d or "certificate verify failed" in d:
+                return ("TLS handshake failed: the server's certificate is not signed by a CA in tls_root_certs "
+                        "(or the system roots when tls_root_certs is None), or does not name this host")
+            if "tsi_" in d or "handshake" in d or "ssl" in d:
+                if not self._has_client_cert:
+                    return ("TLS handshake failed: the server may require a client certificate "
+                            "(client_cert_chain and client_private_key)")
+                return "TLS handshake failed: the server refused the client certificate or the TLS settings"
+            return ""
+        if "socket closed" in d or "tsi_" in d or "ssl" in d or "tls" in d:
+            return ("the server closed the connection at once: it may require TLS "
+                    "(use_tls=True, tls_root_certs=...)")
+        return ""
 
     def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
         self.config = {k: v.string_value for k, v in resp.config_values.items()}
@@ -360,5 +379,3 @@ def close_all() -> None:
     for t in list(_open_transports):
         t.close(timeout=0.5)
 
-
-Callable  # re-exported for type checkers of callers
