@@ -248,14 +248,14 @@ def unique(cols: ColsArg = None, include_nulls: bool = False, non_unique_sentine
     float64 double). It must suit the aggregated columns' type.
     """
     flag = check_bool("agg.unique", "include_nulls", include_nulls)
-    sub = _Spec.AggSpecUnique(include_nulls=flag)
-    if non_unique_sentinel is not None:
-        sub.non_unique_sentinel.CopyFrom(_sentinel(non_unique_sentinel))
+    sub = _Spec.AggSpecUnique(include_nulls=flag, non_unique_sentinel=_sentinel(non_unique_sentinel))
     return _columns("unique", "unique", cols, sub, include_nulls=flag, non_unique_sentinel=non_unique_sentinel)
 
 
 def _sentinel(value: Any) -> table_pb2.AggSpec.AggSpecNonUniqueSentinel:
     S = _Spec.AggSpecNonUniqueSentinel
+    if value is None:
+        return S(null_value=table_pb2.NULL_VALUE)
     if isinstance(value, bool):
         return S(bool_value=value)
     if isinstance(value, str):

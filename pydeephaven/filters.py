@@ -227,11 +227,31 @@ def in_(col: str, values: Sequence[Any], case_sensitive: bool = True) -> Filter:
 # -- comparisons ----------------------------------------------------------------------------------
 
 
+_MIRROR = {_Cmp.LESS_THAN: _Cmp.GREATER_THAN, _Cmp.GREATER_THAN: _Cmp.LESS_THAN,
+           _Cmp.LESS_THAN_OR_EQUAL: _Cmp.GREATER_THAN_OR_EQUAL, _Cmp.GREATER_THAN_OR_EQUAL: _Cmp.LESS_THAN_OR_EQUAL,
+           _Cmp.EQUALS: _Cmp.EQUALS, _Cmp.NOT_EQUALS: _Cmp.NOT_EQUALS}
+
+
 def _compare(func: str, op: int, left: Any, right: Any, case_sensitive: bool = True) -> Filter:
     where = f"filters.{func}"
-    msg = _Cmp(operation=op, case_sensitivity=_case(case_sensitive, where),
-               lhs=_value(where, left), rhs=_value(where, right))
-    return _Condition(f"{func}({left!r}, {right!r})", table_pb2.Condition(compare=msg))
+    case = _case(case_sensitive, where)
+    lhs, rhs = _value(where, left), _value(where, right)
+    desc = f"{func}({left!r}, {right!r}{'' if case_sensitive else ', case_sensitive=False'})"
+    if lhs.HasField("literal") and rhs.HasField("reference"):
+        # The server (42.7) mirrors a literal-on-the-left comparison wrongly (5 < X is taken as
+        # X >= 5), so the column goes on the left here, with the operator mirrored.
+        lhs, rhs, op = rhs, lhs, _MIRROR[op]
+    if case == table_pb2.IGNORE_CASE and op in (_Cmp.EQUALS, _Cmp.NOT_EQUALS):
+        # The server (42.7) gets a case-insensitive NOT_EQUALS compare wrong (it keeps the equal
+        # rows), and so any negated case-insensitive EQUALS. A column against a string is sent as
+        # the equivalent set-membership condition instead, which the server negates correctly.
+        if lhs.HasField("reference") and rhs.HasField("literal") and rhs.literal.HasField("string_value"):
+            msg_in = table_pb2.InCondition(
+                target=lhs, candidates=[rhs], case_sensitivity=case,
+                match_type=table_pb2.REGULAR if op == _Cmp.EQUALS else table_pb2.INVERTED)
+            return _Condition(desc, table_pb2.Condition(**{"in": msg_in}))
+    msg = _Cmp(operation=op, case_sensitivity=case, lhs=lhs, rhs=rhs)
+    return _Condition(desc, table_pb2.Condition(compare=msg))
 
 
 def eq(left: Any, right: Any, case_sensitive: bool = True) -> Filter:
