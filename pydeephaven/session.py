@@ -200,6 +200,33 @@ class Session:
         except Exception:
             pass
 
+    def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
+        """The exports the server holds for this session right now (asked of the server, which
+        streams the state of every export and then marks the end of that first run)."""
+        t = self._transport
+        live: dict[bytes, ExportTicket] = {}
+        done = {session_pb2.ExportNotification.RELEASED, session_pb2.ExportNotification.CANCELLED,
+                session_pb2.ExportNotification.FAILED, session_pb2.ExportNotification.DEPENDENCY_FAILED,
+                session_pb2.ExportNotification.DEPENDENCY_NEVER_FOUND,
+                session_pb2.ExportNotification.DEPENDENCY_CANCELLED,
+                session_pb2.ExportNotification.DEPENDENCY_RELEASED}
+        end_marker = ExportTicket.export_ticket(1).bytes[:1] + b"\x00\x00\x00\x00"
+        stream = t.stream("live_exports", t.session_stub.ExportNotifications,
+                          session_pb2.ExportNotificationRequest(), timeout=timeout)
+        try:
+            for note in stream:
+                raw = note.ticket.ticket
+                if raw == end_marker:
+                    break
+                if note.export_state in done:
+                    live.pop(raw, None)
+                else:
+                    live[raw] = ExportTicket(raw)
+        finally:
+            stream.close()
+        console = self._console_id.ticket if self._console_id is not None else None
+        return [tk for raw, tk in live.items() if raw != console]
+
     # -- sharing ----------------------------------------------------------------------------------
 
     def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:

@@ -1,0 +1,114 @@
+"""Faults and load: a killed and restarted server, many operations without leaks, many threads.
+Figures (durations, export counts, throughput) are printed for the issue notes (pytest -s)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import time
+import tracemalloc
+
+import pyarrow as pa
+import pytest
+
+from pydeephaven import DHError, Session
+from pydeephaven.embedded import start_server
+
+
+def test_server_killed_then_back(tmp_path) -> None:
+    srv = start_server(heap="1g")
+    port = srv.port
+    try:
+        s = Session(srv.host, port)
+        t = s.empty_table(5)
+        os.kill(srv.pid, signal.SIGKILL)
+        srv.process.wait(timeout=30)
+        start = time.monotonic()
+        with pytest.raises(DHError, match="unreachable"):
+            s.empty_table(1)
+        with pytest.raises(DHError, match="unreachable"):
+            t.to_arrow()
+        assert not s.is_alive
+        s.close()  # quiet although the server is gone
+        failed_in = time.monotonic() - start
+        assert failed_in < 10
+        restart = time.monotonic()
+        srv2 = start_server(port=port, heap="1g")
+        try:
+            with Session(srv2.host, port) as again:
+                assert again.empty_table(3).to_arrow().num_rows == 3
+        finally:
+            srv2.stop()
+        print(f"\n[faults] ops failed within {failed_in:.2f} s of the kill; restart + reconnect took "
+              f"{time.monotonic() - restart:.1f} s")
+    finally:
+        srv.stop()
+
+
+def test_ten_thousand_ops_leave_no_exports_and_flat_memory(session) -> None:
+    base = session.empty_table(10)
+    before = len(session.live_exports())
+
+    def burst(n: int) -> None:
+        for _ in range(n):
+            t = base.head(2)
+            assert t.size == 2
+            t.close()
+
+    burst(1000)  # warm up caches and the channel
+    gc.collect()
+    tracemalloc.start()
+    first = tracemalloc.get_traced_memory()[0]
+    start = time.monotonic()
+    burst(9000)
+    seconds = time.monotonic() - start
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - first
+    tracemalloc.stop()
+    after = len(session.live_exports())
+    print(f"\n[leaks] exports before {before}, after 10,000 ops+releases {after}; "
+          f"client memory grew {grown / 1024:.0f} KiB over 9,000 ops ({9000 / seconds:.0f} op+release/s)")
+    assert after == before
+    assert grown < 1024 * 1024
+
+
+def test_32_threads_share_a_session(session) -> None:
+    threads, seconds = 32, float(os.environ.get("DH_THREAD_TEST_SECONDS", "60"))
+    deadline = time.monotonic() + seconds
+    errors: list[BaseException] = []
+    counts = [0] * threads
+
+    def work(k: int) -> None:
+        try:
+            data = pa.table({"A": [k, k + 1, k + 2]})
+            n = 0
+            while time.monotonic() < deadline and n < 100_000:
+                step = n % 4
+                if step == 0:
+                    t = session.import_table(data)
+                    got = t.update(["B = A * 2"]).to_arrow()
+                    assert got.column("B").to_pylist() == [2 * k, 2 * k + 2, 2 * k + 4]
+                elif step == 1:
+                    assert session.empty_table(k + 1).size == k + 1
+                elif step == 2:
+                    q = session.query(session.empty_table(20)).update(["X = i * " + str(k)]).where("X >= 0").tail(3)
+                    assert q.exec().to_arrow().column("X").to_pylist() == [17 * k, 18 * k, 19 * k]
+                else:
+                    assert session.time_table(1_000_000_000).is_refreshing
+                n += 1
+            counts[k] = n
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(seconds + 120)
+    assert not any(w.is_alive() for w in workers), "a worker is stuck"
+    assert not errors, errors[:3]
+    total = sum(counts)
+    print(f"\n[threads] {threads} threads, {seconds:.0f} s: {total} mixed operations ({total / seconds:.0f}/s)")
+    assert min(counts) > 0
