@@ -3,6 +3,7 @@ of str, None for "none") into tuples, and reject wrong types with a DHError befo
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable, Optional
 
 from pydeephaven.dherror import DHError
@@ -80,9 +81,7 @@ def check_bool(where: str, param: str, value: Any) -> bool:
 
 
 def check_number(where: str, param: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise DHError(f"{where}: {param} must be a number, got bool")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise DHError(f"{where}: {param} must be a number, got {_type_name(value)}: {value!r}") from None
+    """``value`` as a float: an int or float (numpy scalars too), not a bool or a str."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DHError(f"{where}: {param} must be a number, got {_type_name(value)}: {value!r}")
+    return float(value)
