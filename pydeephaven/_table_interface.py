@@ -241,8 +241,9 @@ class TableInterface(ABC, Generic[T]):
         c = check_str("count_by", "col", col)
         return self._apply(_ops.AggregateOp((_agg.count_(c),), str_tuple("count_by", "by", by), "count_by"))
 
-    def agg_by(self, aggs: Union[Aggregation, list[Aggregation]], by: Cols = None) -> T:
-        """One row per group of ``by`` with the results of ``aggs`` (from ``pydeephaven.agg``)."""
+    def agg_by(self, aggs: Union[Aggregation, list[Aggregation]], by: Union[str, list[str]]) -> T:
+        """One row per group of ``by`` (one row in all when ``[]``) with the results of ``aggs``
+        (from ``pydeephaven.agg``)."""
         items = [aggs] if isinstance(aggs, Aggregation) else aggs
         if not isinstance(items, (list, tuple)):
             raise DHError(f"agg_by: aggs must be an Aggregation or a list of them, got {type(aggs).__name__}")
@@ -256,7 +257,7 @@ class TableInterface(ABC, Generic[T]):
                               f"(only agg_all_by applies an aggregation to all columns)")
         return self._apply(_ops.AggregateOp(tuple(items), str_tuple("agg_by", "by", by), "agg_by"))
 
-    def agg_all_by(self, agg: Aggregation, by: Cols = None) -> T:
+    def agg_all_by(self, agg: Aggregation, by: Union[str, list[str]]) -> T:
         """``agg`` applied to every column except ``by``, one row per group."""
         if not isinstance(agg, Aggregation):
             raise DHError(f"agg_all_by: agg must be an Aggregation (from pydeephaven.agg), got {type(agg).__name__}")

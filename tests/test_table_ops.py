@@ -351,6 +351,7 @@ def test_snapshot_when(session):
     trigger = session.time_table("PT0.3s").view("Fired = Timestamp")
     history = base.snapshot_when(trigger, stamp_cols="Fired", history=True)
     initial = base.snapshot_when(trigger, initial=True)
+    incremental = base.snapshot_when(trigger, stamp_cols=["Fired"], incremental=True)
     assert history.is_refreshing
     deadline = time.monotonic() + 30
     fired: list = []
@@ -365,6 +366,12 @@ def test_snapshot_when(session):
         ns = [r["N"] for r in data if r["Fired"] == s]
         assert ns == list(range(len(ns)))
     assert initial.schema.names == ["Timestamp", "N", "Fired"]
+    # an incremental snapshot holds each base row once, stamped with the trigger that took it
+    inc = incremental.to_arrow().to_pylist()
+    assert inc, "the incremental snapshot has rows once the trigger fired"
+    assert [r["N"] for r in inc] == list(range(len(inc)))
+    stamps_seen = [r["Fired"] for r in inc]
+    assert stamps_seen == sorted(stamps_seen)
 
 
 def test_meta_table(t):
