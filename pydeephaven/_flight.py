@@ -93,6 +93,9 @@ def _flight_error(op: str, args: Optional[dict[str, Any]], err: BaseException, t
         return DHError(f"{op} failed: the server at {target} is unreachable: {err}")
     if isinstance(err, flight.FlightUnauthenticatedError):
         return DHError(f"{op} failed: not authenticated (session expired or closed): {err}")
+    if "exceeds maximum size" in str(err):
+        return DHError(f"{op} failed: a message was over the server's limit of {_arrow.SERVER_MESSAGE_LIMIT} bytes "
+                       f"(one row too large to split, or a server with a lower limit): {err}")
     if isinstance(err, flight.FlightInternalError) and "message: ." in str(err):
         return DHError(f"{op} failed: the server gave up without a reason (a server short of memory does this; "
                        f"check its heap, -Xmx): {err}")

@@ -74,6 +74,9 @@ def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, targe
         code = err.code()
         details = err.details() or ""
         hint = _hint(code, target)
+        if "Details Logged w/ID" in details:
+            hint = ("the server keeps the cause in its log under that ID; an unknown column or a formula "
+                    "that does not compile are the usual causes")
         text = f"{where} failed: {code.name}: {details}" if details else f"{where} failed: {code.name}"
         if hint and hint not in text:
             text += f" ({hint})"
@@ -187,7 +190,10 @@ class Transport:
             self.stats.add("Connect", time.perf_counter() - start, False)
             code = e.code() if hasattr(e, "code") else None
             details = (e.details() if hasattr(e, "details") else "") or ""
-            if code == grpc.StatusCode.UNAUTHENTICATED:
+            if "http1" in details.lower() or "Failed parsing HTTP/2" in details:
+                why = (f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC "
+                       f"({details})")
+            elif code == grpc.StatusCode.UNAUTHENTICATED:
                 why = f"authentication failed for auth_type {auth_type!r}: the server refused the credentials ({details})"
             elif code == grpc.StatusCode.UNAVAILABLE:
                 why = f"cannot reach a Deephaven server at {self.target}: {details}"
