@@ -12,6 +12,7 @@ the table it is called on, passed to ``build`` as ``source``. Ops that make a ta
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Protocol, Sequence
 
@@ -59,6 +60,7 @@ class TableOp:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=None)
 def _snake(name: str) -> str:
     out = []
     for i, ch in enumerate(name):

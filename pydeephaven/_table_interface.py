@@ -78,24 +78,24 @@ class TableInterface(ABC, Generic[T]):
 
     def drop_columns(self, cols: Union[str, list[str]]) -> T:
         """The table without ``cols``."""
-        return self._apply(_ops.DropColumnsOp(str_tuple("drop_columns", "cols", cols, required=True)))
+        return self._apply(_ops.DropColumnsOp(str_tuple("drop_columns", "cols", cols)))
 
     def update(self, formulas: Union[str, list[str]]) -> T:
         """The table with columns added or replaced by ``formulas`` such as ``"C = A + B"``, computed
         now and kept in memory."""
-        return self._apply(_ops.UpdateOp(str_tuple("update", "formulas", formulas, required=True)))
+        return self._apply(_ops.UpdateOp(str_tuple("update", "formulas", formulas)))
 
     def lazy_update(self, formulas: Union[str, list[str]]) -> T:
         """Like ``update``, computing each distinct input once and caching the result."""
-        return self._apply(_ops.LazyUpdateOp(str_tuple("lazy_update", "formulas", formulas, required=True)))
+        return self._apply(_ops.LazyUpdateOp(str_tuple("lazy_update", "formulas", formulas)))
 
     def view(self, formulas: Union[str, list[str]]) -> T:
         """Only the columns given by ``formulas`` (names or ``"C = A + B"``), computed on read."""
-        return self._apply(_ops.ViewOp(str_tuple("view", "formulas", formulas, required=True)))
+        return self._apply(_ops.ViewOp(str_tuple("view", "formulas", formulas)))
 
     def update_view(self, formulas: Union[str, list[str]]) -> T:
         """The table with columns added or replaced by ``formulas``, computed on read."""
-        return self._apply(_ops.UpdateViewOp(str_tuple("update_view", "formulas", formulas, required=True)))
+        return self._apply(_ops.UpdateViewOp(str_tuple("update_view", "formulas", formulas)))
 
     def select(self, formulas: Cols = None) -> T:
         """Only the columns given by ``formulas`` (all when None), computed now and kept in memory."""
@@ -141,7 +141,7 @@ class TableInterface(ABC, Generic[T]):
              order: Optional[Union[SortDirection, list[SortDirection]]] = None) -> T:
         """The rows sorted by ``order_by``; ``order`` gives each column's direction (ascending for
         columns it does not cover)."""
-        cols = str_tuple("sort", "order_by", order_by, required=True)
+        cols = str_tuple("sort", "order_by", order_by)
         if order is None:
             dirs: list[Any] = []
         elif isinstance(order, SortDirection):

@@ -119,11 +119,19 @@ class Table(TableInterface["Table"], ServerObject):
 
     def sort_descending(self, order_by: Union[str, list[str]]) -> "Table":
         """The rows sorted by ``order_by``, largest first."""
-        cols = str_tuple("sort_descending", "order_by", order_by, required=True)
+        cols = str_tuple("sort_descending", "order_by", order_by)
         return self.sort(list(cols), [SortDirection.DESCENDING] * len(cols))
 
     def __getstate__(self) -> Any:
         raise TypeError("a Table is a handle on a server object and cannot be pickled; share it with a SharedTicket")
+
+    def subscribe(self, columns: Optional[Union[str, Sequence[str]]] = None, viewport: Any = None,
+                  **kwargs: Any) -> Any:
+        """A ``pydeephaven.ticking.LiveTable``: a client copy of this table kept current over a Barrage
+        subscription (``columns`` and ``viewport`` narrow it; see that class for the options)."""
+        from pydeephaven.ticking import subscribe
+
+        return subscribe(self, columns, viewport, **kwargs)
 
 
 class InputTable(Table):

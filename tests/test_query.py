@@ -145,7 +145,7 @@ def test_argument_mistakes_are_caught_when_recorded(session, t):
     before = session.stats.total_calls
     q = session.query(t)
     with pytest.raises(DHError):
-        q.update([])
+        q.update(["A = 1", None])
     with pytest.raises(DHError):
         q.head(-5)
     with pytest.raises(DHError):
