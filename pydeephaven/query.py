@@ -108,6 +108,9 @@ class Query(TableInterface["Query"]):
                 where = f"op {index + 1} of {n}, {self.ops[index]}"
             else:
                 where = f"{n} ops ({' -> '.join(self.ops)})"
+            if "Details Logged w/ID" in info:
+                info += " (the server keeps the cause in its log under that ID; an unknown column or a formula " \
+                        "that does not compile are the usual causes)"
             raise DHError(f"query failed at {where}: {info or 'the server gave no details'}")
         if final is None:
             self.session._release_quietly(ticket)
