@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Optional
 
@@ -50,6 +51,28 @@ class FlightPath:
         self.transport.record(f"DoGet:{op}", time.perf_counter() - start, True,
                               f"{table.num_rows} rows {table.nbytes} bytes")
         return table
+
+    def do_get_many(self, tickets: list[bytes], op: str = "to_arrow", schema: Optional[pa.Schema] = None) -> pa.Table:
+        """Fetch several tickets over parallel streams and join the results in order, without copying."""
+        results: list[Any] = [None] * len(tickets)
+
+        def fetch(i: int) -> None:
+            try:
+                results[i] = self.do_get(tickets[i], op)
+            except BaseException as e:  # handed to the caller below
+                results[i] = e
+
+        threads = [threading.Thread(target=fetch, args=(i,), daemon=True) for i in range(1, len(tickets))]
+        for th in threads:
+            th.start()
+        fetch(0)
+        for th in threads:
+            th.join()
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        tables = [r for r in results if r.num_rows or r is results[0]]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def do_put(self, export_no: int, data: _arrow.ArrowData, *, max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent. The caller

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -175,6 +176,15 @@ class Transport:
                 target=_keepalive_loop, args=(weakref.ref(self),), name="pydeephaven-keepalive", daemon=True
             )
             self._keepalive.start()
+        self._releases: "queue.Queue[Any]" = queue.Queue()
+        self._releaser: Optional[threading.Thread] = None
+        self._releaser_lock = threading.Lock()
+        # A call that stays open for the session's life: the server answers it only when it shuts
+        # down. Besides telling us so, it keeps gRPC's polling thread alive, so that asynchronous
+        # calls (pipelined ops) do not each start a thread.
+        self._termination = self.session_stub.TerminationNotification.future(
+            session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
+        self._termination.add_done_callback(_on_termination(weakref.ref(self)))
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -294,6 +304,31 @@ class Transport:
               timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
         return self.unary_with_call(op, method, request, args=args, timeout=timeout)[0]
 
+    def unary_future(self, op: str, method: Any, request: Any, *,
+                     args: Optional[dict[str, Any]] = None) -> "PendingCall":
+        """Send a unary call without waiting for its answer (pipelined operations)."""
+        self.check_open(op)
+        return PendingCall(self, op, args, method.future(request, metadata=self.metadata), time.perf_counter())
+
+    def release_later(self, ticket: Any) -> None:
+        """Queue a Release of ``ticket`` (a protobuf Ticket) for a background thread: for
+        finalizers, which must not block."""
+        if self._closed.is_set() or self._dead:
+            return
+        self._releases.put(ticket)
+        if self._releaser is None:
+            with self._releaser_lock:
+                if self._releaser is None:
+                    self._releaser = threading.Thread(target=_release_loop, args=(weakref.ref(self), self._releases),
+                                                      name="pydeephaven-release", daemon=True)
+                    self._releaser.start()
+
+    def flush_releases(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout``) until the queued releases have been sent."""
+        deadline = time.monotonic() + timeout
+        while self._releases.unfinished_tasks and time.monotonic() < deadline and not self._closed.is_set():
+            time.sleep(0.005)
+
     def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
                timeout: Optional[float] = DEFAULT_TIMEOUT) -> Iterator[Any]:
         """Iterate a server stream; errors become DHError. The call is cancelled when the iterator
@@ -344,11 +379,74 @@ class Transport:
             except Exception:  # the server may be gone or the session expired: nothing to end then
                 pass
         self._closed.set()
+        self._releases.put(None)
+        try:
+            self._termination.cancel()
+        except Exception:
+            pass
         try:
             self.channel.close()
         except Exception:
             pass
         _open_transports.discard(self)
+
+
+class PendingCall:
+    """The answer to a unary call still in flight; ``result()`` waits for it (once)."""
+
+    def __init__(self, transport: Transport, op: str, args: Optional[dict[str, Any]], future: Any, start: float) -> None:
+        self.transport, self.op, self.args, self.future, self.start = transport, op, args, future, start
+        self._done = False
+
+    def result(self) -> Any:
+        t = self.transport
+        try:
+            resp = self.future.result()
+        except grpc.RpcError as e:
+            if not self._done:
+                self._done = True
+                t.stats.add(self.op, time.perf_counter() - self.start, False)
+            raise rpc_error(self.op, self.args, e, t.target) from None
+        except grpc.FutureCancelledError:
+            raise DHError(f"{self.op}({describe_args(self.args)}) failed: cancelled (the session was closed)") from None
+        if not self._done:
+            self._done = True
+            elapsed = time.perf_counter() - self.start
+            t.stats.add(self.op, elapsed, True)
+            t._take_token(self.future.initial_metadata())
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s(%s) %.2f ms (pipelined)", self.op, describe_args(self.args), elapsed * 1e3)
+        return resp
+
+
+def _on_termination(ref: "weakref.ref[Transport]") -> Any:
+    def done(future: Any) -> None:
+        t = ref()
+        if t is None or t.is_closed or future.cancelled():
+            return
+        try:
+            resp = future.result()
+            reason = f"the server is shutting down ({resp.reason or 'no reason given'})"
+        except Exception:
+            return  # the watch itself failed (e.g. the connection dropped); calls will say why
+        t.mark_dead(reason)
+    return done
+
+
+def _release_loop(ref: "weakref.ref[Transport]", releases: "queue.Queue[Any]") -> None:
+    while True:
+        ticket = releases.get()
+        try:
+            t = ref()
+            if ticket is None or t is None or t.is_closed:
+                return
+            try:
+                t.session_stub.Release(session_pb2.ReleaseRequest(id=ticket), metadata=t.metadata, timeout=10)
+            except Exception:
+                pass  # the server may have dropped it already (session ended, export failed)
+            del t
+        finally:
+            releases.task_done()
 
 
 def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import threading
 import weakref
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import pyarrow as pa
 
@@ -76,6 +77,13 @@ class Session:
         self._export_numbers = itertools.count(1)
         self._console_id: Optional[Any] = None
         self._console_lock = threading.Lock()
+        #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
+        self.pipelining = False
+        #: Parallel Flight streams for ``Table.to_arrow`` of a large static table (1: never).
+        self.fetch_streams = 2
+        #: The estimated size above which ``to_arrow`` uses parallel streams.
+        self.parallel_fetch_bytes = 32 * 1024 * 1024
+        self._local = threading.local()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
     # -- properties -------------------------------------------------------------------------------
@@ -192,18 +200,13 @@ class Session:
 
     def _release_later(self, ticket: Ticket) -> None:
         """Release without waiting (from finalizers, which must not block)."""
-        t = self._transport
-        if t.is_closed or t.dead_reason:
-            return
-        try:
-            t.session_stub.Release.future(session_pb2.ReleaseRequest(id=ticket.pb_ticket), metadata=t.metadata)
-        except Exception:
-            pass
+        self._transport.release_later(ticket.pb_ticket)
 
     def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
         """The exports the server holds for this session right now (asked of the server, which
         streams the state of every export and then marks the end of that first run)."""
         t = self._transport
+        t.flush_releases()
         live: dict[bytes, ExportTicket] = {}
         done = {session_pb2.ExportNotification.RELEASED, session_pb2.ExportNotification.CANCELLED,
                 session_pb2.ExportNotification.FAILED, session_pb2.ExportNotification.DEPENDENCY_FAILED,
@@ -373,13 +376,42 @@ class Session:
             raise DHError(f"{op} failed: {resp.error_info or 'the server reported a failure without details'}")
         return cls(self, ticket, schema_header=resp.schema_header, size=int(resp.size), is_static=resp.is_static)
 
+    @contextlib.contextmanager
+    def pipelined(self, enabled: bool = True) -> Iterator["Session"]:
+        """Within this block (in this thread), table operations return at once, without waiting for
+        the server to answer: a chain of ops costs about one round trip instead of one per op.
+
+        The server accepts a table that is still being made as the input of the next op. An op's
+        error then surfaces when its result (or a table made from it) is used: ``to_arrow()``,
+        ``size``, ``schema``, ``is_refreshing``; the error names the op that caused it. Outside the
+        block (the default, as in the official client) each op raises its error at the call.
+        ``session.pipelining = True`` turns the mode on for every thread.
+        """
+        previous = getattr(self._local, "pipelined", None)
+        self._local.pipelined = enabled
+        try:
+            yield self
+        finally:
+            self._local.pipelined = previous
+
+    def _is_pipelined(self) -> bool:
+        local = getattr(self._local, "pipelined", None)
+        return self.pipelining if local is None else local
+
     def _run_op(self, op: _ops.TableOp, source: Optional[Table], cls: type[Table] = Table) -> Table:
-        """Run one op as a unary call into a new export ticket."""
+        """Run one op as a unary call into a new export ticket (without waiting for the answer in
+        pipelined mode)."""
         ticket = self.make_export_ticket()
+        others = op.others
         req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
-                       [_ops.ref_of(o) for o in op.others])
+                       [_ops.ref_of(o) for o in others])
         t = self._transport
-        resp = t.unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
+        method = getattr(t.table_stub, op.rpc)
+        if self._is_pipelined():
+            table = cls(self, ticket)
+            table._pending = (t.unary_future(op.name, method, req, args=op.args()), (source, *others))
+            return table
+        resp = t.unary(op.name, method, req, args=op.args())
         return self._table_from(resp, ticket, op.name, cls)
 
     # -- table API (issue 4) --

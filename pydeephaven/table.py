@@ -24,6 +24,19 @@ def _read_schema(schema_header: bytes) -> Optional[pa.Schema]:
     return pa.ipc.read_schema(pa.py_buffer(schema_header))
 
 
+def _estimated_bytes(schema: Optional[pa.Schema], rows: int) -> int:
+    """A rough size of ``rows`` rows of ``schema`` (variable-width values counted as 16 bytes)."""
+    if schema is None:
+        return 0
+    width = 0
+    for f in schema:
+        try:
+            width += max(1, f.type.bit_width // 8)
+        except ValueError:  # not a fixed-width type
+            width += 16
+    return width * rows
+
+
 class Table(TableInterface["Table"], ServerObject):
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
@@ -38,11 +51,79 @@ class Table(TableInterface["Table"], ServerObject):
             raise DHError("a Table must belong to an open session")
         super().__init__(type="Table", ticket=ticket)
         self.session = session
-        self.schema: Optional[pa.Schema] = schema if schema is not None else _read_schema(schema_header)
-        self.size = size
-        self.is_static = is_static
+        self._schema: Optional[pa.Schema] = schema if schema is not None else _read_schema(schema_header)
+        self._size = size
+        self._is_static = is_static
         self._closed = False
         self._meta: Optional[Table] = None
+        # set for a pipelined op whose answer has not been read yet: (the call, the tables it read)
+        self._pending: Optional[tuple[Any, tuple[Any, ...]]] = None
+
+    # -- the server's answer: schema, size, static-ness -------------------------------------------
+
+    def _resolve(self) -> None:
+        """Wait for the answer of a pipelined op. The unanswered tables it was made from are
+        resolved first (oldest first), so that a failure is reported by the op that caused it."""
+        if self._pending is None:
+            return
+        order: list[Table] = []
+        seen: set[int] = set()
+        stack: list[tuple[Table, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node._pending is None or id(node) in seen:
+                continue
+            if expanded:
+                seen.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((p, False) for p in node._pending[1] if isinstance(p, Table) and p._pending is not None)
+        for node in order:
+            node._resolve_one()
+
+    def _resolve_one(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        call = pending[0]
+        resp = call.result()
+        if not resp.success:
+            raise DHError(f"{call.op} failed: {resp.error_info or 'the server reported a failure without details'}")
+        self._schema = _read_schema(resp.schema_header)
+        self._size = int(resp.size)
+        self._is_static = resp.is_static
+        self._pending = None
+
+    @property
+    def schema(self) -> Optional[pa.Schema]:
+        """The table's Arrow schema (with the server's column metadata)."""
+        self._resolve()
+        return self._schema
+
+    @schema.setter
+    def schema(self, value: Optional[pa.Schema]) -> None:
+        self._schema = value
+
+    @property
+    def size(self) -> Optional[int]:
+        """The row count when the server answered (a ticking table may have changed since)."""
+        self._resolve()
+        return self._size
+
+    @size.setter
+    def size(self, value: Optional[int]) -> None:
+        self._size = value
+
+    @property
+    def is_static(self) -> Optional[bool]:
+        """False for a table that can change (ticking)."""
+        self._resolve()
+        return self._is_static
+
+    @is_static.setter
+    def is_static(self, value: Optional[bool]) -> None:
+        self._is_static = value
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -64,10 +145,34 @@ class Table(TableInterface["Table"], ServerObject):
 
     # -- data ------------------------------------------------------------------------------------
 
-    def to_arrow(self) -> pa.Table:
-        """A snapshot of the table's current rows, fetched over Arrow Flight."""
+    def to_arrow(self, streams: Optional[int] = None) -> pa.Table:
+        """A snapshot of the table's current rows, fetched over Arrow Flight.
+
+        A large static table is fetched as slices over parallel streams and joined without copying
+        (``Session.fetch_streams`` streams above ``Session.parallel_fetch_bytes``); ``streams=1``
+        forces a single stream. A ticking table is always fetched in one stream, so that the rows
+        come from one consistent snapshot.
+        """
         self._check("to_arrow")
-        return self.session._flight.do_get(self.ticket.bytes, "to_arrow")
+        self._resolve()
+        k = self._streams_for_fetch() if streams is None else max(1, int(streams))
+        if k <= 1:
+            return self.session._flight.do_get(self.ticket.bytes, "to_arrow")
+        size = self._size or 0
+        step = -(-size // k)
+        with self.session.pipelined():
+            parts = [self.slice(i * step, min(size, (i + 1) * step)) for i in range(k) if i * step < size]
+        try:
+            return self.session._flight.do_get_many([p.ticket.bytes for p in parts], "to_arrow", self._schema)
+        finally:
+            for p in parts:
+                p.close()
+
+    def _streams_for_fetch(self) -> int:
+        session = self.session
+        if not self._is_static or not self._size or session.fetch_streams <= 1:
+            return 1
+        return session.fetch_streams if _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes else 1
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -94,9 +199,11 @@ class Table(TableInterface["Table"], ServerObject):
             pass
 
     def __repr__(self) -> str:
-        cols = ", ".join(f"{f.name}: {f.type}" for f in self.schema) if self.schema is not None else "?"
-        state = "closed" if self._closed else ("static" if self.is_static else "refreshing")
-        return f"Table({self.ticket!r}, size={self.size}, {state}, [{cols}])"
+        if self._pending is not None:
+            return f"Table({self.ticket!r}, pending {self._pending[0].op})"
+        cols = ", ".join(f"{f.name}: {f.type}" for f in self._schema) if self._schema is not None else "?"
+        state = "closed" if self._closed else ("static" if self._is_static else "refreshing")
+        return f"Table({self.ticket!r}, size={self._size}, {state}, [{cols}])"
 
     # -- plumbing --------------------------------------------------------------------------------
 
