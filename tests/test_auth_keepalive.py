@@ -77,4 +77,11 @@ def test_server_gone_fails_fast_and_close_is_quiet(psk_server) -> None:
         t.to_arrow()
     assert time.monotonic() - start < 10
     assert not s.is_alive
+    # the keep-alive retries with backoff, then gives the session up once its token has expired
+    deadline = time.monotonic() + 30
+    while s._transport.dead_reason is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert s._transport.dead_reason and "keep-alive" in s._transport.dead_reason
+    with pytest.raises(DHError, match="no longer usable.*keep-alive"):
+        s.empty_table(1)
     s.close()
