@@ -1,0 +1,285 @@
+"""A subscription: one table, a Barrage stream (replaced when the subscription changes between a
+viewport and the full table), the current client copy, and the callbacks fed with each update.
+
+This is the engine under the public ``pydeephaven.ticking`` API; it knows nothing of listeners'
+shapes: it hands ``Applied`` records to a sink and reports its end once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+import grpc
+import numpy as np
+import pyarrow as pa
+
+from pydeephaven._barrage import messages, rowset, state as state_mod
+from pydeephaven._barrage.stream import BarrageStream, RawUpdate
+from pydeephaven.dherror import DHError
+
+log = logging.getLogger("pydeephaven.ticking")
+
+ViewportSpec = Union[None, tuple[int, int], Sequence[tuple[int, int]], Sequence[int], range, rowset.RowSet]
+
+_live: "weakref.WeakSet[Subscription]" = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    for sub in list(_live):
+        try:
+            sub.stop(timeout=1.0)
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+atexit.register(_stop_all_at_exit)
+
+
+def viewport_rowset(viewport: ViewportSpec) -> Optional[rowset.RowSet]:
+    """A viewport given as (first, last) inclusive, a list of such pairs, a range, a list of
+    positions, or a RowSet; None means the whole table."""
+    if viewport is None:
+        return None
+    if isinstance(viewport, rowset.RowSet):
+        return viewport
+    if isinstance(viewport, range):
+        if viewport.step != 1:
+            return rowset.RowSet.from_keys(np.array(list(viewport), dtype=np.int64))
+        return rowset.RowSet.from_range(viewport.start, viewport.stop - 1)
+    if isinstance(viewport, tuple) and len(viewport) == 2 and all(isinstance(v, (int, np.integer)) for v in viewport):
+        first, last = int(viewport[0]), int(viewport[1])
+        if first < 0 or last < first:
+            raise DHError(f"viewport ({first}, {last}) must have 0 <= first <= last")
+        return rowset.RowSet.from_range(first, last)
+    items = list(viewport)
+    if all(isinstance(v, (int, np.integer)) for v in items):
+        if any(int(v) < 0 for v in items):
+            raise DHError("viewport positions must be >= 0")
+        return rowset.RowSet.from_keys(np.unique(np.array(items, dtype=np.int64)))
+    pairs = []
+    for p in items:
+        if not (isinstance(p, (tuple, list)) and len(p) == 2):
+            raise DHError(f"viewport must be (first, last), a list of (first, last) pairs, a range or a "
+                          f"list of positions; got {viewport!r}")
+        a, b = int(p[0]), int(p[1])
+        if a < 0 or b < a:
+            raise DHError(f"viewport range ({a}, {b}) must have 0 <= first <= last")
+        pairs.append((a, b))
+    return rowset.RowSet.from_ranges(pairs)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is subscribed: column indexes (None = all) and a viewport (None = whole table)."""
+
+    columns: Optional[tuple[int, ...]]
+    viewport: Optional[rowset.RowSet]
+    reverse: bool = False
+
+
+class Subscription:
+    """Keeps a client copy of one server table current.
+
+    ``sink(applied)`` runs on the stream thread after each update is applied (and may raise: that
+    ends the subscription with the exception as its error); ``on_end(error)`` runs once when the
+    subscription ends for any reason other than ``stop()``, with a DHError (server gone, protocol
+    failure) or the sink's exception.
+    """
+
+    def __init__(self, session: Any, ticket: bytes, schema: pa.Schema, spec: Spec,
+                 sink: Callable[[state_mod.Applied], None], on_end: Callable[[BaseException], None],
+                 options: messages.SubscriptionOptions = messages.SubscriptionOptions(),
+                 name: str = "table") -> None:
+        if schema is None:
+            raise DHError("subscribe: the table's schema is unknown")
+        self._session = session
+        self._ticket = ticket
+        self.schema = schema
+        self.name = name
+        self._sink = sink
+        self._on_end = on_end
+        self._options = options
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self.state = state_mod.TableState.empty(schema)
+        self.spec = spec
+        self.effective_columns: tuple[int, ...] = spec.columns if spec.columns is not None else tuple(range(len(schema)))
+        self.effective_viewport: Optional[rowset.RowSet] = None
+        self.updates = 0
+        self.snapshots = 0
+        self.row_updates = 0
+        self.error: Optional[BaseException] = None
+        self._stream: Optional[BarrageStream] = None
+        self._generation = 0
+        self._stopped = False
+        self._ended = False
+        self._field_index = tuple(range(len(schema)))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        transport = self._session._transport
+        transport.check_open("subscribe")
+        with self._lock:
+            if self._stream is not None or self._stopped:
+                return
+            self._open_stream()
+        _live.add(self)
+
+    def _request(self, spec: Spec) -> bytes:
+        cols = rowset.encode_bitset(spec.columns) if spec.columns is not None else None
+        vp = rowset.encode(spec.viewport) if spec.viewport is not None else None
+        return messages.subscription_request(self._ticket, cols, vp, spec.reverse, self._options)
+
+    def _open_stream(self) -> None:
+        self._generation += 1
+        gen = self._generation
+        transport = self._session._transport
+        stream = BarrageStream(
+            transport.channel, lambda: transport.metadata, self.schema, self._request(self.spec),
+            lambda raw: self._on_raw(gen, raw), lambda err: self._on_stream_end(gen, err),
+            name=f"pydeephaven-subscription-{self.name}",
+        )
+        self._stream = stream
+        stream.start()
+
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        s = self._stream
+        return s.thread if s is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        s = self._stream
+        return s is not None and s.thread.is_alive() and not self._stopped and not self._ended
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the subscription; joins the stream thread unless called from it. Idempotent."""
+        with self._lock:
+            self._stopped = True
+            stream = self._stream
+            self._changed.notify_all()
+        if stream is not None:
+            stream.stop(timeout)
+        _live.discard(self)
+
+    # -- changing what is subscribed ------------------------------------------------------------
+
+    def change(self, spec: Spec) -> None:
+        """Subscribe to other columns or another viewport. Within viewport mode the open stream
+        takes the new request; a change between viewport and full table opens a new stream and
+        replaces the copy (listeners first see every old row removed)."""
+        with self._lock:
+            if self._stopped or self._ended:
+                raise DHError("the subscription has ended; it cannot be changed")
+            old = self.spec
+            self.spec = spec
+            if old.viewport is not None and spec.viewport is not None and self._stream is not None:
+                # the server answers with a snapshot naming the columns it now sends
+                self._stream.send(self._request(spec))
+                return
+            self.effective_columns = spec.columns if spec.columns is not None else tuple(range(len(self.schema)))
+            stream = self._stream
+            self._generation += 1  # updates still coming from the old stream are dropped
+        if stream is not None:
+            stream.stop()
+        with self._lock:
+            if self._stopped:
+                return
+            before = self.state
+            empty = state_mod.TableState.empty(self.schema)
+            applied = state_mod.Applied(
+                before, empty, empty, np.arange(before.num_rows, dtype=np.int64), np.zeros(0, np.int64),
+                np.zeros(0, np.int64), np.zeros(0, np.int64), tuple(np.zeros(0, np.int64) for _ in self.schema),
+                messages.UpdateMetadata(),
+            )
+            self.state = empty
+            self.effective_viewport = None
+            self._open_stream()
+        if before.num_rows:
+            self._deliver(applied)
+
+    # -- the stream's callbacks (stream thread) -------------------------------------------------
+
+    def _on_raw(self, gen: int, raw: RawUpdate) -> None:
+        with self._lock:
+            if gen != self._generation or self._stopped:
+                return
+            md = raw.metadata
+            if md.effective_columns is not None:
+                self.effective_columns = tuple(i for i in md.effective_columns if i < len(self.schema))
+            if md.is_snapshot:
+                self.effective_viewport = md.effective_viewport
+                self.snapshots += 1
+            applied = state_mod.apply(self.state, raw, self._field_index)
+            self.state = applied.after
+            self.updates += 1
+            self.row_updates += len(applied.removed_pos) + len(applied.added_pos) + sum(
+                len(p) for p in applied.modified_by_column)
+            self._changed.notify_all()
+        self._deliver(applied)
+
+    def _deliver(self, applied: state_mod.Applied) -> None:
+        self._sink(applied)
+
+    def _on_stream_end(self, gen: int, err: Optional[BaseException]) -> None:
+        with self._lock:
+            if gen != self._generation or self._stopped or self._ended:
+                return
+            self._ended = True
+            error = self._as_error(err)
+            self.error = error
+            self._changed.notify_all()
+        _live.discard(self)
+        try:
+            self._on_end(error)
+        except Exception:
+            log.exception("the error handler of a subscription to %s raised", self.name)
+
+    def _as_error(self, err: Optional[BaseException]) -> BaseException:
+        transport = self._session._transport
+        what = f"subscription to {self.name}"
+        if transport.is_closed:
+            return DHError(f"{what} ended: the session was closed")
+        if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
+            code = err.code()
+            details = err.details() if hasattr(err, "details") else ""
+            if code == grpc.StatusCode.UNAVAILABLE:
+                return DHError(f"{what} ended: the server at {transport.target} went away ({details})")
+            if code == grpc.StatusCode.CANCELLED:
+                return DHError(f"{what} ended: the call was cancelled, most likely because the server or "
+                               f"the connection to {transport.target} went away ({details})")
+            return DHError(f"{what} failed: {code.name}: {details}")
+        if isinstance(err, messages.ProtocolError):
+            return DHError(f"{what} failed: the server sent a message this client does not understand: {err}")
+        if err is None or isinstance(err, ConnectionError):
+            return DHError(f"{what} ended: the server closed the stream ({err or 'no reason given'})")
+        return err  # the sink's own exception, passed on as it is
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def current(self) -> tuple[state_mod.TableState, tuple[int, ...], Optional[BaseException]]:
+        """(state, effective column indexes, error), read together."""
+        with self._lock:
+            return self.state, self.effective_columns, self.error
+
+    def wait(self, predicate: Callable[[], bool], timeout: Optional[float]) -> bool:
+        """Wait until ``predicate()`` (called under the lock after each update) holds, the
+        subscription ends, or ``timeout`` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if predicate():
+                    return True
+                if self._stopped or self._ended:
+                    return predicate()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining if remaining is None else min(remaining, 1.0))

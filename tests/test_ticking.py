@@ -1,0 +1,589 @@
+"""Live tables over Barrage, against the real server: full and viewport subscriptions, listeners,
+every column type, keyed input tables, clean stops and a server that goes away.
+
+Live copies are compared with ``Table.to_arrow()`` of the same server table at quiet points (when
+the table has stopped changing), and the updates a listener received are replayed from scratch
+with plain Python lists to check that they rebuild the final table.
+"""
+
+from __future__ import annotations
+
+import decimal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any, Optional
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pydeephaven import DHError, Session, TableListener, TableListenerHandle, TableUpdate, listen
+from pydeephaven._barrage import rowset
+
+TIMEOUT = 20.0
+
+
+def soon(seconds: float = 1.5) -> int:
+    """A time table start a little ahead, so that subscriptions exist before the first row."""
+    return time.time_ns() + int(seconds * 1e9)
+
+
+def _subscription_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pydeephaven-subscription") and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left():
+    yield
+    deadline = time.monotonic() + 5
+    while _subscription_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _subscription_threads() == [], "a subscription thread outlived its test"
+
+
+def settle(live: Any, table: Any, columns: Optional[list[str]] = None, rows: Optional[slice] = None,
+           timeout: float = TIMEOUT, done: Optional[Any] = None) -> pa.Table:
+    """Wait until the live copy equals the server's table and return that table; with ``done``,
+    only a server table for which ``done(table)`` holds (the expected quiet point) counts."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ref = table.to_arrow()
+        if rows is not None:
+            ref = ref.slice(rows.start, rows.stop - rows.start)
+        if columns is not None:
+            ref = ref.select(columns)
+        last = ref
+        if done is not None and not done(ref):
+            time.sleep(0.1)
+            continue
+        if live.wait_for(lambda snap: snap.equals(ref), timeout=min(1.5, max(0.05, deadline - time.monotonic()))):
+            return ref
+    snap = live.snapshot()
+    raise AssertionError(f"live copy never matched the server table: live {snap.num_rows} rows, "
+                         f"server {last.num_rows if last is not None else '?'} rows\n{snap.slice(0, 5)}\n"
+                         f"{last.slice(0, 5) if last is not None else ''}")
+
+
+def wait_rows(table: Any, n: int, timeout: float = TIMEOUT) -> None:
+    """Wait until the server's table has ``n`` rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if table.to_arrow().num_rows == n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the server table never reached {n} rows")
+
+
+class Replay(TableListener):
+    """Rebuilds a table from the updates alone, with Python lists, checking on the way that the
+    removed and modified_prev values are the ones it holds."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {}
+        self.updates: list[TableUpdate] = []
+        self.counts = {"added": 0, "removed": 0, "modified": 0, "snapshots": 0}
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def on_update(self, update: TableUpdate) -> None:
+        with self.lock:
+            self.updates.append(update)
+            if update.is_snapshot:
+                self.counts["snapshots"] += 1
+            removed = update.removed()
+            rpos = update.removed_rows.tolist()
+            for name, values in removed.items():
+                held = [self.cols[name][p] for p in rpos]
+                assert held == values.to_pylist(), f"removed values of {name} differ from the rows held"
+            for name in self.cols:
+                for p in sorted(rpos, reverse=True):
+                    del self.cols[name][p]
+            added = update.added()
+            for name, values in added.items():
+                col = self.cols.setdefault(name, [])
+                for p, v in zip(update.added_rows.tolist(), values.to_pylist()):
+                    col.insert(p, v)
+            mpos = update.modified_rows.tolist()
+            if mpos:
+                prev, new = update.modified_prev(), update.modified()
+                for name in new:
+                    held = [self.cols[name][p] for p in mpos]
+                    assert held == prev[name].to_pylist(), f"modified_prev of {name} differs from the rows held"
+                    for p, v in zip(mpos, new[name].to_pylist()):
+                        self.cols[name][p] = v
+            self.counts["added"] += update.num_added
+            self.counts["removed"] += update.num_removed
+            self.counts["modified"] += update.num_modified
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+    def table(self, names: list[str]) -> dict[str, list]:
+        with self.lock:
+            return {n: list(self.cols.get(n, [])) for n in names}
+
+
+# -- row sets (the wire encoding, checked against values computed here) -------------------------------
+
+
+def test_rowset_encoding_round_trips_and_matches_the_wire_guide():
+    # the wire guide's rules written out by hand: offset 5 (byte), offset 3 then -4 (range 8..12), end
+    data = bytes([0x0C, 5, 0x0C, 3, 0x0C, 0xFC, 0x20])
+    rs = rowset.decode(data)
+    assert rs.keys().tolist() == [5, 8, 9, 10, 11, 12]
+    assert rowset.encode(rs) == data
+    # a short array of deltas: 2 elements [300, -2] after a leading offset 1 -> {1, 301..303}
+    data = bytes([0x0C, 1, (2 << 3) | 4, 2]) + np.array([300, -2], "<i2").tobytes() + bytes([0x20])
+    assert rowset.decode(data).keys().tolist() == [1, 301, 302, 303]
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        keys = np.unique(rng.integers(0, 1 << int(rng.integers(3, 62)), size=int(rng.integers(0, 300))))
+        rs = rowset.RowSet.from_keys(keys)
+        back = rowset.decode(rowset.encode(rs))
+        assert np.array_equal(back.keys(), keys)
+    assert rowset.decode_bitset(rowset.encode_bitset([0, 3, 9])) == [0, 3, 9]
+    assert rowset.encode_bitset([0, 3, 9]) == bytes([0b1001, 0b10])
+    with pytest.raises(rowset.RowSetError):
+        rowset.decode(bytes([0x0C, 5]))  # no end command
+
+
+# -- full subscriptions of ticking tables -------------------------------------------------------------
+
+
+def test_time_table_chain_live_copies_match_and_updates_replay(session: Session):
+    n = 120
+    base = session.time_table("PT0.015s", start_time=soon()).update(["X = ii", "G = (int)(ii % 7)", "S = `s` + ii", "D = ii * 0.5"])
+    base = base.where(f"X < {n}")
+    tables = {
+        "update_where": base.update(["Y = X * 2"]).where("X % 3 != 1"),
+        "sorted_desc": base.sort_descending("X"),
+        "last_by": base.last_by("G"),
+        "top5": base.sort_descending("X").head(5),
+    }
+    lives = {k: t.subscribe() for k, t in tables.items()}
+    replays = {k: Replay() for k in tables}
+    handles = {k: listen(t, replays[k]) for k, t in tables.items()}
+    try:
+        for h in handles.values():
+            h.start()
+        assert lives["update_where"].wait_for(lambda s: s.num_rows > 0, TIMEOUT)
+        # the quiet point, computed here: the filtered time table has all n rows and stops changing
+        expected_x = {
+            "update_where": [x for x in range(n) if x % 3 != 1],
+            "sorted_desc": list(range(n - 1, -1, -1)),
+            "last_by": [n - 7 + ((g - (n - 7)) % 7) for g in range(7)],
+            "top5": list(range(n - 1, n - 6, -1)),
+        }
+        finals = {k: settle(lives[k], t, done=lambda ref, k=k: ref["X"].to_pylist() == expected_x[k])
+                  for k, t in tables.items()}
+        assert finals["last_by"]["G"].to_pylist() == list(range(7))
+        for k, t in tables.items():
+            rp = replays[k]
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline and rp.table(["X"])["X"] != finals[k]["X"].to_pylist() and not rp.errors:
+                time.sleep(0.05)
+            assert rp.errors == [], f"{k}: {rp.errors}"
+            assert rp.table(finals[k].column_names) == finals[k].to_pydict(), k
+            assert rp.counts["snapshots"] >= 1
+        # the chain really ticked while subscribed: later updates, modifies, removes
+        assert len(replays["sorted_desc"].updates) >= 2
+        assert replays["last_by"].counts["modified"] > 0
+        assert replays["top5"].counts["removed"] > 0
+        assert lives["update_where"].row_update_count >= len(finals["update_where"])
+    finally:
+        for h in handles.values():
+            h.stop()
+        for lv in lives.values():
+            lv.close()
+    assert all(not h.is_running for h in handles.values())
+
+
+D = decimal.Decimal
+ALL_TYPES = {
+    "i8": pa.array([1, None, -3], pa.int8()),
+    "i16": pa.array([300, None, -3], pa.int16()),
+    "i32": pa.array([1 << 20, None, -3], pa.int32()),
+    "i64": pa.array([1 << 40, None, -3], pa.int64()),
+    "u8": pa.array([1, None, 255], pa.uint8()),
+    "u16": pa.array([1, None, 65534], pa.uint16()),
+    "u32": pa.array([1, None, 2**32 - 1], pa.uint32()),
+    "u64": pa.array([1, None, 2**63 + 5], pa.uint64()),
+    "f16": pa.array([1.5, None, -2.0], pa.float32()).cast(pa.float16()),
+    "f32": pa.array([1.5, None, -2.25], pa.float32()),
+    "f64": pa.array([1.5, None, float("inf")], pa.float64()),
+    "b": pa.array([True, None, False]),
+    "s": pa.array(["a", None, "çé"]),
+    "bin": pa.array([b"\x00a", None, b"c"]),
+    "fsb": pa.array([b"ab", None, b"cd"], pa.binary(2)),
+    "d32": pa.array([1, None, -1], pa.int32()).cast(pa.date32()),
+    "d64": pa.array([86_400_000, None, 0], pa.int64()).cast(pa.date64()),
+    "t32": pa.array([1, None, 3], pa.time32("ms")),
+    "t64": pa.array([1, None, 3_000_000_000], pa.time64("ns")),
+    "ts": pa.array([1, None, 1_700_000_000_000_000_000], pa.timestamp("ns")),
+    "tsu": pa.array([1, None, 3], pa.timestamp("us", tz="UTC")),
+    "tsz": pa.array([1, None, 3], pa.timestamp("ms", tz="America/New_York")),
+    "dur": pa.array([1, None, -3], pa.duration("ns")),
+    "dec": pa.array([D("1.50"), None, D("-2.25")], pa.decimal128(10, 2)),
+    "dec256": pa.array([D("1.50"), None, D("2.25")], pa.decimal256(40, 2)),
+    "li": pa.array([[1, 2], None, []], pa.list_(pa.int64())),
+    "ls": pa.array([["a"], None, ["b", None]], pa.list_(pa.string())),
+    "lts": pa.array([[1], None, [2]], pa.list_(pa.timestamp("ns", tz="UTC"))),
+    "fsl": pa.array([[1, 2], None, [3, 4]], pa.list_(pa.int32(), 2)),
+    "dict": pa.array(["a", None, "b"]).dictionary_encode(),
+    "nul": pa.array([None, None, None]),
+}
+
+
+def _plain(t: pa.Table) -> pa.Table:
+    """Dictionary columns decoded, so that equal values compare equal whatever the dictionaries."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in t.columns]
+    return pa.Table.from_arrays(cols, names=t.column_names)
+
+
+def test_every_column_type_static_and_ticking(session: Session):
+    src = session.import_table(pa.table(ALL_TYPES))
+    ref = src.to_arrow()
+    with src.subscribe() as live:
+        assert live.wait_for_updates(1, TIMEOUT)
+        snap = live.snapshot()
+        assert _plain(snap).equals(_plain(ref))
+        assert snap.schema.names == ref.schema.names
+        assert [f.type for f in snap.schema] == [f.type for f in ref.schema]
+    # the same values riding on a ticking table: each new row joins one of the three rows
+    n = 30
+    ticking = (session.time_table("PT0.02s", start_time=soon()).update(["J = (int)(ii % 3)", "N = ii"]).where(f"N < {n}")
+               .natural_join(src.update(["J = (int)ii"]), on=["J"]))
+    rp = Replay()
+    with ticking.subscribe() as live, listen(ticking, rp):
+        # (no to_arrow() before rows exist: pyarrow's DoGet reader crashes on an empty
+        # refreshing table with a list<string> column, a foundation issue outside this module)
+        assert live.wait_for(lambda snap: snap.num_rows == n, TIMEOUT)
+        final = settle(live, ticking, done=lambda ref: ref.num_rows == n)
+        assert final.num_rows == n
+        assert _plain(live.snapshot()).equals(_plain(final))
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and len(rp.table(["N"])["N"]) < n and not rp.errors:
+            time.sleep(0.05)
+        assert rp.errors == []
+        assert rp.table(["N", "i64", "s", "li"]) == _plain(final).select(["N", "i64", "s", "li"]).to_pydict()
+    # expected values computed here, not by the server: row N holds source row N % 3 (for the
+    # columns whose Arrow type the join keeps; the server sends e.g. joined decimals as binary)
+    kept = [name for name in ALL_TYPES if final.schema.field(name).type == ref.schema.field(name).type]
+    assert {"i64", "s", "li", "b", "bin"} <= set(kept), " ".join(kept)
+    for name in kept:
+        want = _plain(ref)[name].to_pylist()
+        assert _plain(final)[name].to_pylist() == [want[j % 3] for j in range(n)], name
+
+
+def test_keyed_input_table_adds_changes_deletes(session: Session):
+    schema = pa.schema([("Key", pa.string()), ("Val", pa.int64()), ("Txt", pa.string())])
+    it = session.input_table(schema=schema, key_cols="Key")
+    model: dict[str, tuple[int, str]] = {}
+    rp = Replay()
+    mods: list[dict] = []
+
+    class Watch(TableListener):
+        def on_update(self, update: TableUpdate) -> None:
+            rp.on_update(update)
+            if update.num_modified:
+                mods.append({"prev": update.modified_prev(["Key", "Val"]), "new": update.modified("Val"),
+                             "cols": update.modified_columns})
+
+        def on_error(self, error: Exception) -> None:
+            rp.on_error(error)
+
+    def as_dict(t: pa.Table) -> dict[str, tuple[int, str]]:
+        return {k: (v, x) for k, v, x in zip(*(t[c].to_pylist() for c in ("Key", "Val", "Txt")))}
+
+    handle = TableListenerHandle(it, Watch())
+    handle.start()
+    live = it.subscribe()
+    try:
+        def apply(rows: dict[str, tuple[int, str]], delete: tuple[str, ...] = ()) -> None:
+            if rows:
+                it.add(session.import_table(pa.table({"Key": list(rows), "Val": [v for v, _ in rows.values()],
+                                                      "Txt": [t for _, t in rows.values()]}, schema=schema)))
+                model.update(rows)
+            if delete:
+                it.delete(session.import_table(pa.table({"Key": list(delete)}, schema=pa.schema([schema.field(0)]))))
+                for k in delete:
+                    model.pop(k)
+            # the server shows the model kept here, and the live copy equals the server's table
+            settle(live, it, done=lambda ref: as_dict(ref) == model)
+
+        apply({f"k{i}": (i, f"t{i}") for i in range(20)})
+        apply({"k3": (300, "changed"), "k7": (700, "t7"), "new": (1, "n")})
+        apply({}, delete=("k0", "k5", "new"))
+        apply({"k5": (55, "back"), "k19": (190, "t19b")}, delete=("k1",))
+        deadline = time.monotonic() + TIMEOUT
+        want = settle(live, it, done=lambda ref: as_dict(ref) == model).to_pydict()
+        while time.monotonic() < deadline and rp.table(list(want)) != want and not rp.errors:
+            time.sleep(0.05)
+        assert rp.errors == []
+        assert rp.table(list(want)) == want
+        assert rp.counts["removed"] >= 4 and rp.counts["modified"] >= 3
+        # the modification of k3 was seen with its previous value
+        seen = [(m["prev"]["Key"].to_pylist(), m["prev"]["Val"].to_pylist(), m["new"]["Val"].to_pylist()) for m in mods]
+        assert any("k3" in keys and prev[keys.index("k3")] == 3 and new[keys.index("k3")] == 300
+                   for keys, prev, new in seen), seen
+        assert all("Val" in m["cols"] for m in mods if m["new"])
+    finally:
+        handle.stop()
+        live.close()
+
+
+# -- viewports ----------------------------------------------------------------------------------------
+
+
+def test_viewport_moved_while_ticking(session: Session):
+    n = 150
+    t = (session.time_table("PT0.012s", start_time=soon()).update(["X = ii", "S = `s` + ii", "D = ii * 1.5"])
+         .where(f"X < {n}").sort_descending("X"))
+    live = t.subscribe(columns=["X", "S"], viewport=(0, 4))
+    updates: list[TableUpdate] = []
+    live.add_listener(updates.append)
+    try:
+        assert live.wait_for(lambda s: s.num_rows == 5, TIMEOUT)
+        assert live.columns == ["X", "S"] and live.viewport == [(0, 4)]
+        # move while the table still ticks (it needs n * 12 ms to fill)
+        live.set_viewport([(10, 14), (20, 21)], columns=["X", "D"])
+        assert live.wait_for(lambda s: s.column_names == ["X", "D"] and s.num_rows == 7, TIMEOUT)
+        assert live.viewport == [(10, 14), (20, 21)]
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            full = t.to_arrow()
+            want = pa.concat_tables([full.slice(10, 5), full.slice(20, 2)]).select(["X", "D"])
+            if full.num_rows == n and live.wait_for(lambda s: s.equals(want), 1.5):
+                break
+        else:
+            raise AssertionError(f"viewport copy never matched: {live.snapshot().to_pydict()}")
+        assert live.snapshot()["X"].to_pylist() == [n - 11, n - 12, n - 13, n - 14, n - 15, n - 21, n - 22]
+        # the last rows, counted from the end
+        live.set_viewport((0, 2), reverse_viewport=True)
+        settle(live, t, rows=slice(n - 3, n))
+        # viewport -> whole table -> viewport again
+        live.set_viewport(None)
+        settle(live, t)
+        live.set_viewport((3, 5), columns="S")
+        assert live.wait_for(lambda s: s["S"].to_pylist() == [f"s{n - 4}", f"s{n - 5}", f"s{n - 6}"], TIMEOUT)
+        assert live.error is None
+        assert any(u.num_removed for u in updates) and any(u.is_snapshot for u in updates)
+    finally:
+        live.close()
+    with pytest.raises(DHError):
+        live.snapshot()
+
+
+# -- the listener API -----------------------------------------------------------------------------------
+
+
+def test_listen_api_shape_and_chunks(session: Session):
+    t = session.empty_table(10).update(["A = ii", "B = `b` + ii"])
+    with pytest.raises(ValueError):
+        listen(t, lambda a, b: None)
+    with pytest.raises(ValueError):
+        listen(t, Replay(), on_error=lambda e: None)
+    with pytest.raises(ValueError):
+        listen(t, 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        listen(t, lambda u: None, on_error=lambda a, b: None)
+
+    got: list[TableUpdate] = []
+    done = threading.Event()
+
+    def on_update(update):
+        got.append(update)
+        done.set()
+
+    h = listen(t, on_update, lambda e: None)
+    assert isinstance(h, TableListenerHandle) and not h.is_running
+    h.start()
+    try:
+        assert done.wait(TIMEOUT)
+    finally:
+        h.stop()
+    u = got[0]
+    assert u.is_snapshot and u.num_added == 10
+    assert u.removed() == {} and u.modified() == {} and u.modified_prev() == {}
+    added = u.added()
+    assert list(added) == ["A", "B"] and added["A"].to_pylist() == list(range(10))
+    assert list(u.added("B")) == ["B"] and list(u.added(["B", "A"])) == ["B", "A"]
+    chunks = list(u.added_chunks(4, "A"))
+    assert [len(c["A"]) for c in chunks] == [4, 4, 2]
+    assert sum((c["A"].to_pylist() for c in chunks), []) == list(range(10))
+    assert list(u.removed_chunks(3)) == []
+    with pytest.raises(DHError):
+        u.added("nope")
+    assert u.table.num_rows == 10
+
+    # the add-on's import path serves the same classes
+    from pydeephaven_ticking.table_listener import TableListener as TL, listen as listen2
+
+    assert TL is TableListener and listen2 is listen
+
+
+def test_stop_from_inside_the_listener_and_no_calls_after_stop(session: Session):
+    t = session.time_table("PT0.01s").update(["X = ii"])
+    calls: list[int] = []
+    holder: dict[str, TableListenerHandle] = {}
+
+    def on_update(update):
+        calls.append(update.num_added)
+        if len(calls) == 2:
+            holder["h"].stop()  # from the subscription's own thread: must not deadlock
+
+    holder["h"] = h = listen(t, on_update)
+    h.start()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and (len(calls) < 2 or h.is_running):
+        time.sleep(0.05)
+    assert len(calls) == 2 and not h.is_running
+    time.sleep(1.5)  # more than a server cycle: no call may follow the stop
+    assert len(calls) == 2
+
+    seen = []
+    with listen(t, lambda u: seen.append(u)) as h2:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and len(seen) < 2:
+            time.sleep(0.05)
+    n = len(seen)
+    assert n >= 2 and not h2.is_running
+    time.sleep(1.5)
+    assert len(seen) == n
+
+
+def test_listener_exception_ends_the_subscription_through_on_error(session: Session):
+    t = session.time_table("PT0.05s")
+    errors: list[BaseException] = []
+
+    def on_update(update):
+        raise RuntimeError("listener broke")
+
+    h = listen(t, on_update, errors.append)
+    h.start()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and not errors:
+        time.sleep(0.05)
+    h.stop()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError) and "listener broke" in str(errors[0])
+
+
+# -- failures and exit ----------------------------------------------------------------------------------
+
+
+class _Proxy:
+    """A loopback TCP relay in front of the server; ``kill()`` makes the server vanish for the client."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.socks: list[socket.socket] = []
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except (socket.timeout, OSError):
+                continue
+            s = socket.create_connection(("127.0.0.1", self.target))
+            for a in (c, s):
+                a.settimeout(0.2)
+                self.socks.append(a)
+            for a, b in ((c, s), (s, c)):
+                th = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                th.start()
+                self.threads.append(th)
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        while not self.stopped.is_set():
+            try:
+                data = a.recv(1 << 16)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                b.sendall(data)
+            except OSError:
+                break
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        self.stopped.set()
+        for s in [self.lsock, *self.socks]:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for th in self.threads:
+            th.join(2)
+
+
+def test_server_going_away_calls_on_error_once(server):
+    proxy = _Proxy(server.port)
+    session = Session("127.0.0.1", proxy.port, never_timeout=False)
+    try:
+        t = session.time_table("PT0.05s").update(["X = ii"])
+        errors: list[BaseException] = []
+        live_errors: list[BaseException] = []
+        seen = threading.Event()
+        h = listen(t, lambda u: seen.set(), errors.append)
+        h.start()
+        live = t.subscribe(on_error=live_errors.append)
+        assert seen.wait(TIMEOUT) and live.wait_for_updates(1, TIMEOUT)
+        proxy.kill()
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and not (errors and live_errors):
+            time.sleep(0.05)
+        time.sleep(0.5)  # room for a wrong second call
+        assert len(errors) == 1 and isinstance(errors[0], DHError), errors
+        assert len(live_errors) == 1 and isinstance(live_errors[0], DHError)
+        assert "went away" in str(errors[0]) or "unreachable" in str(errors[0]) or "ended" in str(errors[0])
+        assert not h.is_running and not live.is_alive
+        with pytest.raises(DHError):
+            live.snapshot()
+        h.stop()
+        live.close()
+        assert len(errors) == 1
+    finally:
+        proxy.kill()
+        session.close()
+
+
+def test_interpreter_exits_with_live_subscriptions(server):
+    code = textwrap.dedent(f"""
+        import threading
+        from pydeephaven import Session, listen
+        s = Session("127.0.0.1", {server.port})
+        t = s.time_table("PT0.05s")
+        live = t.subscribe()
+        got = threading.Event()
+        h = listen(t, lambda u: got.set())
+        h.start()
+        assert live.wait_for_updates(1, 20) and got.wait(20)
+        print("subscribed", flush=True)
+        # leave without stopping or closing anything
+    """)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "subscribed" in proc.stdout
+    assert time.monotonic() - start < 30
