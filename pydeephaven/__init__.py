@@ -13,6 +13,7 @@ from pydeephaven.dherror import DHError
 from pydeephaven.query import Query
 from pydeephaven.session import Session
 from pydeephaven.table import Table
+from pydeephaven.ticking import TableListener, TableListenerHandle, TableUpdate, listen
 
 try:
     __version__ = version("pydeephaven")
@@ -20,3 +21,4 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
+__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle"]
