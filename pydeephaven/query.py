@@ -10,7 +10,7 @@ chain, and only the last result is exported to the client, as the returned Table
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydeephaven import _ops
 from pydeephaven._proto import table_pb2
@@ -67,6 +67,26 @@ class Query(TableInterface["Query"]):
         """
         from pydeephaven.table import Table
 
+        ticket, batch = self._batch()
+        t = self.session._transport
+        responses: list[Any] = []
+        broken = None
+        try:
+            for resp in t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops}):
+                responses.append(resp)
+        except DHError as e:
+            broken = e
+        outcome = self._outcome(ticket, responses, broken)
+        if isinstance(outcome, DHError):
+            self.session._release_quietly(ticket)
+            raise outcome
+        return self.session._table_from(outcome, ticket, "query", Table)
+
+    # The two halves of exec without I/O, shared with pydeephaven.aio's AsyncQuery.
+
+    def _batch(self) -> tuple[Any, table_pb2.BatchTableRequest]:
+        """Check the recorded ops and build the Batch request; the last op's result goes to the
+        returned export ticket."""
         if not self._ops:
             raise DHError("Query.exec: the query has no operations")
         if getattr(self.table, "is_closed", False):
@@ -82,26 +102,26 @@ class Query(TableInterface["Query"]):
             source = _ops.ref_of(self.table) if i == 0 else table_pb2.TableReference(batch_offset=i - 1)
             req = op.build(ticket.pb_ticket if i == n - 1 else None, source, [_ops.ref_of(o) for o in op.others])
             getattr(batch.ops.add(), op.batch_field).CopyFrom(req)
+        return ticket, batch
 
-        t = self.session._transport
+    def _outcome(self, ticket: Any, responses: list[Any], broken: Optional[DHError]) -> Any:
+        """The last op's answer, or the DHError to raise (naming the first failing op), from the
+        Batch stream's answers and the error that broke the stream, if any."""
+        n = len(self._ops)
         final = None
         failure = None
-        try:
-            for resp in t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops}):
-                ref = resp.result_id
-                is_last = ref.WhichOneof("ref") == "ticket" and ref.ticket.ticket == ticket.bytes
-                index = n - 1 if is_last else (ref.batch_offset if ref.WhichOneof("ref") == "batch_offset" else -1)
-                if not resp.success:
-                    if failure is None or (0 <= index < failure[0]):
-                        failure = (index, resp.error_info)
-                elif is_last:
-                    final = resp
-        except DHError as e:
-            if failure is None:  # the stream broke before any op reported
-                self.session._release_quietly(ticket)
-                raise DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {e}") from None
+        for resp in responses:
+            ref = resp.result_id
+            is_last = ref.WhichOneof("ref") == "ticket" and ref.ticket.ticket == ticket.bytes
+            index = n - 1 if is_last else (ref.batch_offset if ref.WhichOneof("ref") == "batch_offset" else -1)
+            if not resp.success:
+                if failure is None or (0 <= index < failure[0]):
+                    failure = (index, resp.error_info)
+            elif is_last:
+                final = resp
+        if broken is not None and failure is None:  # the stream broke before any op reported
+            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {broken}")
         if failure is not None:
-            self.session._release_quietly(ticket)
             index, info = failure
             info = _UUID_PREFIX.sub("", info or "")  # the server's id of the failed export, not useful here
             if 0 <= index < n:
@@ -111,8 +131,7 @@ class Query(TableInterface["Query"]):
             if "Details Logged w/ID" in info:
                 info += " (the server keeps the cause in its log under that ID; an unknown column or a formula " \
                         "that does not compile are the usual causes)"
-            raise DHError(f"query failed at {where}: {info or 'the server gave no details'}")
+            return DHError(f"query failed at {where}: {info or 'the server gave no details'}")
         if final is None:
-            self.session._release_quietly(ticket)
-            raise DHError(f"query of {n} ops failed: the server sent no result for the last op")
-        return self.session._table_from(final, ticket, "query", Table)
+            return DHError(f"query of {n} ops failed: the server sent no result for the last op")
+        return final

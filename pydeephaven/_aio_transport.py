@@ -1,0 +1,458 @@
+"""The asyncio flavour of the transport: one authenticated ``grpc.aio`` channel, its bearer token,
+a keep-alive task, a termination watch, call metadata, error translation and the query log.
+
+It sits beside the sync ``Transport`` and shares its helpers (``auth_header``, ``rpc_error``,
+``describe_args``, ``CallStats``). Everything here runs on the event loop the transport connected
+in; nothing blocks it. The attributes ``FlightPath`` needs (``check_open``, ``flight_headers``,
+``use_tls``, ``host``, ``port``, ``target``, ``record``) are plain and thread-safe, so Arrow Flight
+work can run in worker threads against this transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Optional, Sequence, Union
+
+import grpc
+import grpc.aio
+
+from pydeephaven._proto import (
+    application_pb2_grpc,
+    config_pb2,
+    config_pb2_grpc,
+    console_pb2_grpc,
+    inputtable_pb2_grpc,
+    object_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    table_pb2_grpc,
+)
+from pydeephaven._transport import (
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    CallStats,
+    auth_header,
+    describe_args,
+    rpc_error,
+)
+from pydeephaven.dherror import DHError
+
+log = logging.getLogger("pydeephaven")
+
+
+def _really_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (rather than a gRPC call under it, which
+    grpc.aio reports with the same CancelledError when the channel closes)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return task is None or cancelling is None or cancelling() > 0
+
+
+class AsyncTransport:
+    """One authenticated ``grpc.aio`` channel to a Deephaven server; ``connect()`` opens it.
+
+    Holds no reference to the AsyncSession above it. Its background tasks (keep-alive, termination
+    watch, releases) end when ``close()`` runs, or when the event loop shuts down.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        auth_type: str = "Anonymous",
+        auth_token: str = "",
+        never_timeout: bool = True,
+        use_tls: bool = False,
+        tls_root_certs: Optional[bytes] = None,
+        client_cert_chain: Optional[bytes] = None,
+        client_private_key: Optional[bytes] = None,
+        client_opts: Optional[Sequence[tuple[str, Union[int, str]]]] = None,
+        extra_headers: Optional[dict[bytes, bytes]] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host, self.port = host, port
+        self.target = f"{host}:{port}"
+        self.use_tls = use_tls
+        self.stats = CallStats()
+        self.session_duration_ms = 300_000
+        self.config: dict[str, str] = {}
+        self._auth = (auth_type, auth_token)
+        self._never_timeout = never_timeout
+        self._tls = (tls_root_certs, client_cert_chain, client_private_key)
+        self._client_opts = list(client_opts or [])
+        self._extra_headers = [
+            ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in (extra_headers or {}).items()
+        ]
+        self._connect_timeout = connect_timeout
+        self._token: Optional[str] = None
+        self._token_time = 0.0
+        self._connected = False
+        self._closed = False
+        self._dead: Optional[str] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keepalive: Optional[asyncio.Task[None]] = None
+        self._watch: Optional[asyncio.Task[None]] = None
+        self.channel: Any = None
+
+    # -- connecting -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the channel and authenticate; starts the keep-alive and the termination watch."""
+        if self._connected:
+            return
+        if self._closed:
+            raise DHError(f"connect to {self.target} failed: the session was closed")
+        self._loop = asyncio.get_running_loop()
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+            *self._client_opts,
+        ]
+        if self.use_tls:
+            roots, chain, key = self._tls
+            creds = grpc.ssl_channel_credentials(roots, key, chain)
+            self.channel = grpc.aio.secure_channel(self.target, creds, options=options)
+        else:
+            self.channel = grpc.aio.insecure_channel(self.target, options=options)
+        self.session_stub = session_pb2_grpc.SessionServiceStub(self.channel)
+        self.table_stub = table_pb2_grpc.TableServiceStub(self.channel)
+        self.console_stub = console_pb2_grpc.ConsoleServiceStub(self.channel)
+        self.config_stub = config_pb2_grpc.ConfigServiceStub(self.channel)
+        self.app_stub = application_pb2_grpc.ApplicationServiceStub(self.channel)
+        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(self.channel)
+        self.object_stub = object_pb2_grpc.ObjectServiceStub(self.channel)
+        try:
+            await self._authenticate()
+        except BaseException:
+            self._closed = True
+            await self._close_channel()
+            raise
+        self._connected = True
+        self._watch = self._loop.create_task(self._watch_termination(), name="pydeephaven-aio-termination")
+        if self._never_timeout:
+            self._keepalive = self._loop.create_task(self._keepalive_loop(), name="pydeephaven-aio-keepalive")
+
+    async def _authenticate(self) -> None:
+        auth_type, auth_token = self._auth
+        start = time.perf_counter()
+        call = self.config_stub.GetConfigurationConstants(
+            config_pb2.ConfigurationConstantsRequest(),
+            metadata=[("authorization", auth_header(auth_type, auth_token)), *self._extra_headers],
+            timeout=self._connect_timeout,
+        )
+        try:
+            resp = await call
+            md = await call.initial_metadata()
+        except grpc.RpcError as e:
+            self.stats.add("Connect", time.perf_counter() - start, False)
+            raise DHError(f"connect to {self.target} failed: {self._connect_failure(e)}") from None
+        self.stats.add("Connect", time.perf_counter() - start, True)
+        if not self._take_token(md):
+            raise DHError(f"connect to {self.target} failed: the server sent no session token")
+        self._read_config(resp)
+        log.debug("connected to %s over asyncio (session duration %d ms)", self.target, self.session_duration_ms)
+
+    def _connect_failure(self, e: grpc.RpcError) -> str:
+        """Why the first call failed, in words."""
+        code = e.code() if hasattr(e, "code") else None
+        details = (e.details() if hasattr(e, "details") else "") or ""
+        low = details.lower()
+        if "http1" in low or "failed parsing http/2" in low:
+            return f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC ({details})"
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return f"authentication failed for auth_type {self._auth[0]!r}: the server refused the credentials ({details})"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no Deephaven server answered at {self.target} within {self._connect_timeout:g} s"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            if self.use_tls and ("certificate" in low or "handshake" in low or "ssl" in low or "tsi_" in low):
+                return (f"TLS handshake failed (check tls_root_certs, and the client certificate when the server "
+                        f"requires one): {details}")
+            if not self.use_tls and ("socket closed" in low or "ssl" in low or "tls" in low):
+                return (f"the server closed the connection at once: it may require TLS "
+                        f"(use_tls=True, tls_root_certs=...) ({details})")
+            return f"cannot reach a Deephaven server at {self.target}: {details}"
+        name = code.name if code is not None else ""
+        return f"the server at {self.target} did not answer as a Deephaven server does: {name} {details}"
+
+    def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
+        self.config = {k: v.string_value for k, v in resp.config_values.items()}
+        try:
+            self.session_duration_ms = int(self.config["http.session.durationMs"])
+        except (KeyError, ValueError):
+            pass
+
+    def _take_token(self, md: Optional[Sequence[tuple[str, Any]]]) -> bool:
+        for key, value in md or ():
+            if key == "authorization":
+                text = value.decode() if isinstance(value, bytes) else value
+                if text.startswith("Bearer "):
+                    self._token = text[len("Bearer "):]
+                    self._token_time = time.monotonic()
+                    return True
+        return False
+
+    # -- call metadata and state (thread-safe: FlightPath reads them from worker threads) ---------
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self._token}"), *self._extra_headers]
+
+    @property
+    def flight_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), v.encode()) for k, v in self.metadata]
+
+    def check_open(self, op: str) -> None:
+        if self._closed:
+            raise DHError(f"{op} failed: the session is closed")
+        if not self._connected:
+            raise DHError(f"{op} failed: the session is not connected yet; use `async with AsyncSession(...)` "
+                          f"or `await session.connect()`")
+        if self._dead:
+            raise DHError(f"{op} failed: the session is no longer usable: {self._dead}")
+
+    def check_loop(self, op: str) -> None:
+        """Calls must come from the event loop the session connected in (grpc.aio channels are
+        bound to it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise DHError(f"{op} failed: an AsyncSession is used from within a running event loop "
+                          f"(await its operations in a coroutine)") from None
+        if loop is not self._loop:
+            raise DHError(f"{op} failed: this AsyncSession was connected in another event loop; "
+                          f"use it only in the loop that connected it")
+
+    def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
+        """Count a round trip made outside gRPC stubs (Arrow Flight)."""
+        self.stats.add(op, seconds, ok)
+        log.debug("%s %s %.2f ms", op, detail, seconds * 1e3)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected and not self._closed and not self._dead
+
+    @property
+    def dead_reason(self) -> Optional[str]:
+        return self._dead
+
+    @property
+    def loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        return self._loop
+
+    def mark_dead(self, reason: str) -> None:
+        if not self._dead:
+            self._dead = reason
+            log.warning("pydeephaven async session to %s is no longer usable: %s", self.target, reason)
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def unary_with_call(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+                              timeout: Optional[float] = DEFAULT_TIMEOUT) -> tuple[Any, Any]:
+        self.check_open(op)
+        self.check_loop(op)
+        start = time.perf_counter()
+        call = method(request, metadata=self.metadata, timeout=timeout)
+        try:
+            resp = await call
+        except grpc.RpcError as e:
+            self._failed(op, args, start)
+            raise rpc_error(op, args, e, self.target) from None
+        except asyncio.CancelledError:
+            call.cancel()
+            if _really_cancelled():
+                raise
+            self._failed(op, args, start)
+            raise DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)") from None
+        elapsed = time.perf_counter() - start
+        self.stats.add(op, elapsed, True)
+        try:
+            self._take_token(await call.initial_metadata())
+        except Exception:  # the answer is in hand; a missing header only means no fresh token
+            pass
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s(%s) %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
+        return resp, call
+
+    def _failed(self, op: str, args: Optional[dict[str, Any]], start: float) -> None:
+        elapsed = time.perf_counter() - start
+        self.stats.add(op, elapsed, False)
+        log.debug("%s(%s) failed after %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
+
+    async def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+                    timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
+        return (await self.unary_with_call(op, method, request, args=args, timeout=timeout))[0]
+
+    def start_unary(self, op: str, method: Any, request: Any, *,
+                    args: Optional[dict[str, Any]] = None) -> "asyncio.Task[Any]":
+        """Send a unary call now and return the task that will hold its answer (pipelined table
+        operations). A failure nobody awaits is not reported as an unretrieved task exception."""
+        self.check_open(op)
+        self.check_loop(op)
+        task = asyncio.get_running_loop().create_task(self.unary(op, method, request, args=args))
+        task.add_done_callback(_consume)
+        return task
+
+    async def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+                     timeout: Optional[float] = DEFAULT_TIMEOUT) -> AsyncIterator[Any]:
+        """Iterate a server stream; errors become DHError; the call is cancelled when the iteration
+        stops early (close the iterator with ``aclose()``)."""
+        self.check_open(op)
+        self.check_loop(op)
+        start = time.perf_counter()
+        ok = False
+        call = method(request, metadata=self.metadata, timeout=timeout)
+        try:
+            async for item in call:
+                yield item
+            ok = True
+        except grpc.RpcError as e:
+            raise rpc_error(op, args, e, self.target) from None
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            raise DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)") from None
+        finally:
+            call.cancel()
+            elapsed = time.perf_counter() - start
+            self.stats.add(op, elapsed, ok)
+            log.debug("%s(%s) stream %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
+
+    async def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
+        resp = await self.unary("RefreshToken", self.config_stub.GetConfigurationConstants,
+                                config_pb2.ConfigurationConstantsRequest(), timeout=timeout)
+        self._read_config(resp)
+
+    # -- releases ---------------------------------------------------------------------------------
+
+    async def release(self, op: str, ticket: Any, args: Optional[dict[str, Any]] = None) -> None:
+        await self.unary(op, self.session_stub.Release, session_pb2.ReleaseRequest(id=ticket), args=args)
+
+    def release_soon(self, ticket: Any) -> None:
+        """Release ``ticket`` (a protobuf Ticket) in the background, without waiting: for finalizers,
+        which may run in any thread and must not block. Does nothing once the loop is gone."""
+        loop = self._loop
+        if loop is None or self._closed or self._dead or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._start_release, ticket)
+        except RuntimeError:  # the loop closed meanwhile; the server dropped the session's exports
+            pass
+
+    def _start_release(self, ticket: Any) -> None:
+        if self._closed or self._dead:
+            return
+        task = asyncio.get_running_loop().create_task(self._quiet_release(ticket))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quiet_release(self, ticket: Any) -> None:
+        try:
+            await self.unary("release", self.session_stub.Release, session_pb2.ReleaseRequest(id=ticket), timeout=10)
+        except DHError:
+            pass  # the server may have dropped it already (session ended, export failed)
+
+    async def flush_releases(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout``) until the background releases have been sent."""
+        await asyncio.sleep(0)  # let releases scheduled from other threads start
+        pending = list(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    # -- background tasks -------------------------------------------------------------------------
+
+    async def _watch_termination(self) -> None:
+        """A call the server answers only when it shuts down: it tells us the session is over.
+        When the loop shuts down without close() (a program that forgot it), the task's
+        cancellation closes the channel."""
+        try:
+            call = self.session_stub.TerminationNotification(
+                session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
+            try:
+                resp = await call
+            except grpc.RpcError:
+                return  # the watch itself failed (e.g. the connection dropped); calls will say why
+            if not self._closed:
+                self.mark_dead(f"the server is shutting down ({resp.reason or 'no reason given'})")
+        except asyncio.CancelledError:
+            if not self._closed:
+                self._closed = True
+                self._stop_tasks(but=asyncio.current_task())
+                await self._close_channel()
+            raise
+
+    async def _keepalive_loop(self) -> None:
+        """Refresh the token at a third of the session duration; on failure retry with backoff, and
+        once the token must have expired, mark the session dead."""
+        failures = 0
+        while not self._closed and not self._dead:
+            period = max(self.session_duration_ms / 3000.0, 1.0)
+            await asyncio.sleep(period if failures == 0 else min(2.0 ** (failures - 1), period))
+            if self._closed:
+                return
+            try:
+                await self.refresh()
+                failures = 0
+            except DHError as e:
+                failures += 1
+                expired = time.monotonic() - self._token_time > self.session_duration_ms / 1000.0
+                if expired or "UNAUTHENTICATED" in str(e):
+                    self.mark_dead(f"keep-alive could not refresh the session token: {e}")
+                    return
+
+    @property
+    def keepalive_running(self) -> bool:
+        return self._keepalive is not None and not self._keepalive.done()
+
+    def _stop_tasks(self, but: Optional[asyncio.Task[Any]] = None) -> list[asyncio.Task[Any]]:
+        stopped = []
+        for task in (self._keepalive, self._watch, *self._tasks):
+            if task is not None and task is not but and not task.done():
+                task.cancel()
+                stopped.append(task)
+        return stopped
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """End the server session and the channel; never raises, idempotent."""
+        if self._closed:
+            return
+        if self._connected and not self._dead and self._token is not None:
+            try:
+                await self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata,
+                                                     timeout=timeout)
+            except (grpc.RpcError, asyncio.TimeoutError):  # the server may be gone or the session expired
+                pass
+            except asyncio.CancelledError:
+                if _really_cancelled():
+                    self._closed = True
+                    self._stop_tasks()
+                    await self._close_channel()
+                    raise
+        self._closed = True
+        stopped = self._stop_tasks()
+        if stopped:
+            await asyncio.wait(stopped, timeout=timeout)
+        await self._close_channel()
+
+    async def _close_channel(self) -> None:
+        if self.channel is None:
+            return
+        try:
+            await self.channel.close()
+        except Exception:
+            pass
+
+
+def _consume(task: "asyncio.Task[Any]") -> None:
+    if not task.cancelled():
+        task.exception()

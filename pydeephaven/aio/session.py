@@ -1,0 +1,483 @@
+"""``AsyncSession``: a connection to a Deephaven server for asyncio code.
+
+The methods are those of ``Session``, awaited: ``await session.empty_table(5)``,
+``await session.run_script(...)``, ``await session.tables``. Table operations are the ones of
+``TableInterface`` (the same op model as the sync API) on ``AsyncTable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
+
+import pyarrow as pa
+
+from pydeephaven import _arrow, _ops
+from pydeephaven._aio_transport import AsyncTransport
+from pydeephaven._flight import FlightPath
+from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
+from pydeephaven._transport import CallStats
+from pydeephaven._utils import str_tuple
+from pydeephaven.aio.query import AsyncQuery
+from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
+from pydeephaven.dherror import DHError
+from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+
+__all__ = ["AsyncSession"]
+
+R = TypeVar("R")
+
+_SYSTEMIC = {
+    None: console_pb2.ExecuteCommandRequest.NOT_SET_SYSTEMIC,
+    True: console_pb2.ExecuteCommandRequest.EXECUTE_SYSTEMIC,
+    False: console_pb2.ExecuteCommandRequest.EXECUTE_NOT_SYSTEMIC,
+}
+
+
+class AsyncSession:
+    """A connection to a Deephaven server for asyncio code. The arguments are those of ``Session``.
+
+    Connect with ``async with AsyncSession(...) as session:`` (closes on exit), or
+    ``session = await AsyncSession(...)`` and later ``await session.close()``. The session belongs
+    to the event loop it connected in. Any number of operations may be in flight at once
+    (``asyncio.gather``); blocking Arrow work (Flight transfers, conversions) runs in worker
+    threads, and the keep-alive is a task of the loop.
+
+    Raises:
+        DHError: on connecting, when the server is unreachable, is not a Deephaven server, or
+            refused the credentials.
+    """
+
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        auth_type: str = "Anonymous",
+        auth_token: str = "",
+        never_timeout: bool = True,
+        session_type: str = "python",
+        use_tls: bool = False,
+        tls_root_certs: Optional[bytes] = None,
+        client_cert_chain: Optional[bytes] = None,
+        client_private_key: Optional[bytes] = None,
+        client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
+        extra_headers: Optional[dict[bytes, bytes]] = None,
+    ) -> None:
+        self._host = host or os.environ.get("DH_HOST") or "localhost"
+        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._auth_type = auth_type
+        self._session_type = session_type
+        self._never_timeout = never_timeout
+        self._transport = AsyncTransport(
+            self._host, self._port, auth_type, auth_token, never_timeout, use_tls, tls_root_certs,
+            client_cert_chain, client_private_key, client_opts, extra_headers,
+        )
+        self._flight = FlightPath(self._transport, tls_root_certs, client_cert_chain, client_private_key)  # type: ignore[arg-type]
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pydeephaven-aio")
+        self._export_numbers = itertools.count(1)
+        self._console_id: Optional[Any] = None
+        self._console_lock: Optional[asyncio.Lock] = None
+        self._connect_task: Optional[asyncio.Task[None]] = None
+        self._streams: "weakref.WeakSet[RecordBatchStream]" = weakref.WeakSet()
+        #: Parallel Flight streams for ``AsyncTable.to_arrow`` of a large static table (1: never).
+        self.fetch_streams = 2
+        #: The estimated size above which ``to_arrow`` uses parallel streams.
+        self.parallel_fetch_bytes = 32 * 1024 * 1024
+        self._finalizer = weakref.finalize(self, _abandon, self._transport, self._flight, self._executor)
+
+    # -- connecting and closing ---------------------------------------------------------------------
+
+    async def connect(self) -> "AsyncSession":
+        """Open the connection (once; concurrent callers share one attempt)."""
+        if self._connect_task is None:
+            self._connect_task = asyncio.get_running_loop().create_task(self._transport.connect())
+        await asyncio.shield(self._connect_task)
+        return self
+
+    def __await__(self) -> Generator[Any, None, "AsyncSession"]:
+        return self.connect().__await__()
+
+    async def __aenter__(self) -> "AsyncSession":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End the session on the server and free the connection, its tasks and threads.
+        Idempotent; never raises because the server is gone or the session expired."""
+        for stream in list(self._streams):
+            stream.cancel()
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        await self._transport.close()
+        self._flight.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._finalizer.detach()
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def is_connected(self) -> bool:
+        return self._transport.is_connected
+
+    @property
+    def is_alive(self) -> Awaitable[bool]:
+        """Whether the session is usable, asked of the server (refreshing the token): ``await
+        session.is_alive``."""
+        return self._is_alive()
+
+    async def _is_alive(self) -> bool:
+        if not self.is_connected:
+            return False
+        try:
+            await self._transport.refresh()
+            return True
+        except DHError as e:
+            if "UNAUTHENTICATED" in str(e):
+                self._transport.mark_dead(str(e))
+            return False
+
+    @property
+    def grpc_channel(self) -> Any:
+        """The ``grpc.aio`` channel."""
+        return self._transport.channel
+
+    @property
+    def grpc_metadata(self) -> list[tuple[bytes, bytes]]:
+        return self._transport.flight_headers
+
+    @property
+    def stats(self) -> CallStats:
+        """Counts and total seconds of the server round trips made so far, by operation."""
+        return self._transport.stats
+
+    @property
+    def tables(self) -> Awaitable[list[str]]:
+        """Names of the tables in the server's global scope: ``await session.tables``."""
+        return self._tables()
+
+    async def _tables(self) -> list[str]:
+        return [name for name, obj in (await self._fields(scope_only=True)).items() if obj.type == "Table"]
+
+    @property
+    def exportable_objects(self) -> Awaitable[dict[str, ServerObject]]:
+        """Every object the server offers by name: ``await session.exportable_objects``."""
+        return self._fields(scope_only=False)
+
+    async def _fields(self, scope_only: bool) -> dict[str, ServerObject]:
+        t = self._transport
+        out: dict[str, ServerObject] = {}
+        stream = t.stream("ListFields", t.app_stub.ListFields, application_pb2.ListFieldsRequest())
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return out
+        finally:
+            await stream.aclose()
+        for info in list(first.created) + list(first.updated):
+            if scope_only and info.application_id != "scope":
+                continue
+            out[info.field_name] = ServerObject(info.typed_ticket.type, _ticket_from_bytes(info.typed_ticket.ticket.ticket))
+        for info in first.removed:
+            out.pop(info.field_name, None)
+        return out
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_connected else ("closed" if self._transport.is_closed else "not connected")
+        return f"AsyncSession({self._host}:{self._port}, {state})"
+
+    # -- worker threads -----------------------------------------------------------------------------
+
+    async def _blocking(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run blocking work (Arrow Flight, conversions) in the session's worker threads."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        except RuntimeError as e:
+            if self._transport.is_closed and "shutdown" in str(e):
+                raise DHError("the session is closed") from None
+            raise
+
+    # -- tickets ------------------------------------------------------------------------------------
+
+    def make_export_ticket(self, ticket_no: Optional[int] = None) -> ExportTicket:
+        return ExportTicket.export_ticket(ticket_no if ticket_no is not None else self.next_export_ticket_number())
+
+    def next_export_ticket_number(self) -> int:
+        n = next(self._export_numbers)
+        if n >= 2**31 - 1:
+            raise DHError("the session has used up its export ticket numbers; open a new session")
+        return n
+
+    async def release(self, ticket: Ticket) -> None:
+        """Tell the server this session no longer needs ``ticket``'s object."""
+        await self._transport.release("release", ticket.pb_ticket, {"ticket": ticket})
+
+    async def _release_quietly(self, ticket: Ticket) -> None:
+        try:
+            if self.is_connected:
+                await self.release(ticket)
+        except DHError:
+            pass
+
+    def _release_later(self, ticket: Ticket, after: Optional["asyncio.Task[Any]"] = None) -> None:
+        """Release without waiting (from finalizers, which may run in any thread and must not
+        block); after ``after`` (the call making the export) has finished, when given."""
+        transport = self._transport
+        if after is None or after.done():
+            transport.release_soon(ticket.pb_ticket)
+            return
+        loop = transport.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(after.add_done_callback, lambda _: transport.release_soon(ticket.pb_ticket))
+        except RuntimeError:
+            pass
+
+    async def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
+        """The exports the server holds for this session right now (asked of the server)."""
+        t = self._transport
+        await t.flush_releases()
+        live: dict[bytes, ExportTicket] = {}
+        N = session_pb2.ExportNotification
+        done = {N.RELEASED, N.CANCELLED, N.FAILED, N.DEPENDENCY_FAILED, N.DEPENDENCY_NEVER_FOUND,
+                N.DEPENDENCY_CANCELLED, N.DEPENDENCY_RELEASED}
+        end_marker = b"e\x00\x00\x00\x00"  # the server's mark of the end of the first run
+        stream = t.stream("live_exports", t.session_stub.ExportNotifications,
+                          session_pb2.ExportNotificationRequest(), timeout=timeout)
+        try:
+            async for note in stream:
+                raw = note.ticket.ticket
+                if raw == end_marker:
+                    break
+                if note.export_state in done:
+                    live.pop(raw, None)
+                else:
+                    live[raw] = ExportTicket(raw)
+        finally:
+            await stream.aclose()
+        console = self._console_id.ticket if self._console_id is not None else None
+        return [tk for raw, tk in live.items() if raw != console]
+
+    # -- sharing ------------------------------------------------------------------------------------
+
+    async def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
+        """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
+        SharedTicket) by other sessions, for as long as this session keeps the source."""
+        t = self._transport
+        await t.unary("publish", t.session_stub.PublishFromTicket,
+                      session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
+                      args={"source_ticket": source_ticket, "result_ticket": result_ticket})
+
+    async def fetch(self, ticket: Ticket) -> ExportTicket:
+        """Export the object behind ``ticket`` into a new ticket of this session."""
+        t = self._transport
+        result = self.make_export_ticket()
+        await t.unary("fetch", t.session_stub.ExportFromTicket,
+                      session_pb2.ExportRequest(source_id=ticket.pb_ticket, result_id=result.pb_ticket),
+                      args={"ticket": ticket})
+        return result
+
+    async def publish_table(self, ticket: SharedTicket, table: AsyncTable) -> None:
+        """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
+        self._own_table("publish_table", table)
+        await table._resolve()
+        await self.publish(table.ticket, ticket)
+
+    async def fetch_table(self, ticket: SharedTicket) -> AsyncTable:
+        """A table another session published under ``ticket``."""
+        return await self._run_op(_ops.FetchTableOp(ticket), None)
+
+    # -- scripts and scope --------------------------------------------------------------------------
+
+    async def _console(self) -> Any:
+        if self._console_lock is None:
+            self._console_lock = asyncio.Lock()
+        async with self._console_lock:
+            if self._console_id is None:
+                t = self._transport
+                ticket = self.make_export_ticket()
+                await t.unary("start_console", t.console_stub.StartConsole,
+                              console_pb2.StartConsoleRequest(result_id=ticket.pb_ticket, session_type=self._session_type),
+                              args={"session_type": self._session_type})
+                self._console_id = ticket.pb_ticket
+            return self._console_id
+
+    async def run_script(self, script: str, systemic: Optional[bool] = None) -> None:
+        """Run ``script`` in the server's script session (language: ``session_type``).
+
+        Raises:
+            DHError: carrying the server's error message when the script fails.
+        """
+        t = self._transport
+        req = console_pb2.ExecuteCommandRequest(console_id=await self._console(), code=script,
+                                                systemic=_SYSTEMIC[systemic])
+        resp = await t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
+        if resp.error_message:
+            raise DHError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+
+    async def open_table(self, name: str) -> AsyncTable:
+        """The table bound to ``name`` in the server's global scope."""
+        if not name:
+            raise DHError("open_table: the name must not be empty")
+        try:
+            return await self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
+        except DHError as e:
+            if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
+                              f"(server said: {e})") from None
+            raise
+
+    async def bind_table(self, name: str, table: AsyncTable) -> None:
+        """Bind ``table`` to the variable ``name`` in the server's global scope."""
+        if not name:
+            raise DHError("bind_table: the name must not be empty")
+        self._own_table("bind_table", table)
+        await table._resolve()
+        t = self._transport
+        await t.unary("bind_table", t.console_stub.BindTableToVariable,
+                      console_pb2.BindTableToVariableRequest(console_id=await self._console(), variable_name=name,
+                                                             table_id=table.pb_ticket),
+                      args={"name": name})
+
+    # -- making tables ------------------------------------------------------------------------------
+
+    async def empty_table(self, size: int) -> AsyncTable:
+        """A table of ``size`` rows and no columns."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
+        return await self._run_op(_ops.EmptyTableOp(size), None)
+
+    async def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
+                         blink_table: bool = False) -> AsyncTable:
+        """A ticking table adding one row (a ``Timestamp``) every ``period`` (nanoseconds or a
+        duration string such as ``"PT1S"``); see ``Session.time_table``."""
+        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
+            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, got {period!r}")
+        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
+            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
+        return await self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+
+    async def merge_tables(self, tables: Sequence[AsyncTable], order_by: str = "") -> AsyncTable:
+        """The rows of ``tables`` one after another (same columns needed)."""
+        if not tables:
+            raise DHError("merge_tables: tables must not be empty")
+        for tb in tables:
+            self._own_table("merge_tables", tb)
+        return await self._run_op(_ops.MergeTablesOp(tuple(tables), order_by or ""), None)
+
+    async def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> AsyncTable:
+        """Upload Arrow data into a new server table over Arrow Flight, in a worker thread; see
+        ``Session.import_table`` for the types taken and converted. The returned table's size is
+        the server's count."""
+        ticket = self.make_export_ticket()
+        rows = await self._blocking(self._flight.do_put, ticket.ticket_no, data)
+        t = self._transport
+        try:
+            resp = await t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                                 args={"rows": rows})
+        except DHError as e:
+            await self._release_quietly(ticket)
+            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
+        table = await self._table_from(resp, ticket, "import_table")
+        if table.size != rows:
+            await table.close()
+            raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
+        return table
+
+    async def input_table(self, schema: Optional[pa.Schema] = None, init_table: Optional[AsyncTable] = None,
+                          key_cols: Optional[Union[str, list[str]]] = None,
+                          blink_table: bool = False) -> AsyncInputTable:
+        """A new input table, a table the client can add rows to; see ``Session.input_table``.
+
+        Raises:
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            DHError: the server refused the definition.
+        """
+        if (schema is None) == (init_table is None):
+            raise ValueError("input_table: give exactly one of schema and init_table")
+        keys = str_tuple("input_table", "key_cols", key_cols)
+        if blink_table and keys:
+            raise ValueError("input_table: a blink input table cannot have key columns")
+        schema_bytes = None
+        if schema is not None:
+            if not isinstance(schema, pa.Schema):
+                raise DHError(f"input_table: schema must be a pyarrow.Schema, got {type(schema).__name__}")
+            for f in schema:
+                _arrow.check_column_name(f.name)
+            missing = [k for k in keys if k not in schema.names]
+            if missing:
+                raise DHError(f"input_table: key_cols {missing} are not columns of the schema {schema.names}")
+            schema_bytes = _arrow.server_schema(schema).serialize().to_pybytes()
+        else:
+            if not isinstance(init_table, AsyncTable):
+                raise DHError(f"input_table: init_table must be an AsyncTable, got {type(init_table).__name__}")
+            self._own_table("input_table", init_table)
+        op = _ops.CreateInputTableOp(schema_bytes, init_table, keys, bool(blink_table))
+        result = self._run_op(op, None, AsyncInputTable)
+        result.key_cols = list(keys) or None  # type: ignore[attr-defined]
+        return await result  # type: ignore[return-value]
+
+    def query(self, table: AsyncTable) -> AsyncQuery:
+        """An AsyncQuery on ``table``: chain table operations on it, then ``await q.exec()`` runs
+        them all in one batch request."""
+        return AsyncQuery(self, table)
+
+    # -- running ops --------------------------------------------------------------------------------
+
+    def _own_table(self, op: str, table: Any) -> None:
+        if not isinstance(table, AsyncTable):
+            raise DHError(f"{op}: expected an AsyncTable, got {type(table).__name__}")
+        if table.session is not self:
+            raise DHError(f"{op}: the table belongs to another session")
+        table._check(op)
+
+    async def _table_from(self, resp: table_pb2.ExportedTableCreationResponse, ticket: Ticket, op: str,
+                          cls: type[AsyncTable] = AsyncTable) -> AsyncTable:
+        if not resp.success:
+            await self._release_quietly(ticket)
+            raise DHError(f"{op} failed: {resp.error_info or 'the server reported a failure without details'}")
+        return cls(self, ticket, schema_header=resp.schema_header, size=int(resp.size), is_static=resp.is_static)
+
+    def _run_op(self, op: _ops.TableOp, source: Optional[AsyncTable], cls: type[AsyncTable] = AsyncTable) -> AsyncTable:
+        """Send one op as a unary call into a new export ticket; the returned table is awaitable
+        for the answer."""
+        t = self._transport
+        t.check_open(op.name)
+        t.check_loop(op.name)
+        ticket = self.make_export_ticket()
+        others = op.others
+        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
+                       [_ops.ref_of(o) for o in others])
+        task = t.start_unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
+        table = cls(self, ticket)
+        table._pending = (task, op.name, (source, *others))
+        return table
+
+
+def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: ThreadPoolExecutor) -> None:
+    """An AsyncSession collected without close(): close what can be closed without awaiting, and
+    ask the loop (when it still runs) to end the server session."""
+    flight_path.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+    loop = transport.loop
+    if transport.is_closed or loop is None or loop.is_closed():
+        return
+    try:
+        loop.call_soon_threadsafe(lambda: loop.create_task(transport.close()))
+    except RuntimeError:
+        pass
