@@ -107,6 +107,46 @@ class CallStats:
     def total_seconds(self) -> float:
         return sum(self.seconds.values())
 
+    # -- rows/bytes of transfers and a readable summary (issue 5) --
+
+    rows: dict[str, int] = field(default_factory=dict)
+    nbytes: dict[str, int] = field(default_factory=dict)
+
+    def add_transfer(self, op: str, rows: int, nbytes: int) -> None:
+        """Count the rows and bytes an Arrow transfer ``op`` moved (its call is counted by ``add``)."""
+        self.rows[op] = self.rows.get(op, 0) + int(rows)
+        self.nbytes[op] = self.nbytes.get(op, 0) + int(nbytes)
+
+    def summary(self) -> str:
+        """A table of the round trips by operation: calls, total and mean milliseconds, and the
+        rows and bytes moved where known; slowest first."""
+        total = self.total_calls
+        head = (f"{total} call{'' if total == 1 else 's'}, {self.errors} error{'' if self.errors == 1 else 's'}, "
+                f"{self.total_seconds * 1e3:.1f} ms in total")
+        if not total:
+            return head
+        ops = sorted(self.calls, key=lambda o: -self.seconds.get(o, 0.0))
+        width = max(9, *(len(o) for o in ops))
+        lines = [head, f"{'operation':<{width}} {'calls':>7} {'total ms':>10} {'mean ms':>9} {'rows':>12} {'bytes':>10}"]
+        for op in ops:
+            n, secs = self.calls[op], self.seconds.get(op, 0.0)
+            rows = f"{self.rows[op]:,}" if op in self.rows else ""
+            size = _human_bytes(self.nbytes[op]) if op in self.nbytes else ""
+            lines.append(f"{op:<{width}} {n:>7,} {secs * 1e3:>10.1f} {secs * 1e3 / n:>9.2f} {rows:>12} {size:>10}".rstrip())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
 
 class Transport:
     """One authenticated gRPC channel to a Deephaven server.

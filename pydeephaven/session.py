@@ -474,6 +474,147 @@ class Session:
 
         return PluginClient(self, server_obj)
 
+    # -- formats, files, SQL (issue 5) --
+
+    def sql(self, query: str, fmt: str = "arrow", **options: Any) -> Any:
+        """Run a SQL query on the server (Arrow Flight SQL over this session's connection) and
+        return the result as ``fmt``: "arrow" (a pyarrow Table), "pandas", "polars", "csv", "json",
+        "pretty" (text; see ``pydeephaven.formats``), or "table" (a server Table of this session,
+        for more table operations; close it when done). ``options`` go to the format.
+
+        The query sees the tables in the server's global scope (``bind_table``, ``run_script``).
+        The server's SQL is a subset: see the README's SQL section for what it runs.
+
+        Raises:
+            DHError: the server refused or could not run the query; the message carries its reason.
+        """
+        from pydeephaven import _sql, formats
+
+        fmt = formats.check_format(fmt, formats.FORMATS + ("table",))
+        _sql.check_query(query)
+        run_script = self.run_script if self._session_type == "python" else None
+        if fmt == "table":
+            if options:
+                raise DHError(f"sql: fmt 'table' takes no options, got {sorted(options)}")
+            return self._sql_table(query, run_script)
+        data = _sql.execute(self._flight, query, run_script)
+        if fmt == "pretty":
+            options.setdefault("title", "SQL result")
+        return formats.convert(data, fmt, **options)
+
+    def _sql_table(self, query: str, run_script: Any) -> Table:
+        from pydeephaven import _sql
+
+        try:
+            info = _sql.flight_info(self._flight, query)
+        except _sql.SqlError as e:
+            raise _sql.explain(e, query, run_script) from None
+        tickets = _sql.result_tickets(info)
+        if len(tickets) != 1:
+            raise DHError(f"sql(fmt='table') failed: the server answered with {len(tickets)} result tickets, "
+                          f"expected one; use another fmt")
+        ticket = self.fetch(_sql.FlightSqlTicket(tickets[0]))
+        t = self._transport
+        try:
+            resp = t.unary("sql", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                           args={"query": _sql.short_query(query)})
+            if not resp.success:
+                raise DHError(resp.error_info or "the server reported a failure without details")
+        except DHError as e:
+            self._release_quietly(ticket)
+            failed = _sql.SqlError(f"sql({_sql.short_query(query)!r}) failed: {e}",
+                                   needs_reason=True)
+            raise _sql.explain(failed, query, run_script) from None
+        return self._table_from(resp, ticket, "sql")
+
+    def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None, *,  # noqa: A002
+                    columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
+                    column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
+                    csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None) -> Table:
+        """Load a CSV (or TSV), Parquet or Arrow IPC (Feather) file into a new server table, streamed
+        in record batches: a file larger than memory loads.
+
+        Args:
+            path: the file; its name gives the format (``.csv``, ``.tsv``, ``.parquet``/``.pq``,
+                ``.arrow``/``.feather``/``.ipc``; CSV may end in ``.gz``, ``.bz2``, ``.zst``).
+            format: "csv", "tsv", "parquet" or "arrow" (also "feather", "ipc") to override the name.
+            columns: load only these columns.
+            delimiter: the CSV field separator ("," for csv, tab for tsv).
+            column_types: CSV column types by name (pyarrow types); the others are guessed from the
+                first 16 MB of the file.
+            batch_rows: Parquet rows per batch (default: about 16 MB of data).
+            csv_options: more pyarrow.csv options by name (skip_rows, column_names, quote_char,
+                null_values, timestamp_parsers, ...).
+            progress: a progress bar on stderr: None shows one on a terminal for transfers longer
+                than a second, True always, False never.
+
+        Raises:
+            DHError: the file is missing or unreadable, or the server refused the data.
+        """
+        import logging
+        import time as _time
+
+        from pydeephaven import _files
+
+        source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=column_types,
+                                  batch_rows=batch_rows, csv_options=csv_options)
+        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+        start = _time.perf_counter()
+        try:
+            table = self.import_table(source.reader(bar))
+        except DHError as e:
+            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
+        finally:
+            bar.close()
+            source.close()
+        logging.getLogger("pydeephaven").debug("import_file %s: %s rows in %.2f ms", path, table.size,
+                                               (_time.perf_counter() - start) * 1e3)
+        return table
+
+    def temporary(self) -> "TemporaryScope":
+        """A block whose tables are released on exit::
+
+            with session.temporary() as tmp:
+                t = session.import_file("big.csv")
+                result = tmp.keep(t.where("X > 0").sum_by("K"))   # survives the block
+            # t (and every other export made in the block) is released on the server
+
+        Every export the session makes while the block runs is released, except those passed to
+        ``keep``; tables derived from released ones stay valid. The block spans the session's export
+        numbers, so exports other threads make meanwhile with this session are released too.
+        """
+        from pydeephaven._temporary import TemporaryScope
+
+        return TemporaryScope(self)
+
+    def bound(self, name: str, table: Table) -> "BoundName":
+        """A block during which ``table`` is bound to ``name`` in the server's global scope (for
+        SQL or scripts)::
+
+            with session.bound("trades", t):
+                session.sql("SELECT Sym, SUM(Qty) AS Qty FROM trades GROUP BY Sym")
+
+        On exit the name is removed, or bound again to the table it held before the block.
+        Needs a Python script session (``session_type="python"``, the default).
+        """
+        from pydeephaven._temporary import BoundName
+
+        if self._session_type != "python":
+            raise DHError(f"bound: needs a python script session, this one is {self._session_type!r}")
+        if not isinstance(table, Table):
+            raise DHError(f"bound: expected a Table, got {type(table).__name__}")
+        return BoundName(self, name, table)
+
+    def unbind(self, name: str) -> None:
+        """Remove the variable ``name`` from the server's global scope (no error if it is absent).
+        Needs a Python script session."""
+        from pydeephaven._temporary import check_variable_name, unbind_script
+
+        check_variable_name("unbind", name)
+        if self._session_type != "python":
+            raise DHError(f"unbind: needs a python script session, this one is {self._session_type!r}")
+        self.run_script(unbind_script(name))
+
 
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
     flight_path.close()

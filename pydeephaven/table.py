@@ -240,6 +240,130 @@ class Table(TableInterface["Table"], ServerObject):
 
         return subscribe(self, columns, viewport, **kwargs)
 
+    # -- formats, files, SQL (issue 5) --
+
+    def to_pandas(self, dtype_backend: Optional[str] = None) -> Any:
+        """The table's current rows as a pandas DataFrame (needs ``pydeephaven[pandas]``).
+        ``dtype_backend``: None, "numpy_nullable" or "pyarrow" (see ``pydeephaven.formats.to_pandas``)."""
+        from pydeephaven import formats
+
+        formats._require("pandas", "to_pandas")
+        return formats.to_pandas(self.to_arrow(), dtype_backend)
+
+    def to_polars(self) -> Any:
+        """The table's current rows as a polars DataFrame (needs ``pydeephaven[polars]``)."""
+        from pydeephaven import formats
+
+        formats._require("polars", "to_polars")
+        return formats.to_polars(self.to_arrow())
+
+    def to_format(self, fmt: str, **options: Any) -> Any:
+        """The table's current rows as ``fmt``: "arrow", "pandas", "polars", "csv", "json" or
+        "pretty" (``options`` go to the format; see ``pydeephaven.formats``)."""
+        from pydeephaven import formats
+
+        fmt = formats.check_format(fmt)
+        if fmt == "pretty":
+            options.setdefault("max_rows", 10)
+            return self.to_string(options.pop("max_rows"), **options)
+        if fmt in ("pandas", "polars"):
+            formats._require(fmt, f"to_format({fmt!r})")
+        return formats.convert(self.to_arrow(), fmt, **options)
+
+    def to_csv(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, progress: Optional[bool] = None,
+               delimiter: str = ",", include_header: bool = True) -> Union[str, int]:
+        """The table's rows as CSV: the text when ``path`` is None, else written to ``path`` batch by
+        batch as they arrive (a ``.gz``/``.bz2``/``.zst`` name compresses) and the number of rows
+        written returned. ``progress``: a progress bar (None: on a terminal, for long transfers)."""
+        from pydeephaven import formats
+
+        if path is None:
+            return formats.to_csv_text(self.to_arrow(), delimiter=delimiter, include_header=include_header)
+        return self._write_file("to_csv", "csv", path, progress, delimiter=delimiter, include_header=include_header)
+
+    def to_json(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, lines: bool = False,
+                progress: Optional[bool] = None) -> Union[str, int]:
+        """The table's rows as JSON records (an array of objects; JSON lines with ``lines=True``):
+        the text when ``path`` is None, else written to ``path`` batch by batch and the number of
+        rows written returned."""
+        from pydeephaven import formats
+
+        if path is None:
+            return formats.to_json_text(self.to_arrow(), lines=lines)
+        return self._write_file("to_json", "json", path, progress, lines=lines)
+
+    def to_parquet(self, path: Union[str, "os.PathLike[str]"], *, compression: str = "zstd",
+                   progress: Optional[bool] = None, **options: Any) -> int:
+        """Write the table to a Parquet file batch by batch as the rows arrive (the table need not
+        fit in memory); returns the number of rows written. ``options`` go to
+        ``pyarrow.parquet.ParquetWriter``."""
+        return self._write_file("to_parquet", "parquet", path, progress, compression=compression, **options)
+
+    def to_feather(self, path: Union[str, "os.PathLike[str]"], *, progress: Optional[bool] = None) -> int:
+        """Write the table to an Arrow IPC (Feather v2) file batch by batch; returns the rows written."""
+        return self._write_file("to_feather", "arrow", path, progress)
+
+    def iter_batches(self) -> Any:
+        """The table's current rows as pyarrow RecordBatches, read from the server as they arrive
+        (one Flight DoGet stream; closing the iterator early cancels it)."""
+        from pydeephaven import _files
+
+        self._check("iter_batches")
+        self._resolve()
+        return _files.stream_batches(self.session._flight, self.ticket.bytes, "iter_batches")[1]
+
+    def _write_file(self, op: str, kind: str, path: Any, progress: Optional[bool], **options: Any) -> int:
+        from pydeephaven import _files
+
+        self._check(op)
+        self._resolve()
+        total = self._size if self._is_static else None
+        schema, batches = _files.stream_batches(self.session._flight, self.ticket.bytes, op)
+        return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress, op=op,
+                                   **options)
+
+    def to_string(self, max_rows: int = 10, **options: Any) -> str:
+        """A text rendering: size, column names and types, and the first ``max_rows`` rows (fetched
+        from the server)."""
+        from pydeephaven import formats
+
+        if self._pending is not None or self._closed or not self.session.is_connected:
+            return repr(self)
+        data, problem = self._preview(max_rows)
+        title = "Table (static)" if self._is_static else "Table (refreshing)"
+        if data is None:
+            return f"{repr(self)}\n(rows unavailable: {problem})"
+        return formats.render_text(data, self._size, title=title, max_rows=max_rows, **options)
+
+    def _preview(self, max_rows: int) -> tuple[Optional[pa.Table], str]:
+        try:
+            if self._is_static and self._size is not None and self._size <= max_rows:
+                return self.to_arrow(streams=1), ""
+            with self.head(max_rows) as first:
+                return first.to_arrow(streams=1), ""
+        except DHError as e:
+            return None, str(e)
+
+    def __str__(self) -> str:
+        """``to_string()``: size, schema and the first rows. A table that is closed, or still
+        pending in pipelined mode, renders as its ``repr`` without asking the server."""
+        return self.to_string()
+
+    def _repr_html_(self) -> str:
+        """An HTML table of the first rows, for notebooks (no server call for a closed or pending
+        table)."""
+        import html
+
+        from pydeephaven import formats
+
+        if self._pending is not None or self._closed or not self.session.is_connected:
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        data, problem = self._preview(10)
+        if data is None:
+            return f"<pre>{html.escape(repr(self))}\n(rows unavailable: {html.escape(problem)})</pre>"
+        title = "Table (static)" if self._is_static else "Table (refreshing)"
+        return formats.render_html(data, self._size, title=title, max_rows=10)
+
 
 class InputTable(Table):
     """A table the client can add rows to (and, when keyed, delete rows from). Made by

@@ -1,0 +1,343 @@
+"""Files in and out of the server, streamed in record batches: CSV, Parquet and Arrow IPC files read
+as ``RecordBatchReader``s for ``Session.import_table``, and a table's Flight DoGet stream written to a
+file batch by batch. Neither side holds the whole table in memory. Progress bars (tqdm) show on a
+terminal for long transfers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from pydeephaven import formats
+from pydeephaven.dherror import DHError
+
+log = logging.getLogger("pydeephaven")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: CSV blocks (and so the batches sent to the server) are about this large.
+CSV_BLOCK_BYTES = 16 * 1024 * 1024
+#: Parquet batches aim at about this many bytes of uncompressed data.
+PARQUET_BATCH_BYTES = 16 * 1024 * 1024
+#: Auto progress bars appear only for transfers still running after this many seconds.
+PROGRESS_DELAY = 1.0
+
+_SUFFIXES = {
+    ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
+    ".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
+    ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
+}
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+FILE_FORMATS = ("csv", "tsv", "parquet", "arrow")
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+class _NoBar:
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(progress: Optional[bool], total: Optional[float], unit: str, desc: str) -> Any:
+    """A tqdm bar: ``progress=None`` shows one only on a terminal and only once the transfer has
+    run for ``PROGRESS_DELAY`` seconds; True forces it (on stderr), False hides it."""
+    if progress is False:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a runtime dependency, but never fail a transfer for a bar
+        return _NoBar()
+    scale = unit == "B"
+    return tqdm(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc,
+                disable=None if progress is None else False, delay=PROGRESS_DELAY if progress is None else 0.0,
+                leave=progress is True, dynamic_ncols=True)
+
+
+# -- reading files --------------------------------------------------------------------------------
+
+
+def detect_format(path: PathLike, fmt: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """(file format, compression codec) of ``path``, from ``fmt`` or the file name."""
+    name = Path(path).name.lower()
+    codec = None
+    for ext, c in _COMPRESSED.items():
+        if name.endswith(ext):
+            codec = c
+            name = name[: -len(ext)]
+            break
+    if fmt is not None:
+        fmt = formats.check_format(fmt, FILE_FORMATS + ("feather", "ipc"), "file format")
+        return ("arrow" if fmt in ("feather", "ipc") else fmt), codec
+    for ext, kind in _SUFFIXES.items():
+        if name.endswith(ext):
+            return kind, codec
+    raise DHError(f"import_file: cannot tell the format of {str(path)!r} from its name; "
+                  f"pass format= one of {', '.join(FILE_FORMATS)}")
+
+
+class FileSource:
+    """A file opened as a stream of record batches, with what progress it can report."""
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], total: Optional[float], unit: str,
+                 position: Callable[[int], float], closer: Callable[[], None]) -> None:
+        self.schema = schema
+        self._batches = batches
+        self.total = total
+        self.unit = unit
+        self._position = position  # rows so far -> progress position
+        self._closer = closer
+
+    def batches(self, bar: Any = None) -> Iterator[pa.RecordBatch]:
+        rows = 0
+        done = 0.0
+        try:
+            for b in self._batches:
+                rows += b.num_rows
+                if bar is not None:
+                    now = self._position(rows)
+                    bar.update(now - done)
+                    done = now
+                yield b
+        finally:
+            self._closer()
+
+    def reader(self, bar: Any = None) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.batches(bar))
+
+    def close(self) -> None:
+        self._closer()
+
+
+def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Sequence[str]] = None,
+              delimiter: Optional[str] = None, column_types: Optional[dict[str, Any]] = None,
+              batch_rows: Optional[int] = None, csv_options: Optional[dict[str, Any]] = None) -> FileSource:
+    """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming."""
+    p = Path(path)
+    if not p.is_file():
+        raise DHError(f"import_file: no such file: {str(path)!r}")
+    kind, codec = detect_format(p, fmt)
+    cols = list(columns) if columns is not None else None
+    try:
+        if kind in ("csv", "tsv"):
+            return _open_csv(p, codec, delimiter or ("\t" if kind == "tsv" else ","), cols, column_types,
+                             csv_options or {})
+        if codec is not None:
+            raise DHError(f"import_file: a compressed {kind} file is not supported ({codec}); "
+                          f"{kind} files compress inside (e.g. parquet with zstd)")
+        if kind == "parquet":
+            return _open_parquet(p, cols, batch_rows)
+        return _open_ipc(p, cols)
+    except DHError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise DHError(f"import_file({str(path)!r}) failed: cannot read it as {kind}: {e}") from None
+
+
+def _open_csv(p: Path, codec: Optional[str], delimiter: str, columns: Optional[list[str]],
+              column_types: Optional[dict[str, Any]], extra: dict[str, Any]) -> FileSource:
+    import pyarrow.csv as pacsv
+
+    read_opts = dict(block_size=CSV_BLOCK_BYTES)
+    parse_opts: dict[str, Any] = dict(delimiter=delimiter)
+    convert_opts: dict[str, Any] = {}
+    if columns is not None:
+        convert_opts["include_columns"] = columns
+    if column_types:
+        convert_opts["column_types"] = column_types
+    for key, value in extra.items():
+        if key in ("skip_rows", "column_names", "autogenerate_column_names", "encoding", "block_size",
+                   "skip_rows_after_names"):
+            read_opts[key] = value
+        elif key in ("quote_char", "double_quote", "escape_char", "newlines_in_values", "ignore_empty_lines"):
+            parse_opts[key] = value
+        else:
+            convert_opts[key] = value
+    raw = pa.OSFile(str(p), "rb")
+    size = p.stat().st_size
+    try:
+        source = pa.CompressedInputStream(raw, codec) if codec else raw
+        reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(**read_opts),
+                                parse_options=pacsv.ParseOptions(**parse_opts),
+                                convert_options=pacsv.ConvertOptions(**convert_opts))
+    except BaseException:
+        raw.close()
+        raise
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                b = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as e:
+                hint = ""
+                if "conversion error" in str(e).lower() or "In CSV column" in str(e):
+                    hint = (" (the column types were guessed from the first block of the file; give "
+                            "column_types={name: pyarrow type} for the columns that differ later)")
+                raise DHError(f"import_file({str(p)!r}) failed while reading CSV: {e}{hint}") from None
+            yield b
+
+    def position(_rows: int) -> float:
+        try:
+            return float(raw.tell())
+        except Exception:
+            return 0.0
+
+    return FileSource(reader.schema, batches(), float(size), "B", position, raw.close)
+
+
+def _open_parquet(p: Path, columns: Optional[list[str]], batch_rows: Optional[int]) -> FileSource:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(str(p))
+    meta = pf.metadata
+    total_rows = meta.num_rows
+    schema = pf.schema_arrow
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            pf.close()
+            raise DHError(f"import_file: columns {missing} are not in {str(p)!r} (it has {schema.names})")
+        schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+    if batch_rows is None:
+        raw_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        per_row = raw_bytes / total_rows if total_rows else 64
+        if columns is not None and schema.names:
+            per_row = per_row * len(columns) / max(1, len(pf.schema_arrow))
+        batch_rows = int(min(1_000_000, max(1024, PARQUET_BATCH_BYTES / max(per_row, 1.0))))
+    batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
+    return FileSource(schema, batches, float(total_rows), "rows", float, pf.close)
+
+
+def _open_ipc(p: Path, columns: Optional[list[str]]) -> FileSource:
+    source = pa.memory_map(str(p), "r")  # batches are views of the mapped file: nothing is copied
+    try:
+        reader: Any = pa.ipc.open_file(source)
+        count = reader.num_record_batches
+        total = float(sum(reader.get_batch(i).num_rows for i in range(count)))
+
+        def all_batches() -> Iterator[pa.RecordBatch]:
+            for i in range(count):
+                yield reader.get_batch(i)
+        it: Iterator[pa.RecordBatch] = all_batches()
+        schema = reader.schema
+        unit = "rows"
+    except pa.ArrowInvalid:  # not the file format: the stream format (.arrows)
+        source.seek(0)
+        reader = pa.ipc.open_stream(source)
+        it, schema, total, unit = iter(reader), reader.schema, None, "rows"
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            source.close()
+            raise DHError(f"import_file: columns {missing} are not in {str(p)!r} (it has {schema.names})")
+        idx = [schema.get_field_index(c) for c in columns]
+        inner = it
+        it = (b.select(idx) for b in inner)
+        schema = pa.schema([schema.field(i) for i in idx], metadata=schema.metadata)
+    return FileSource(schema, it, total, unit, float, source.close)
+
+
+# -- writing files --------------------------------------------------------------------------------
+
+
+def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The schema and the record batches of a DoGet of ``ticket_bytes``, read as they arrive.
+
+    The round trip is counted in the session's stats and logged (rows, bytes, time) when the
+    iterator ends; closing it early cancels the stream."""
+    from pydeephaven._flight import _flight_error
+
+    transport = flight_path.transport
+    transport.check_open(op)
+    start = time.perf_counter()
+    try:
+        reader = flight_path.client.do_get(flight.Ticket(ticket_bytes), flight_path.options())
+        schema = reader.schema
+    except (flight.FlightError, pa.ArrowException, OSError) as e:
+        transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
+        raise _flight_error(op, None, e, transport.target) from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        rows = nbytes = 0
+        ok = False
+        try:
+            while True:
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    break
+                except (flight.FlightError, pa.ArrowException, OSError) as e:
+                    raise _flight_error(op, {"rows_read": rows}, e, transport.target) from None
+                b = chunk.data
+                if b is None:
+                    continue
+                rows += b.num_rows
+                nbytes += b.nbytes
+                yield b
+            ok = True
+        finally:
+            if not ok:
+                try:
+                    reader.cancel()
+                except Exception:
+                    pass
+            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes")
+            transport.stats.add_transfer(f"DoGet:{op}", rows, nbytes)
+
+    return schema, batches()
+
+
+def write_stream(schema: pa.Schema, batches: Iterator[pa.RecordBatch], path: PathLike, kind: str, *,
+                 total_rows: Optional[int] = None, progress: Optional[bool] = None, op: str = "",
+                 **options: Any) -> int:
+    """Write ``batches`` to ``path`` as ``kind`` ("csv", "json", "parquet", "arrow"), one batch at a
+    time; returns the rows written. The file appears complete or not at all: it is written under a
+    temporary name next to ``path`` and renamed at the end."""
+    final = Path(path)
+    if final.is_dir():
+        raise DHError(f"{op or 'write'}: {str(path)!r} is a directory; give a file path")
+    if not final.parent.exists():
+        raise DHError(f"{op or 'write'}: the directory {str(final.parent)!r} does not exist")
+    if kind in ("csv", "json"):
+        options.setdefault("compression", formats._compression(final, "detect"))
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")
+    bar = progress_bar(progress, total_rows, "rows", f"{op} {final.name}")
+    sink = None
+    start = time.perf_counter()
+    try:
+        sink = formats.open_sink(kind, tmp, schema, **options)
+        for b in batches:
+            sink.write(b)
+            bar.update(b.num_rows)
+        sink.close()
+        os.replace(tmp, final)
+    except BaseException as e:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        if sink is not None:
+            sink.abort()
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, (DHError, KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise DHError(f"{op or 'write'}({str(path)!r}) failed: {type(e).__name__}: {e}") from None
+    finally:
+        bar.close()
+    log.debug("%s wrote %d rows to %s (%s) in %.2f ms", op, sink.rows, final, kind,
+              (time.perf_counter() - start) * 1e3)
+    return sink.rows
