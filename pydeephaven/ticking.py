@@ -462,6 +462,12 @@ class LiveTable:
         return self._sub.error
 
     @property
+    def stats(self) -> dict[str, float]:
+        """updates, row_updates, bytes received, decode_seconds and apply_seconds (the client's own
+        work per update, listeners excluded)."""
+        return self._sub.stats()
+
+    @property
     def is_alive(self) -> bool:
         return self._sub.is_running
 

@@ -113,6 +113,60 @@ class RowSet:
         more = ", ..." if len(self.starts) > 8 else ""
         return f"RowSet({{{', '.join(parts)}{more}}}, size={self._size})"
 
+    def union(self, other: "RowSet") -> "RowSet":
+        if len(other) == 0:
+            return self
+        if len(self) == 0:
+            return other
+        starts = np.concatenate((self.starts, other.starts))
+        ends = np.concatenate((self.ends, other.ends))
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        # a range starts a new group unless it begins at or before (the furthest end so far) + 1
+        reach = np.maximum.accumulate(ends)
+        new_group = np.empty(len(starts), dtype=bool)
+        new_group[0] = True
+        new_group[1:] = starts[1:] > reach[:-1] + 1
+        group_starts = np.flatnonzero(new_group)
+        group_ends = np.concatenate((group_starts[1:], [len(starts)])) - 1
+        return RowSet(starts[group_starts], reach[group_ends])
+
+    def _combine(self, other: "RowSet", keep_a_only: bool) -> "RowSet":
+        # elementary intervals between every range boundary of both sets; each lies wholly inside
+        # or outside each set, so testing its first value decides it
+        bounds = np.concatenate((self.starts, self.ends + 1, other.starts, other.ends + 1))
+        bounds.sort(kind="stable")
+        distinct = np.empty(len(bounds), dtype=bool)
+        distinct[:1] = True
+        np.not_equal(bounds[1:], bounds[:-1], out=distinct[1:])
+        bounds = bounds[distinct]
+        lo, hi = bounds[:-1], bounds[1:] - 1
+        in_a = self.contains(lo)
+        in_b = other.contains(lo)
+        keep = in_a & ~in_b if keep_a_only else in_a & in_b
+        return _coalesce(lo[keep], hi[keep])
+
+    def difference(self, other: "RowSet") -> "RowSet":
+        """The members not in ``other``."""
+        if len(self) == 0 or len(other) == 0:
+            return self
+        return self._combine(other, True)
+
+    def intersection(self, other: "RowSet") -> "RowSet":
+        if len(self) == 0 or len(other) == 0:
+            return RowSet.empty()
+        return self._combine(other, False)
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``values`` are members."""
+        if len(self.starts) == 0 or len(values) == 0:
+            return np.zeros(len(values), dtype=bool)
+        idx = np.searchsorted(self.starts, values, side="right") - 1
+        inside = idx >= 0
+        out = np.zeros(len(values), dtype=bool)
+        out[inside] = values[inside] <= self.ends[idx[inside]]
+        return out
+
     def keys(self) -> np.ndarray:
         """Every member, in order, as an int64 array."""
         return expand_ranges(self.starts, self.ends)

@@ -17,18 +17,26 @@ The update model (Deephaven's, as Barrage carries it) is applied in this order:
 Full subscriptions use the server's row keys; viewport subscriptions use positions within the
 viewport as keys, so either way the rows of a state, in key order, are the rows as the server
 orders them.
+
+Snapshots (the first rows of a subscription, or those sent after a subscription change) may come
+in several messages: each names in ``added_rows`` the whole row set known so far and carries data
+for part of it (``added_rows_included``). Rows known but without data yet are kept in ``missing``;
+a state with missing rows is incomplete and not shown to users (see ``subscription``).
+
+All set operations work on sorted int64 arrays with ``searchsorted`` (linear or n log n, no
+hashing).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from pydeephaven._barrage.messages import ProtocolError, UpdateMetadata
-from pydeephaven._barrage.rowset import RowSet
+from pydeephaven._barrage.rowset import RowSet, expand_ranges
 from pydeephaven._barrage.stream import RawUpdate
 
 #: Columns are kept chunked; appends add a chunk, and past this many chunks a column is compacted.
@@ -42,6 +50,7 @@ class TableState:
     schema: pa.Schema
     keys: np.ndarray
     columns: tuple[pa.ChunkedArray, ...]
+    missing: RowSet = field(default_factory=RowSet.empty)  # rows whose data has not arrived yet
 
     @classmethod
     def empty(cls, schema: pa.Schema) -> "TableState":
@@ -52,17 +61,27 @@ class TableState:
     def num_rows(self) -> int:
         return len(self.keys)
 
+    @property
+    def complete(self) -> bool:
+        return len(self.missing) == 0
+
     def to_table(self) -> pa.Table:
         return pa.Table.from_arrays(list(self.columns), schema=self.schema)
 
-    def positions(self, keys: np.ndarray, what: str) -> np.ndarray:
-        """Positions of ``keys`` (sorted) in this state; every key must be present."""
-        if len(keys) == 0:
-            return _EMPTY_KEYS
-        pos = np.searchsorted(self.keys, keys)
-        if len(pos) and (pos[-1] >= len(self.keys) or not np.array_equal(self.keys[pos], keys)):
-            raise ProtocolError(f"the update names {what} rows the client does not hold")
-        return pos
+    def positions(self, rows: RowSet, what: str) -> np.ndarray:
+        """Positions in this state of the keys of ``rows``; every key must be present. Works range
+        by range: a range [a, b] is fully held when the state has b - a + 1 keys in it."""
+        return positions_of(self.keys, rows, what)
+
+
+def positions_of(keys: np.ndarray, rows: RowSet, what: str) -> np.ndarray:
+    if len(rows) == 0:
+        return _EMPTY_KEYS
+    lo = np.searchsorted(keys, rows.starts, side="left")
+    hi = np.searchsorted(keys, rows.ends, side="right")
+    if not np.array_equal(hi - lo, rows.ends - rows.starts + 1):
+        raise ProtocolError(f"the update names {what} rows the client does not hold")
+    return expand_ranges(lo, hi - 1)
 
 
 @dataclass(frozen=True)
@@ -80,10 +99,61 @@ class Applied:
     modified_by_column: tuple[np.ndarray, ...]  # per column: positions in ``after``
     metadata: UpdateMetadata
 
+    @classmethod
+    def reset(cls, before: TableState, after: TableState, metadata: Optional[UpdateMetadata] = None) -> "Applied":
+        """An update taking ``before`` to ``after`` by removing every row and adding every row."""
+        empty = _EMPTY_KEYS
+        return cls(before, after, after, np.arange(before.num_rows, dtype=np.int64),
+                   np.arange(after.num_rows, dtype=np.int64), after.keys, empty,
+                   tuple(empty for _ in after.columns), metadata or UpdateMetadata(is_snapshot=True))
 
-def _take(col: pa.ChunkedArray, idx: np.ndarray) -> pa.ChunkedArray:
+
+# -- sorted-array set helpers -----------------------------------------------------------------------
+
+
+def _shift(keys: np.ndarray, starts: np.ndarray, ends: np.ndarray, dests: np.ndarray) -> np.ndarray:
+    """Keys moved by shift ranges (all computed on the keys before any move)."""
+    if len(starts) == 0 or len(keys) == 0:
+        return keys
+    lo = np.searchsorted(keys, starts, side="left")
+    hi = np.searchsorted(keys, ends, side="right")
+    delta = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.add.at(delta, lo, dests - starts)
+    np.add.at(delta, hi, starts - dests)
+    out = keys + np.cumsum(delta[:-1])
+    if len(out) > 1 and np.any(out[1:] <= out[:-1]):
+        raise ProtocolError("the shifts of an update reorder or collide rows")
+    return out
+
+
+#: Above this many runs of consecutive source rows a gather uses Arrow's take instead of slices.
+MAX_RUNS = 32
+
+
+def _runs(idx: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(run starts, run lengths) of ``idx`` cut where it stops counting up by one; None when
+    there are more than MAX_RUNS."""
+    if len(idx) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    breaks = np.flatnonzero(np.diff(idx) != 1)
+    if len(breaks) >= MAX_RUNS:
+        return None
+    firsts = np.concatenate(([0], breaks + 1))
+    lasts = np.concatenate((breaks, [len(idx) - 1]))
+    return idx[firsts], lasts - firsts + 1
+
+
+def _take(col: pa.ChunkedArray, idx: np.ndarray, runs: Optional[tuple[np.ndarray, np.ndarray]] = None) -> pa.ChunkedArray:
+    """Rows ``idx`` of ``col``: zero-copy slices when ``idx`` is a few runs, else Arrow's take."""
     if len(idx) == 0:
         return pa.chunked_array([], type=col.type)
+    if runs is None:
+        runs = _runs(idx)
+    if runs is not None:
+        chunks: list[pa.Array] = []
+        for start, length in zip(runs[0].tolist(), runs[1].tolist()):
+            chunks.extend(c for c in col.slice(start, length).chunks if len(c))
+        return _compact(pa.chunked_array(chunks, type=col.type))
     return col.take(pa.array(idx, type=pa.int64()))
 
 
@@ -91,12 +161,6 @@ def _compact(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if col.num_chunks > MAX_CHUNKS:
         return pa.chunked_array([col.combine_chunks()], type=col.type)
     return col
-
-
-def _chunked(arr: pa.Array | pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
-    if isinstance(arr, pa.ChunkedArray):
-        return arr
-    return pa.chunked_array([arr], type=t)
 
 
 def _select_columns(raw: Sequence[Optional[pa.Array]], index: Sequence[int]) -> list[Optional[pa.Array]]:
@@ -110,12 +174,12 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
     ncols = len(state.columns)
     types = [f.type for f in state.schema]
     before = state
+    missing = state.missing
 
     # 1. removes
     keys = state.keys
     cols = list(state.columns)
-    removed_keys = md.removed.keys() if len(md.removed) else _EMPTY_KEYS
-    removed_pos = state.positions(removed_keys, "removed")
+    removed_pos = state.positions(md.removed, "removed")
     if len(removed_pos):
         keep = np.ones(len(keys), dtype=bool)
         keep[removed_pos] = False
@@ -123,37 +187,39 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
         keys = keys[keep_idx]
         if len(keep_idx) == 0:
             cols = [pa.chunked_array([], type=t) for t in types]
-        elif len(removed_pos) == removed_pos[-1] + 1:  # a prefix: slice instead of take
+        elif removed_pos[-1] == len(removed_pos) - 1:  # a prefix: slice instead of take
             cols = [c.slice(len(removed_pos)) for c in cols]
         else:
-            cols = [_take(c, keep_idx) for c in cols]
+            runs = _runs(keep_idx)
+            cols = [_take(c, keep_idx, runs) for c in cols]
+        missing = missing.difference(md.removed)
 
     # 2. shifts
-    if len(md.shift_starts) and len(keys):
-        lo = np.searchsorted(keys, md.shift_starts, side="left")
-        hi = np.searchsorted(keys, md.shift_ends, side="right")
-        delta = np.zeros(len(keys) + 1, dtype=np.int64)
-        np.add.at(delta, lo, md.shift_dests - md.shift_starts)
-        np.add.at(delta, hi, md.shift_starts - md.shift_dests)
-        keys = keys + np.cumsum(delta[:-1])
-        if len(keys) > 1 and np.any(keys[1:] <= keys[:-1]):
-            raise ProtocolError("the shifts of an update reorder or collide rows")
+    if len(md.shift_starts):
+        keys = _shift(keys, md.shift_starts, md.shift_ends, md.shift_dests)
+        if len(missing):
+            missing = RowSet.from_keys(_shift(missing.keys(), md.shift_starts, md.shift_ends, md.shift_dests))
 
     # 3. adds
-    added_keys = md.added.keys() if len(md.added) else _EMPTY_KEYS
-    incl_keys = md.added_included.keys() if len(md.added_included) else _EMPTY_KEYS
+    added_rs, incl_rs = md.added, md.added_included
+    held: Optional[RowSet] = None
+    if md.is_snapshot and len(added_rs) and len(keys):
+        # a snapshot repeats the rows it announced before: only the others are new
+        held = RowSet.from_keys(keys)
+        added_rs = added_rs.difference(held)
+    added_keys = added_rs.keys() if len(added_rs) else _EMPTY_KEYS
     add_data = _select_columns(update.added, field_index)
-    n_incl = len(incl_keys)
+    n_incl = len(incl_rs)
     for j, arr in enumerate(add_data):
         if arr is not None and len(arr) != n_incl:
             raise ProtocolError(f"column {state.schema.field(j).name!r} carries {len(arr)} added rows; "
                                 f"{n_incl} were announced")
     added_pos = _EMPTY_KEYS
+    all_included = added_rs == incl_rs
     if len(added_keys) or n_incl:
-        appending = (len(added_keys) == n_incl and (len(keys) == 0 or added_keys[0] > keys[-1])
-                     and (n_incl == 0 or np.array_equal(added_keys, incl_keys)))
-        if appending:
-            old_n = len(keys)
+        old_n = len(keys)
+        if all_included and (old_n == 0 or added_keys[0] > keys[-1]):
+            # appended at the end (time tables, most streams): a new chunk per column
             keys = np.concatenate((keys, added_keys)) if old_n else added_keys
             added_pos = np.arange(old_n, len(keys), dtype=np.int64)
             new_cols = []
@@ -164,47 +230,67 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
                 new_cols.append(_compact(pa.chunked_array(c.chunks + [arr], type=types[j])) if n_incl else c)
             cols = new_cols
         else:
-            old_n = len(keys)
-            if len(added_keys) and old_n and np.isin(added_keys, keys, assume_unique=True).any():
+            n_add = len(added_keys)
+            if n_add and old_n and len((held or RowSet.from_keys(keys)).intersection(added_rs)):
                 raise ProtocolError("the update adds rows under keys the client already holds")
-            merged = np.union1d(keys, added_keys) if len(added_keys) else keys
-            added_pos = np.searchsorted(merged, added_keys)
-            # source of each merged row: old row i -> i; included row k -> old_n + k; neither -> null row
-            src = np.full(len(merged), old_n + n_incl, dtype=np.int64)
-            old_pos = np.searchsorted(merged, keys)
+            # merge two sorted key arrays: each element's place is its own index plus the count
+            # of elements of the other array below it
+            merged = np.empty(old_n + n_add, dtype=np.int64)
+            added_pos = np.arange(n_add, dtype=np.int64) + np.searchsorted(keys, added_keys)
+            old_pos = np.arange(old_n, dtype=np.int64) + np.searchsorted(added_keys, keys)
+            merged[added_pos] = added_keys
+            merged[old_pos] = keys
+            # source row of each merged row: old row i -> i; included row k -> old_n + k; none -> null
+            null_row = old_n + n_incl
+            src = np.full(len(merged), null_row, dtype=np.int64)
             src[old_pos] = np.arange(old_n, dtype=np.int64)
             if n_incl:
-                incl_pos = np.searchsorted(merged, incl_keys)
-                if incl_pos[-1] >= len(merged) or not np.array_equal(merged[incl_pos], incl_keys):
-                    raise ProtocolError("the update includes data for rows it neither adds nor holds")
+                incl_pos = positions_of(merged, incl_rs, "included")
                 src[incl_pos] = old_n + np.arange(n_incl, dtype=np.int64)
-            need_null = bool(np.any(src == old_n + n_incl))
+            # rows without data each get their own null row, so that runs of them stay runs
+            null_rows = np.flatnonzero(src == null_row) if not all_included else _EMPTY_KEYS
+            n_null = len(null_rows)
+            if n_null:
+                src[null_rows] = null_row + np.arange(n_null, dtype=np.int64)
+            runs = _runs(src)
             new_cols = []
             for j, c in enumerate(cols):
                 arr = add_data[j]
                 if arr is None:
                     arr = pa.nulls(n_incl, type=types[j])
                 chunks = c.chunks + [arr]
-                if need_null:
-                    chunks.append(pa.nulls(1, type=types[j]))
-                new_cols.append(_take(pa.chunked_array(chunks, type=types[j]), src))
+                if n_null:
+                    chunks.append(pa.nulls(n_null, type=types[j]))
+                new_cols.append(_take(pa.chunked_array(chunks, type=types[j]), src, runs))
             cols = new_cols
             keys = merged
-    after_adds = TableState(state.schema, keys, tuple(cols))
+        if len(missing) or not all_included:
+            missing = missing.union(added_rs.difference(incl_rs)).difference(incl_rs)
+    after_adds = TableState(state.schema, keys, tuple(cols), missing)
 
     # 4. modifies
     mod_data = _select_columns(update.modified, field_index)
-    mod_keys = [md.modified[w] if w < len(md.modified) else RowSet.empty() for w in field_index]
+    mod_rows = [md.modified[w] if w < len(md.modified) else RowSet.empty() for w in field_index]
     per_col: list[np.ndarray] = []
+    union = RowSet.empty()
+    last_rows: Optional[RowSet] = None
+    last_pos = _EMPTY_KEYS
+    last_idx_for: Optional[np.ndarray] = None
+    idx = _EMPTY_KEYS
+    idx_runs: Optional[tuple[np.ndarray, np.ndarray]] = None
     for j in range(ncols):
-        mk = mod_keys[j]
-        if len(mk) == 0:
+        rows = mod_rows[j]
+        if len(rows) == 0:
             per_col.append(_EMPTY_KEYS)
             continue
-        arr = mod_data[j]
-        k = mk.keys()
-        pos = after_adds.positions(k, "modified")
+        if last_rows is not None and rows == last_rows:
+            pos = last_pos
+        else:
+            pos = after_adds.positions(rows, "modified")
+            union = union.union(rows)
+            last_rows, last_pos = rows, pos
         per_col.append(pos)
+        arr = mod_data[j]
         if arr is None:
             continue  # a column not subscribed: its modifications are not carried
         if len(arr) != len(pos):
@@ -214,16 +300,17 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
         if len(pos) == n:
             cols[j] = pa.chunked_array([arr], type=types[j])
         else:
-            idx = np.arange(n, dtype=np.int64)
-            idx[pos] = n + np.arange(len(pos), dtype=np.int64)
-            cols[j] = _take(pa.chunked_array(cols[j].chunks + [arr], type=types[j]), idx)
-    nonempty = [p for p in per_col if len(p)]
-    if not nonempty:
+            if pos is not last_idx_for:
+                idx = np.arange(n, dtype=np.int64)
+                idx[pos] = n + np.arange(len(pos), dtype=np.int64)
+                idx_runs = _runs(idx)
+                last_idx_for = pos
+            cols[j] = _take(pa.chunked_array(cols[j].chunks + [arr], type=types[j]), idx, idx_runs)
+    if last_rows is None:
         modified_pos = _EMPTY_KEYS
-    elif len(nonempty) == 1:
-        modified_pos = nonempty[0]
+        after = after_adds
     else:
-        modified_pos = np.unique(np.concatenate(nonempty))
-    after = TableState(state.schema, keys, tuple(cols)) if nonempty else after_adds
+        modified_pos = last_pos if union == last_rows else after_adds.positions(union, "modified")
+        after = TableState(state.schema, keys, tuple(cols), missing)
     return Applied(before, after_adds, after, removed_pos, added_pos, added_keys, modified_pos,
                    tuple(per_col), md)

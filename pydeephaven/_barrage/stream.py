@@ -185,6 +185,7 @@ class BarrageStream:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.messages = 0
         self.bytes = 0
+        self.decode_seconds = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -220,7 +221,9 @@ class BarrageStream:
             for data in self._call:
                 self.messages += 1
                 self.bytes += len(data)
+                t0 = time.perf_counter()
                 update = self._assembler.feed(data)
+                self.decode_seconds += time.perf_counter() - t0
                 if update is not None and not self._stopping.is_set():
                     self._on_update(update)
             if not self._stopping.is_set():

@@ -107,13 +107,18 @@ class Subscription:
         self._options = options
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self.state = state_mod.TableState.empty(schema)
+        self.state = state_mod.TableState.empty(schema)  # the copy users see
+        self._working = self.state  # the copy updates apply to (ahead while a snapshot arrives)
+        self._held = False
         self.spec = spec
         self.effective_columns: tuple[int, ...] = spec.columns if spec.columns is not None else tuple(range(len(schema)))
         self.effective_viewport: Optional[rowset.RowSet] = None
         self.updates = 0
         self.snapshots = 0
         self.row_updates = 0
+        self.apply_seconds = 0.0
+        self._closed_streams_decode = 0.0
+        self._closed_streams_bytes = 0
         self.error: Optional[BaseException] = None
         self._stream: Optional[BarrageStream] = None
         self._generation = 0
@@ -138,6 +143,10 @@ class Subscription:
         return messages.subscription_request(self._ticket, cols, vp, spec.reverse, self._options)
 
     def _open_stream(self) -> None:
+        old = self._stream
+        if old is not None:
+            self._closed_streams_decode += old.decode_seconds
+            self._closed_streams_bytes += old.bytes
         self._generation += 1
         gen = self._generation
         transport = self._session._transport
@@ -148,6 +157,18 @@ class Subscription:
         )
         self._stream = stream
         stream.start()
+
+    def stats(self) -> dict[str, float]:
+        """Counters: updates, rows changed, bytes received, and the client's own time spent
+        decoding messages and applying updates (listener time excluded)."""
+        s = self._stream
+        return {
+            "updates": self.updates,
+            "row_updates": self.row_updates,
+            "bytes": self._closed_streams_bytes + (s.bytes if s is not None else 0),
+            "decode_seconds": self._closed_streams_decode + (s.decode_seconds if s is not None else 0.0),
+            "apply_seconds": self.apply_seconds,
+        }
 
     @property
     def thread(self) -> Optional[threading.Thread]:
@@ -194,12 +215,9 @@ class Subscription:
                 return
             before = self.state
             empty = state_mod.TableState.empty(self.schema)
-            applied = state_mod.Applied(
-                before, empty, empty, np.arange(before.num_rows, dtype=np.int64), np.zeros(0, np.int64),
-                np.zeros(0, np.int64), np.zeros(0, np.int64), tuple(np.zeros(0, np.int64) for _ in self.schema),
-                messages.UpdateMetadata(),
-            )
-            self.state = empty
+            applied = state_mod.Applied.reset(before, empty)
+            self.state = self._working = empty
+            self._held = False
             self.effective_viewport = None
             self._open_stream()
         if before.num_rows:
@@ -217,11 +235,20 @@ class Subscription:
             if md.is_snapshot:
                 self.effective_viewport = md.effective_viewport
                 self.snapshots += 1
-            applied = state_mod.apply(self.state, raw, self._field_index)
+            t0 = time.perf_counter()
+            applied = state_mod.apply(self._working, raw, self._field_index)
+            self.apply_seconds += time.perf_counter() - t0
+            self._working = applied.after
+            if not applied.after.complete:
+                # a snapshot still arriving in parts: show it once every row has its data
+                self._held = True
+                return
+            if self._held:
+                self._held = False
+                applied = state_mod.Applied.reset(self.state, self._working, md)
             self.state = applied.after
             self.updates += 1
-            self.row_updates += len(applied.removed_pos) + len(applied.added_pos) + sum(
-                len(p) for p in applied.modified_by_column)
+            self.row_updates += len(applied.removed_pos) + len(applied.added_pos) + len(applied.modified_pos)
             self._changed.notify_all()
         self._deliver(applied)
 
