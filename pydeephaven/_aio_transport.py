@@ -220,7 +220,7 @@ class AsyncTransport:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise DHError(f"{op} failed: an AsyncSession is used from within a running event loop "
+            raise DHError(f"{op} failed: an AsyncSession works only inside a running event loop "
                           f"(await its operations in a coroutine)") from None
         if loop is not self._loop:
             raise DHError(f"{op} failed: this AsyncSession was connected in another event loop; "

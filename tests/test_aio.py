@@ -169,7 +169,17 @@ def test_a_session_stays_in_its_loop(arun) -> None:
             return "no error"
 
         assert "another event loop" in await asyncio.to_thread(elsewhere)
-        assert (await s.empty_table(3)).size == 3
+        t = await s.empty_table(3)
+
+        def no_loop() -> str:
+            try:
+                t.head(1)
+            except DHError as e:
+                return str(e)
+            return "no error"
+
+        assert "inside a running event loop" in await asyncio.to_thread(no_loop)
+        assert (await t.head(2)).size == 2
 
     arun(body)
 
@@ -693,6 +703,8 @@ EXIT_SCRIPT = textwrap.dedent("""
         await ticking.to_arrow()
         async for _ in t.iter_batches():
             break
+        t.update("Bad = no_such_col_exit")  # fails on the server; never awaited
+        await asyncio.sleep(0.5)
         if how == "exception":
             raise RuntimeError("boom")
         if how == "failed-op":

@@ -477,7 +477,15 @@ def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: Threa
     loop = transport.loop
     if transport.is_closed or loop is None or loop.is_closed():
         return
+    def start() -> None:
+        task = loop.create_task(transport.close())
+        _closing.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(_closing.discard)
+
     try:
-        loop.call_soon_threadsafe(lambda: loop.create_task(transport.close()))
+        loop.call_soon_threadsafe(start)
     except RuntimeError:
         pass
+
+
+_closing: "set[asyncio.Task[None]]" = set()
