@@ -184,14 +184,15 @@ def var(cols: ColsArg = None) -> Aggregation:
 
 def median(cols: ColsArg = None, average_evenly_divided: bool = True) -> Aggregation:
     """Median of each column; with an even count, the mean of the two middle values when
-    ``average_evenly_divided`` (numeric columns), else the lower one."""
+    ``average_evenly_divided`` (numeric columns), else the upper one."""
     flag = check_bool("agg.median", "average_evenly_divided", average_evenly_divided)
     return _columns("median", "median", cols, _Spec.AggSpecMedian(average_evenly_divided=flag),
                     average_evenly_divided=flag)
 
 
 def pct(percentile: float, cols: ColsArg = None, average_evenly_divided: bool = False) -> Aggregation:
-    """The ``percentile`` (0.0 to 1.0) of each column."""
+    """The ``percentile`` (0.0 to 1.0) of each column: the sorted value at rank
+    ``percentile * (n - 1)``, halves rounded up."""
     p = check_number("agg.pct", "percentile", percentile)
     if not 0.0 <= p <= 1.0:
         raise DHError(f"agg.pct: percentile must be between 0.0 and 1.0, got {percentile!r}")
