@@ -10,6 +10,8 @@ Two ways in:
 * ``Table.subscribe(...)`` returns a ``LiveTable``: a client-side copy of the server table kept
   current, read at any time and from any thread with ``snapshot()``; optionally a viewport (row
   positions and a column subset) that can be moved while subscribed.
+* ``updates(table)`` is the asyncio form: ``async for update in updates(table)``, for a Table or
+  an AsyncTable (whose subscription then runs as a task of the event loop, no thread).
 
 A subscription ends with ``stop()``/``close()``; when the server or the session goes away instead,
 ``on_error`` is called once with a DHError.
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydeephaven.ticking")
 
-__all__ = ["listen", "TableListener", "TableListenerHandle", "TableUpdate", "LiveTable", "ColDictType"]
+__all__ = ["listen", "TableListener", "TableListenerHandle", "TableUpdate", "LiveTable", "UpdateStream", "updates",
+           "ColDictType"]
 
 ColDictType = Dict[str, pa.Array]
 """Column name to an Arrow array of that column's values."""
@@ -250,8 +253,8 @@ def _subscription_args(table: "Table", columns: Columns, viewport: ViewportSpec,
                        reverse_viewport: bool, update_interval_ms: Optional[int]) -> tuple[Spec, messages.SubscriptionOptions]:
     from pydeephaven.table import Table
 
-    if not isinstance(table, Table):
-        raise DHError(f"subscribe: expected a pydeephaven Table, got {type(table).__name__}")
+    if not isinstance(table, Table) and type(table).__name__ not in ("AsyncTable", "AsyncInputTable"):
+        raise DHError(f"subscribe: expected a pydeephaven Table or AsyncTable, got {type(table).__name__}")
     table._check("subscribe")
     if table.schema is None:
         raise DHError("subscribe: the table's schema is unknown")
@@ -543,3 +546,114 @@ def subscribe(table: "Table", columns: Columns = None, viewport: ViewportSpec = 
     """``Table.subscribe``: a LiveTable following ``table``."""
     return LiveTable(table, columns, viewport, **kwargs)
 
+
+
+_END = object()
+
+
+class UpdateStream:
+    """An async iterator of the TableUpdates of one subscription (``updates(table)``).
+
+    ``async with updates(t) as stream: async for update in stream: ...``; ``snapshot()`` gives the
+    current copy. A failed subscription (server gone) raises its DHError from the iteration once;
+    ``aclose()`` (or leaving ``async with``) ends it.
+    """
+
+    def __init__(self, table: Any, columns: Columns = None, viewport: ViewportSpec = None, *,
+                 reverse_viewport: bool = False, update_interval_ms: Optional[int] = None) -> None:
+        self._spec, self._options = _subscription_args(table, columns, viewport, reverse_viewport, update_interval_ms)
+        self._table = table
+        self._sub: Optional[Subscription] = None
+        self._queue: Any = None
+        self._done = False
+
+    def _start(self) -> None:
+        import asyncio
+
+        if self._sub is not None:
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queue = queue
+        schema = self._table.schema
+        holder: dict[str, Subscription] = {}
+
+        def put(item: Any) -> None:
+            if loop.is_closed():
+                return
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            try:
+                if running is loop:
+                    queue.put_nowait(item)
+                else:
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+        def sink(applied: Applied) -> None:
+            sub = holder["sub"]
+            put(TableUpdate(applied, [schema.field(i).name for i in sub.effective_columns], schema))
+
+        sub = Subscription(self._table.session, self._table.ticket.bytes, schema, self._spec, sink, put,
+                           self._options, name=_table_name(self._table))
+        holder["sub"] = sub
+        self._sub = sub
+        sub.start()
+
+    def __aiter__(self) -> "UpdateStream":
+        return self
+
+    async def __anext__(self) -> TableUpdate:
+        if self._done:
+            raise StopAsyncIteration
+        self._start()
+        item = await self._queue.get()
+        if item is _END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def snapshot(self) -> pa.Table:
+        """The current copy (the subscribed columns, rows in server order)."""
+        if self._sub is None:
+            raise DHError("snapshot: the stream has not started (iterate it or enter it with async with)")
+        state, cols, error = self._sub.current()
+        if error is not None:
+            raise DHError(f"snapshot: the subscription failed: {error}") from None
+        schema = self._table.schema
+        return pa.Table.from_arrays([state.columns[i] for i in cols], schema=pa.schema([schema.field(i) for i in cols]))
+
+    async def aclose(self) -> None:
+        """End the subscription and wait until its stream has stopped; idempotent."""
+        import asyncio
+
+        sub = self._sub
+        if sub is None or self._queue is None:
+            self._done = True
+            return
+        if not self._done:
+            self._queue.put_nowait(_END)  # wakes an iteration waiting meanwhile
+        if sub.is_async:
+            sub.stop()
+            await sub.wait_closed()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, sub.stop)
+
+    async def __aenter__(self) -> "UpdateStream":
+        self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def updates(table: Any, columns: Columns = None, viewport: ViewportSpec = None, **kwargs: Any) -> UpdateStream:
+    """An async iterator of ``table``'s updates (the first holds the initial rows); ``table`` is a
+    Table or an AsyncTable. Options as for ``Table.subscribe``."""
+    return UpdateStream(table, columns, viewport, **kwargs)

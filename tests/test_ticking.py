@@ -587,3 +587,104 @@ def test_interpreter_exits_with_live_subscriptions(server):
     assert proc.returncode == 0, proc.stderr
     assert "subscribed" in proc.stdout
     assert time.monotonic() - start < 30
+
+
+# -- asyncio ----------------------------------------------------------------------------------------------
+
+
+def test_async_iterator_of_updates_on_async_and_sync_tables(server, session: Session):
+    import asyncio
+
+    from pydeephaven.aio import AsyncSession
+    from pydeephaven.ticking import updates
+
+    n = 40
+
+    async def main() -> None:
+        async with AsyncSession(server.host, server.port) as s:
+            tt = await s.time_table("PT0.02s", start_time=soon(1.0))
+            t = await tt.update(["X = ii"]).where(f"X < {n}")
+            got: list[int] = []
+            async with updates(t) as stream:
+                async for u in stream:
+                    got.extend(u.added().get("X", pa.array([], pa.int64())).to_pylist())
+                    if len(got) >= n:
+                        break
+                assert stream.snapshot()["X"].to_pylist() == list(range(n))
+            assert got == list(range(n))
+            assert not [tk for tk in asyncio.all_tasks() if tk.get_name().startswith("pydeephaven-subscription")]
+            # a sync Table iterated from asyncio (the subscription thread feeds the loop)
+            st = session.time_table("PT0.02s", start_time=soon(1.0)).update(["X = ii"]).where(f"X < {n}")
+            seen: list[int] = []
+            stream2 = updates(st, columns="X")
+            async for u in stream2:
+                seen.extend(u.added().get("X", pa.array([], pa.int64())).to_pylist())
+                if len(seen) >= n:
+                    break
+            await stream2.aclose()
+            assert seen == list(range(n))
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_large_table_snapshot_in_parts_while_it_ticks(session: Session):
+    rows = 300_000
+    static = session.empty_table(rows).update(["A = ii", "S = `r` + (ii % 1000)"])
+    with static.subscribe() as live:
+        assert live.wait_for(lambda s: s.num_rows == rows, TIMEOUT)
+        assert live.snapshot().equals(static.to_arrow())
+        assert live.update_count == 1  # the parts were shown as one complete copy
+    # every row modified on each of 8 ticks, starting while the first rows are still arriving
+    tick = (session.time_table("PT0.25s", start_time=soon(0.3)).update(["K = 0", "I = ii"]).where("I < 8")
+            .last_by("K"))
+    big = (session.empty_table(rows).update(["K = 0", "A = ii"]).natural_join(tick, on=["K"], joins=["I"])
+           .update(["B = A * 10 + I"]))
+    rp = Replay()
+    with big.subscribe() as live, listen(big, rp):
+        final = settle(live, big, done=lambda ref: ref["I"][0].as_py() == 7, timeout=30)
+        want_b = (np.arange(rows) * 10 + 7).tolist()
+        assert final["B"].to_pylist() == want_b
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and rp.table(["I"])["I"][:1] != [7] and not rp.errors:
+            time.sleep(0.05)
+        assert rp.errors == []
+        assert rp.table(["A", "B"]) == final.select(["A", "B"]).to_pydict()
+        assert rp.counts["modified"] >= rows  # it did tick under the subscription
+
+
+def test_blink_table_rows_come_and_go(session: Session):
+    n, period_ns = 60, 15_000_000
+    start = soon(1.0)
+    blink = (session.time_table(period_ns, start_time=start, blink_table=True)
+             .update([f"X = (epochNanos(Timestamp) - {start}L) / {period_ns}L"]).where(f"X < {n}"))
+    rp = Replay()
+    with listen(blink, rp), blink.subscribe() as live:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and not (rp.counts["added"] >= n and rp.counts["removed"] >= n):
+            time.sleep(0.05)
+        assert rp.errors == []
+        assert rp.counts["added"] == n and rp.counts["removed"] == n  # each row once in, once out
+        assert rp.table(["X"]) == {"X": []}
+        assert live.wait_for(lambda s: s.num_rows == 0, TIMEOUT)
+    seen = sorted(x for u in rp.updates for x in u.added().get("X", pa.array([], pa.int64())).to_pylist())
+    assert seen == list(range(n))
+
+
+def test_session_close_ends_subscriptions_with_one_error(server):
+    s = Session(server.host, server.port)
+    t = s.time_table("PT0.05s")
+    errors: list[BaseException] = []
+    h = listen(t, lambda u: None, errors.append)
+    h.start()
+    live = t.subscribe()
+    assert live.wait_for_updates(1, TIMEOUT)
+    s.close()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and (not errors or h.is_running or live.is_alive):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert len(errors) == 1 and isinstance(errors[0], DHError) and "closed" in str(errors[0])
+    with pytest.raises(DHError):
+        live.snapshot()
+    h.stop()
+    live.close()

@@ -255,3 +255,101 @@ class BarrageStream:
             call.cancel()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+
+class AsyncBarrageStream:
+    """The same subscription stream on a ``grpc.aio`` channel: a task of the running event loop
+    instead of a thread. ``on_update``/``on_end`` run in the loop; ``stop()`` cancels, and
+    ``wait_closed()`` awaits the task's end."""
+
+    def __init__(self, channel: Any, metadata: Callable[[], Sequence[tuple[str, str]]],
+                 schema: pa.Schema, first_request: bytes,
+                 on_update: Callable[[RawUpdate], None], on_end: Callable[[Optional[BaseException]], None],
+                 name: str = "pydeephaven-barrage") -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self._channel = channel
+        self._metadata = metadata
+        self._assembler = Assembler(schema)
+        self._requests: "asyncio.Queue[Optional[bytes]]" = asyncio.Queue()
+        self._requests.put_nowait(messages.encode_flight_data(app_metadata=first_request))
+        self._on_update = on_update
+        self._on_end = on_end
+        self._stopping = False
+        self._call: Any = None
+        self._task: Any = None
+        self._name = name
+        self.messages = 0
+        self.bytes = 0
+        self.decode_seconds = 0.0
+
+    thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = self._asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    def send(self, app_metadata: bytes) -> None:
+        self._requests.put_nowait(messages.encode_flight_data(app_metadata=app_metadata))
+
+    async def _request_iter(self):
+        while True:
+            item = await self._requests.get()
+            if item is None:
+                return
+            yield item
+
+    async def _run(self) -> None:
+        error: Optional[BaseException] = None
+        try:
+            method = self._channel.stream_stream(DO_EXCHANGE, request_serializer=None, response_deserializer=None)
+            self._call = method(self._request_iter(), metadata=list(self._metadata()))
+            async for data in self._call:
+                self.messages += 1
+                self.bytes += len(data)
+                t0 = time.perf_counter()
+                update = self._assembler.feed(data)
+                self.decode_seconds += time.perf_counter() - t0
+                if update is not None and not self._stopping:
+                    self._on_update(update)
+            if not self._stopping:
+                error = ConnectionError("the server ended the subscription")
+        except self._asyncio.CancelledError:
+            if not self._stopping:
+                error = ConnectionError("the subscription's call was cancelled")
+        except grpc.RpcError as e:
+            if not self._stopping:
+                error = e
+        except BaseException as e:  # noqa: BLE001 - a protocol or listener failure ends the stream
+            error = e
+        finally:
+            self._stopping = True
+            self._requests.put_nowait(None)
+            if self._call is not None:
+                self._call.cancel()
+            try:
+                self._on_end(error)
+            except Exception:  # pragma: no cover - on_end is ours and must not raise
+                log.exception("subscription end handler failed")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        try:
+            self._requests.put_nowait(None)
+        except Exception:  # pragma: no cover
+            pass
+        if self._call is not None:
+            self._call.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            try:
+                await self._task
+            except BaseException:  # noqa: BLE001 - cancelled or failed: it is over either way
+                pass

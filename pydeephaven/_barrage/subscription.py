@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from pydeephaven._barrage import messages, rowset, state as state_mod
-from pydeephaven._barrage.stream import BarrageStream, RawUpdate
+from pydeephaven._barrage.stream import AsyncBarrageStream, BarrageStream, RawUpdate
 from pydeephaven.dherror import DHError
 
 log = logging.getLogger("pydeephaven.ticking")
@@ -150,7 +150,8 @@ class Subscription:
         self._generation += 1
         gen = self._generation
         transport = self._session._transport
-        stream = BarrageStream(
+        cls = AsyncBarrageStream if self.is_async else BarrageStream
+        stream = cls(
             transport.channel, lambda: transport.metadata, self.schema, self._request(self.spec),
             lambda raw: self._on_raw(gen, raw), lambda err: self._on_stream_end(gen, err),
             name=f"pydeephaven-subscription-{self.name}",
@@ -173,12 +174,25 @@ class Subscription:
     @property
     def thread(self) -> Optional[threading.Thread]:
         s = self._stream
-        return s.thread if s is not None else None
+        return s.thread if isinstance(s, BarrageStream) else None
+
+    @property
+    def is_async(self) -> bool:
+        """True on an asyncio session (grpc.aio channel): the stream is a task, not a thread."""
+        return isinstance(self._session._transport.channel, grpc.aio.Channel)
 
     @property
     def is_running(self) -> bool:
         s = self._stream
-        return s is not None and s.thread.is_alive() and not self._stopped and not self._ended
+        if s is None or self._stopped or self._ended:
+            return False
+        return s.running if isinstance(s, AsyncBarrageStream) else s.thread.is_alive()
+
+    async def wait_closed(self) -> None:
+        """(asyncio sessions) Wait until the stream's task has finished after ``stop()``."""
+        s = self._stream
+        if isinstance(s, AsyncBarrageStream):
+            await s.wait_closed()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the subscription; joins the stream thread unless called from it. Idempotent."""
