@@ -264,7 +264,8 @@ def _sentinel(value: Any) -> table_pb2.AggSpec.AggSpecNonUniqueSentinel:
     kind = type(value).__module__ == "numpy" and type(value).__name__
     if kind:
         by_kind = {"int8": "byte_value", "int16": "short_value", "int32": "int_value", "int64": "long_value",
-                   "float32": "float_value", "float64": "double_value", "bool_": "bool_value"}
+                   "float32": "float_value", "float64": "double_value", "bool_": "bool_value",
+                   "bool": "bool_value"}
         field = by_kind.get(kind)
         if field is None:
             raise DHError(f"agg.unique: non_unique_sentinel of numpy type {kind} is not supported")

@@ -129,3 +129,22 @@ def test_plugin_client_argument_errors(session):
             client.req_stream.write("text, not bytes", [])
         with pytest.raises(DHError):
             client.req_stream.write(b"x", ["not a server object"])
+
+
+def test_dropped_client_ends_its_request_thread(session):
+    import gc
+    import threading
+    import time
+
+    session.run_script(FIGURE_SCRIPT)
+    obj = session.exportable_objects["plugin_fig"]
+    baseline = threading.active_count()
+    client = session.plugin_client(obj)
+    next(client.resp_stream)
+    assert threading.active_count() > baseline  # gRPC reads the request queue in a thread
+    del client
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == baseline

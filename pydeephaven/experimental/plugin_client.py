@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Iterator, Union
 
 import grpc
@@ -138,6 +139,11 @@ class Fetchable(ServerObject):
         return f"Fetchable(type={self.type!r}, ticket={self.ticket!r})"
 
 
+def _end_streams(req: PluginRequestStream, resp: PluginResponseStream) -> None:
+    req.close()
+    resp.close()
+
+
 class PluginClient(ServerObject):
     """A connection to a plugin-typed server object (see the module text)."""
 
@@ -166,6 +172,9 @@ class PluginClient(ServerObject):
             if self._owns_export:
                 session._release_quietly(self.export_ticket)
             raise
+        # a client dropped without close() still ends its streams (gRPC's request thread waits on
+        # the request queue until it ends)
+        self._finalizer = weakref.finalize(self, _end_streams, self.req_stream, self.resp_stream)
 
     def close(self) -> None:
         """End the connection, and release the export this client made (if it made one)."""
@@ -173,8 +182,7 @@ class PluginClient(ServerObject):
             if self._closed:
                 return
             self._closed = True
-        self.req_stream.close()
-        self.resp_stream.close()
+        self._finalizer()
         if self._owns_export:
             self.session._release_quietly(self.export_ticket)
 
