@@ -8,7 +8,7 @@ import itertools
 import os
 import threading
 import weakref
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import pyarrow as pa
 
@@ -19,6 +19,11 @@ from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven.dherror import DHError
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+
+if TYPE_CHECKING:
+    from pydeephaven.experimental.plugin_client import PluginClient
+    from pydeephaven.query import Query
+    from pydeephaven.table import InputTable
 
 __all__ = ["Session"]
 
@@ -541,7 +546,7 @@ class Session:
             columns: load only these columns.
             delimiter: the CSV field separator ("," for csv, tab for tsv).
             column_types: CSV column types by name (pyarrow types); the others are guessed from the
-                first 16 MB of the file.
+                first megabyte of the file.
             batch_rows: Parquet rows per batch (default: about 16 MB of data).
             csv_options: more pyarrow.csv options by name (skip_rows, column_names, quote_char,
                 null_values, timestamp_parsers, ...).
