@@ -317,13 +317,13 @@ class TableListenerHandle:
             self._sub = sub
         sub.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """Unsubscribe. Once it returns (from any thread but the listener's own), the listener is not
-        called again."""
+        called again; it waits up to ``timeout`` seconds for a call in progress to finish."""
         with self._lock:
             sub = self._sub
         if sub is not None:
-            sub.stop()
+            sub.stop(timeout)
 
     @property
     def is_running(self) -> bool:
