@@ -22,8 +22,9 @@ log = logging.getLogger("pydeephaven")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: CSV blocks (and so the batches sent to the server) are about this large.
-CSV_BLOCK_BYTES = 16 * 1024 * 1024
+#: CSV blocks (and so the batches sent to the server) are about this large; the reader reads ahead
+#: a number of blocks, so memory use grows with it (16 MB blocks peaked at 360 MB on a 300 MB file).
+CSV_BLOCK_BYTES = 1024 * 1024
 #: Parquet batches aim at about this many bytes of uncompressed data.
 PARQUET_BATCH_BYTES = 16 * 1024 * 1024
 #: Auto progress bars appear only for transfers still running after this many seconds.
@@ -90,7 +91,7 @@ class FileSource:
     """A file opened as a stream of record batches, with what progress it can report."""
 
     def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], total: Optional[float], unit: str,
-                 position: Callable[[int], float], closer: Callable[[], None]) -> None:
+                 position: Callable[[int], Union[int, float]], closer: Callable[[], None]) -> None:
         self.schema = schema
         self._batches = batches
         self.total = total
@@ -100,7 +101,7 @@ class FileSource:
 
     def batches(self, bar: Any = None) -> Iterator[pa.RecordBatch]:
         rows = 0
-        done = 0.0
+        done: Union[int, float] = 0
         try:
             for b in self._batches:
                 rows += b.num_rows
@@ -188,13 +189,13 @@ def _open_csv(p: Path, codec: Optional[str], delimiter: str, columns: Optional[l
                 raise DHError(f"import_file({str(p)!r}) failed while reading CSV: {e}{hint}") from None
             yield b
 
-    def position(_rows: int) -> float:
+    def position(_rows: int) -> int:
         try:
-            return float(raw.tell())
+            return int(raw.tell())
         except Exception:
-            return 0.0
+            return 0
 
-    return FileSource(reader.schema, batches(), float(size), "B", position, raw.close)
+    return FileSource(reader.schema, batches(), size, "B", position, raw.close)
 
 
 def _open_parquet(p: Path, columns: Optional[list[str]], batch_rows: Optional[int]) -> FileSource:
@@ -217,7 +218,7 @@ def _open_parquet(p: Path, columns: Optional[list[str]], batch_rows: Optional[in
             per_row = per_row * len(columns) / max(1, len(pf.schema_arrow))
         batch_rows = int(min(1_000_000, max(1024, PARQUET_BATCH_BYTES / max(per_row, 1.0))))
     batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
-    return FileSource(schema, batches, float(total_rows), "rows", float, pf.close)
+    return FileSource(schema, batches, total_rows, "rows", _rows, pf.close)
 
 
 def _open_ipc(p: Path, columns: Optional[list[str]]) -> FileSource:
@@ -225,7 +226,7 @@ def _open_ipc(p: Path, columns: Optional[list[str]]) -> FileSource:
     try:
         reader: Any = pa.ipc.open_file(source)
         count = reader.num_record_batches
-        total = float(sum(reader.get_batch(i).num_rows for i in range(count)))
+        total: Optional[int] = sum(reader.get_batch(i).num_rows for i in range(count))
 
         def all_batches() -> Iterator[pa.RecordBatch]:
             for i in range(count):
@@ -246,7 +247,11 @@ def _open_ipc(p: Path, columns: Optional[list[str]]) -> FileSource:
         inner = it
         it = (b.select(idx) for b in inner)
         schema = pa.schema([schema.field(i) for i in idx], metadata=schema.metadata)
-    return FileSource(schema, it, total, unit, float, source.close)
+    return FileSource(schema, it, total, unit, _rows, source.close)
+
+
+def _rows(rows: int) -> int:
+    return rows
 
 
 # -- writing files --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keyword
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydeephaven._proto import session_pb2
@@ -76,21 +77,38 @@ class TemporaryScope:
             log.warning("temporary(): releasing %d exports failed: %s", len(tickets), e)
 
 
+#: Pauses before asking again to release exports the server did not know yet: a pipelined op sent
+#: just before the block ended may reach the server after its release.
+RETRY_DELAYS = (0.02, 0.1, 0.4)
+
+
 def release_all(session: "Session", tickets: list[ExportTicket]) -> None:
-    """Release ``tickets`` with all calls in flight at once; exports that are gone already or never
-    came to be are no error."""
+    """Release ``tickets`` with all calls in flight at once. Exports already released are no error;
+    those the server does not know yet are asked for again a few times (then given up: a number
+    used up without an export, e.g. by an op refused before it was sent)."""
     t = session._transport
-    calls = [t.unary_future("release", t.session_stub.Release, session_pb2.ReleaseRequest(id=tk.pb_ticket),
-                            args={"ticket": tk}) for tk in tickets]
-    failures = []
-    for call in calls:
-        try:
-            call.result()
-        except DHError as e:
-            text = str(e)
-            if "not yet defined" in text or "NOT_FOUND" in text:
-                continue
-            failures.append(text)
+    failures: list[str] = []
+    pending = list(tickets)
+    for delay in (0.0, *RETRY_DELAYS):
+        if not pending:
+            break
+        if delay:
+            time.sleep(delay)
+        calls = [(tk, t.unary_future("release", t.session_stub.Release,
+                                     session_pb2.ReleaseRequest(id=tk.pb_ticket), args={"ticket": tk}))
+                 for tk in pending]
+        pending = []
+        for tk, call in calls:
+            try:
+                call.result()
+            except DHError as e:
+                text = str(e)
+                if "not yet defined" in text:
+                    pending.append(tk)
+                elif "NOT_FOUND" not in text:
+                    failures.append(text)
+    if pending:
+        log.debug("temporary(): %d export numbers never became exports: %s", len(pending), pending)
     if failures:
         raise DHError(f"temporary(): {len(failures)} of {len(tickets)} releases failed, e.g. {failures[0]}")
 

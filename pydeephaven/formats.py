@@ -232,9 +232,17 @@ def _json_column(col: Any, field: pa.Field) -> Any:
     if pa.types.is_duration(t):
         return pc.cast(col, pa.int64())
     if pa.types.is_floating(t):
-        f64 = pc.cast(col, pa.float64())
+        f64 = _shortest_f64(col)
         return pc.if_else(pc.is_finite(f64), f64, pa.scalar(None, pa.float64()))
     return col
+
+
+def _shortest_f64(col: Any) -> Any:
+    """A float column as float64 whose values print as the shortest text of the original type
+    (a float32 0.1 stays 0.1, not 0.10000000149011612)."""
+    if pa.types.is_float64(col.type):
+        return col
+    return pc.cast(pc.cast(col, pa.string()), pa.float64())
 
 
 def _json_records(batch: Union[pa.RecordBatch, pa.Table]) -> list[dict[str, Any]]:
@@ -302,7 +310,14 @@ def _rows_for_display(data: Union[pa.Table, pa.RecordBatch], max_rows: int) -> t
     fields = list(shown.schema)
     columns = []
     for col, f in zip(shown.columns, fields):
-        columns.append(_chars(col).to_pylist() if _is_char(f) else col.to_pylist())
+        t = f.type
+        if _is_char(f):
+            col = _chars(col)
+        elif pa.types.is_floating(t):
+            col = _shortest_f64(col)
+        elif pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
+            col = pc.cast(col, pa.string())
+        columns.append(col.to_pylist())
     rows = [list(r) for r in zip(*columns)] if columns else [[] for _ in range(shown.num_rows)]
     return fields, rows
 
@@ -329,8 +344,8 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     cells = [[_cell(v, max_col_width) for v in r] for r in rows]
     widths = [min(max_col_width, max([len(headers[i]), len(types[i])] + [len(r[i]) for r in cells]))
               for i in range(len(fields))]
-    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
-               for f in fields]
+    numeric = [(pa.types.is_integer(f.type) and not _is_char(f)) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type) for f in fields]
 
     def line(values: list[str], align_numbers: bool) -> str:
         out = []

@@ -318,9 +318,18 @@ class Table(TableInterface["Table"], ServerObject):
         self._check(op)
         self._resolve()
         total = self._size if self._is_static else None
-        schema, batches = _files.stream_batches(self.session._flight, self.ticket.bytes, op)
-        return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress, op=op,
-                                   **options)
+        for attempt in (1, 2):
+            schema, batches = _files.stream_batches(self.session._flight, self.ticket.bytes, op)
+            try:
+                return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress,
+                                           op=op, **options)
+            except DHError as e:
+                # under heavy load the HTTP/2 stream was seen to break mid-transfer ("Stream removed");
+                # nothing was written yet (the file appears only when complete), so read it once more
+                if attempt == 2 or "Stream removed" not in str(e):
+                    raise
+                _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
+        raise AssertionError("unreachable")
 
     def to_string(self, max_rows: int = 10, **options: Any) -> str:
         """A text rendering: size, column names and types, and the first ``max_rows`` rows (fetched

@@ -258,3 +258,34 @@ def test_sql_after_close(server) -> None:
     s.close()
     with pytest.raises(DHError, match="closed"):
         s.sql("SELECT 1 AS x")
+
+
+def test_example_sql(server) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(root / "examples" / "sql.py")], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    # the example's data, aggregated here for Qty >= 50
+    rows = [("AAPL", 189.5, 100), ("MSFT", 410.0, 50), ("AAPL", 190.25, 200), ("GOOG", 140.1, 75),
+            ("MSFT", 412.5, 25), ("AAPL", 188.0, 300)]
+    want = {}
+    for sym, px, qty in rows:
+        if qty >= 50:
+            n, q, notional = want.get(sym, (0, 0, 0.0))
+            want[sym] = (n + 1, q + qty, notional + px * qty)
+    assert out[0] == "SQL result: 3 rows x 4 columns"
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in out if line.startswith("| ")][2:]
+    assert [b[0] for b in body] == sorted(want)
+    for sym, n, q, notional in body:
+        assert (int(n), int(q)) == want[sym][:2]
+        assert float(notional) == pytest.approx(want[sym][2])
+    top = sorted(rows, key=lambda r: -r[1])[:2]
+    assert out[-2] == repr([{"Sym": s, "Price": p} for s, p, _ in top])
+    assert out[-1] == "refused: UnsupportedOperationException: Unsupported operator LOWER"
