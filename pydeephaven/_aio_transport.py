@@ -144,12 +144,16 @@ class AsyncTransport:
             metadata=[("authorization", auth_header(auth_type, auth_token)), *self._extra_headers],
             timeout=self._connect_timeout,
         )
+        why = ""
         try:
             resp = await call
             md = await call.initial_metadata()
         except grpc.RpcError as e:
+            why = self._connect_failure(e)
+        if why:
+            del call
             self.stats.add("Connect", time.perf_counter() - start, False)
-            raise DHError(f"connect to {self.target} failed: {self._connect_failure(e)}") from None
+            raise DHError(f"connect to {self.target} failed: {why}")  # outside except: see unary
         self.stats.add("Connect", time.perf_counter() - start, True)
         if not self._take_token(md):
             raise DHError(f"connect to {self.target} failed: the server sent no session token")
@@ -261,23 +265,32 @@ class AsyncTransport:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    async def unary_with_call(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-                              timeout: Optional[float] = DEFAULT_TIMEOUT) -> tuple[Any, Any]:
+    async def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+                    timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
+        """One unary call; gRPC errors become DHError naming the op and its arguments.
+
+        Errors are raised outside the ``except`` blocks, so that they carry no reference to the
+        gRPC call (and through it the channel): grpc.aio keeps its event-loop binding until every
+        channel object is gone, and a failed table kept by the program must not pin one.
+        """
         self.check_open(op)
         self.check_loop(op)
         start = time.perf_counter()
         call = method(request, metadata=self.metadata, timeout=timeout)
+        error: Optional[DHError] = None
         try:
             resp = await call
         except grpc.RpcError as e:
-            self._failed(op, args, start)
-            raise rpc_error(op, args, e, self.target) from None
+            error = rpc_error(op, args, e, self.target)
         except asyncio.CancelledError:
             call.cancel()
             if _really_cancelled():
                 raise
+            error = DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)")
+        if error is not None:
+            del call, method  # the frame stays in the error's traceback
             self._failed(op, args, start)
-            raise DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)") from None
+            raise error
         elapsed = time.perf_counter() - start
         self.stats.add(op, elapsed, True)
         try:
@@ -286,16 +299,12 @@ class AsyncTransport:
             pass
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s(%s) %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
-        return resp, call
+        return resp
 
     def _failed(self, op: str, args: Optional[dict[str, Any]], start: float) -> None:
         elapsed = time.perf_counter() - start
         self.stats.add(op, elapsed, False)
         log.debug("%s(%s) failed after %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
-
-    async def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-                    timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
-        return (await self.unary_with_call(op, method, request, args=args, timeout=timeout))[0]
 
     def start_unary(self, op: str, method: Any, request: Any, *,
                     args: Optional[dict[str, Any]] = None) -> "asyncio.Task[Any]":
@@ -316,21 +325,25 @@ class AsyncTransport:
         start = time.perf_counter()
         ok = False
         call = method(request, metadata=self.metadata, timeout=timeout)
+        error: Optional[DHError] = None
         try:
             async for item in call:
                 yield item
             ok = True
         except grpc.RpcError as e:
-            raise rpc_error(op, args, e, self.target) from None
+            error = rpc_error(op, args, e, self.target)
         except asyncio.CancelledError:
             if _really_cancelled():
                 raise
-            raise DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)") from None
+            error = DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)")
         finally:
             call.cancel()
             elapsed = time.perf_counter() - start
             self.stats.add(op, elapsed, ok)
             log.debug("%s(%s) stream %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
+        if error is not None:
+            del call, method
+            raise error  # outside the except blocks: see unary
 
     async def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
@@ -452,12 +465,36 @@ class AsyncTransport:
         await self._close_channel()
 
     async def _close_channel(self) -> None:
-        if self.channel is None:
+        """Close the channel and drop every reference to it (see ``unary``), and to the tasks."""
+        channel, self.channel = self.channel, None
+        for name in _STUBS:
+            setattr(self, name, _CLOSED_STUB)
+        self._keepalive = self._watch = None
+        self._tasks.clear()
+        if channel is None:
             return
         try:
-            await self.channel.close()
+            await channel.close()
         except Exception:
             pass
+
+
+_STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub")
+
+
+class _ClosedStub:
+    """Stands in for the stubs of a closed transport; its methods are never called, because every
+    call checks first that the transport is open."""
+
+    def __getattr__(self, name: str) -> Any:
+        return _never_called
+
+
+def _never_called(*args: Any, **kwargs: Any) -> Any:
+    raise DHError("the session is closed")
+
+
+_CLOSED_STUB = _ClosedStub()
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

@@ -735,6 +735,58 @@ def test_exit_is_prompt_and_quiet(server, tmp_path, how, code) -> None:
         assert noise not in proc.stderr, proc.stderr
 
 
+LOOPS_SCRIPT = textwrap.dedent("""
+    import asyncio
+    from pydeephaven import DHError
+    from pydeephaven.aio import AsyncSession
+    from pydeephaven.embedded import free_port
+
+    kept = []
+
+    async def first(close):
+        s = await AsyncSession("{host}", {port})
+        t = await s.empty_table(5)
+        await asyncio.gather(*(t.head(i) for i in range(200)))
+        bad = t.update("X = no_such_col_loops")
+        try:
+            await bad
+        except DHError as e:
+            kept.append((bad, e))  # a failed table and its error outlive the loop
+        try:
+            await AsyncSession("127.0.0.1", free_port())
+        except DHError as e:
+            kept.append(e)
+        kept.append(t)
+        if close:
+            await s.close()
+
+    async def second():
+        async with AsyncSession("{host}", {port}) as s:
+            t = await s.empty_table(5)
+            sizes = [x.size for x in await asyncio.gather(*(t.head(i) for i in range(200)))]
+            assert sizes == [min(i, 5) for i in range(200)], sizes
+
+    asyncio.run(first(True))
+    asyncio.run(first(False))  # left open: the loop's shutdown ends it
+    for _ in range(3):
+        asyncio.run(second())
+    print("done")
+""")
+
+
+def test_one_event_loop_after_another_is_quiet(server, tmp_path) -> None:
+    """grpc.aio stays bound to the loop of its first channel while any channel object lives; the
+    session drops its channel on close so that later loops work without errors."""
+    path = tmp_path / "loops.py"
+    path.write_text(LOOPS_SCRIPT.format(host=server.host, port=server.port))
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    for noise in ("Event loop is closed", "Exception in callback", "Task was destroyed", "Exception ignored"):
+        assert noise not in proc.stderr, proc.stderr[-3000:]
+
+
 def test_no_threads_left_after_close(server) -> None:
     async def main() -> None:
         async with AsyncSession(server.host, server.port) as s:
