@@ -446,6 +446,24 @@ class AsyncTransport:
         """End the server session and the channel; never raises, idempotent."""
         if self._closed:
             return
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            # the channel belongs to the loop that connected: close it there, or, when that loop
+            # is gone, only let go of it (the server ends the session when its duration passes)
+            if loop.is_closed() or not loop.is_running():
+                self._closed = True
+                try:
+                    self._stop_tasks()
+                except RuntimeError:  # the loop is closed: its tasks ended with it
+                    pass
+                self._drop_channel()
+                return
+            try:
+                done = asyncio.run_coroutine_threadsafe(self.close(timeout), loop)
+                await asyncio.wait_for(asyncio.wrap_future(done), timeout + 5)
+            except Exception:
+                self._closed = True
+            return
         if self._connected and not self._dead and self._token is not None:
             try:
                 await self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata,
@@ -466,17 +484,21 @@ class AsyncTransport:
 
     async def _close_channel(self) -> None:
         """Close the channel and drop every reference to it (see ``unary``), and to the tasks."""
-        channel, self.channel = self.channel, None
-        for name in _STUBS:
-            setattr(self, name, _CLOSED_STUB)
-        self._keepalive = self._watch = None
-        self._tasks.clear()
+        channel = self._drop_channel()
         if channel is None:
             return
         try:
             await channel.close()
         except Exception:
             pass
+
+    def _drop_channel(self) -> Any:
+        channel, self.channel = self.channel, None
+        for name in _STUBS:
+            setattr(self, name, _CLOSED_STUB)
+        self._keepalive = self._watch = None
+        self._tasks.clear()
+        return channel
 
 
 _STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub")

@@ -142,6 +142,33 @@ def test_refused_connection_says_so() -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_close_from_another_loop_never_raises(server) -> None:
+    # connected in a loop that still runs (in a thread): closed there, on request
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        s = asyncio.run_coroutine_threadsafe(AsyncSession(server.host, server.port).connect(), loop).result(30)
+        t = asyncio.run_coroutine_threadsafe(s.empty_table(2), loop).result(30)
+        asyncio.run(asyncio.wait_for(s.close(), 30))
+        assert s._transport.is_closed and not s.is_connected
+        assert not s._transport.keepalive_running
+        with pytest.raises(DHError, match="closed"):
+            asyncio.run_coroutine_threadsafe(t.to_arrow(), loop).result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+    # connected in a loop that has ended without closing it: closing later only lets go
+    async def leave_open() -> AsyncSession:
+        return await AsyncSession(server.host, server.port)
+
+    s2 = asyncio.run(asyncio.wait_for(leave_open(), 30))
+    asyncio.run(asyncio.wait_for(s2.close(), 30))
+    assert s2._transport.is_closed
+
+
 def test_session_closed_when_collected(server) -> None:
     async def main() -> None:
         s = await AsyncSession(server.host, server.port)
