@@ -480,6 +480,31 @@ def test_zero_rows_record_batch_and_reader(arun) -> None:
     arun(body)
 
 
+def test_pandas_frames_import(arun) -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"Cat": pd.Categorical(["a", "b", "a"]), "N": [1.0, 2.0, None],
+                       "S": pd.array(["x", None, "z"], dtype="string")})
+
+    async def body(s: AsyncSession) -> None:
+        back = await (await s.import_table(pa.Table.from_pandas(df, preserve_index=False))).to_arrow()
+        assert back.column("Cat").to_pylist() == ["a", "b", "a"]
+        assert back.column("N").to_pylist()[:2] == [1.0, 2.0]
+        assert back.column("S").to_pylist() == ["x", None, "z"]
+
+    arun(body)
+
+
+def test_a_refused_upload_is_an_error_not_a_table(arun) -> None:
+    huge = pa.table({"S": pa.array(["x" * (110 * 1024 * 1024)])})  # one row over the 100 MiB message limit
+
+    async def body(s: AsyncSession) -> None:
+        with pytest.raises(DHError, match="import_table"):
+            await s.import_table(huge)
+        assert (await s.empty_table(1)).size == 1
+
+    arun(body)
+
+
 def test_many_batches_over_the_message_limit_without_blocking_the_loop(arun) -> None:
     n = 5_000_000  # 3 columns of 8 bytes: 120 MB, over the server's 100 MiB message limit
     data = pa.table({"A": np.arange(n, dtype=np.int64), "B": np.arange(n, dtype=np.float64) / 2,
