@@ -259,6 +259,77 @@ def _json_records(batch: Union[pa.RecordBatch, pa.Table]) -> list[dict[str, Any]
     return [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in range(batch.num_rows)]
 
 
+# Fast JSON: each column becomes an array of JSON value texts, computed by Arrow kernels (Python
+# only for binary, nested values and strings with control characters), and the rows are joined
+# from them; ``_json_records`` (Python objects) serves only the indented form.
+
+_JSON_ESCAPES = (("\b", "\\b"), ("\f", "\\f"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def _json_strings(col: Any) -> Any:
+    """JSON string literals of a string column; nulls as ``null``."""
+    text = pc.replace_substring(col, "\\", "\\\\")
+    text = pc.replace_substring(text, '"', '\\"')
+    if len(text) and pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        for raw, escaped in _JSON_ESCAPES:
+            text = pc.replace_substring(text, raw, escaped)
+        if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():  # rarer controls: per value
+            return pa.array(["null" if v is None else _json_dumps(v) for v in col.to_pylist()], pa.string())
+    # U+2028/U+2029 are valid in JSON strings but end lines for many readers (JSON lines)
+    text = pc.replace_substring(pc.replace_substring(text, "\u2028", "\\u2028"), "\u2029", "\\u2029")
+    return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null")
+
+
+def _json_texts(col: Any, field: pa.Field) -> Any:
+    """The JSON text of every value of a column (``null`` for nulls)."""
+    t = field.type
+    if pa.types.is_dictionary(t):
+        return _json_texts(pc.cast(col, t.value_type), pa.field(field.name, t.value_type))
+    if pa.types.is_null(t):
+        return pa.array(["null"] * len(col), pa.string())
+    if (pa.types.is_integer(t) and not _is_char(field)) or pa.types.is_boolean(t) or pa.types.is_duration(t) \
+            or pa.types.is_floating(t):
+        values = _json_column(col, field)
+        return pc.fill_null(pc.cast(values, pa.string()), "null")
+    if (_is_char(field) or pa.types.is_string(t) or pa.types.is_large_string(t) or _is_binary(t)
+            or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_decimal(t)):
+        return _json_strings(pc.cast(_json_column(col, field), pa.string()))
+    return pa.array(["null" if v is None else _json_dumps(_json_value(v)) for v in col.to_pylist()], pa.string())
+
+
+def _json_dumps(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _json_rows(batch: Union[pa.RecordBatch, pa.Table]) -> Any:
+    """One JSON object text per row."""
+    parts: list[Any] = []
+    for i, (col, f) in enumerate(zip(batch.columns, batch.schema)):
+        key = ("{" if i == 0 else ",") + json.dumps(f.name, ensure_ascii=False) + ":"
+        parts += [key, _json_texts(col, f)]
+    if not parts:
+        return pa.array(["{}"] * batch.num_rows, pa.string())
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _json_rows_text(batch: Union[pa.RecordBatch, pa.Table], separator: str) -> str:
+    """The rows' JSON texts joined by ``separator`` (one Arrow kernel, no per-row Python)."""
+    if batch.num_rows == 0:
+        return ""
+    rows = _json_rows(batch)
+    if isinstance(rows, pa.ChunkedArray):
+        return separator.join(_join(c, separator) for c in rows.chunks if len(c))
+    return _join(rows, separator)
+
+
+def _join(rows: pa.Array, separator: str) -> str:
+    rows = pc.cast(rows, pa.large_string())
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
+    return pc.binary_join(one_list, pa.scalar(separator, pa.large_string()))[0].as_py()
+
+
 # -- CSV and JSON as text ---------------------------------------------------------------------------
 
 
@@ -275,10 +346,13 @@ def to_csv_text(data: Union[pa.Table, pa.RecordBatch], *, include_header: bool =
 
 def to_json_text(data: Union[pa.Table, pa.RecordBatch], *, lines: bool = False, indent: Optional[int] = None) -> str:
     """``data`` as a JSON array of records, or JSON lines (one record per line) with ``lines=True``."""
-    records = _json_records(data)
+    if indent is not None:
+        if lines:
+            raise DHError("to_json: indent cannot be used with lines=True")
+        return json.dumps(_json_records(data), ensure_ascii=False, allow_nan=False, indent=indent)
     if lines:
-        return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-    return json.dumps(records, ensure_ascii=False, allow_nan=False, indent=indent)
+        return _json_rows_text(data, "\n") + ("\n" if data.num_rows else "")
+    return "[" + _json_rows_text(data, ",") + "]"
 
 
 # -- text and HTML renderings -----------------------------------------------------------------------
@@ -442,15 +516,14 @@ class JsonSink(_Sink):
             self._stream.write(b"[")
 
     def write(self, batch: pa.RecordBatch) -> None:
-        out = []
-        for r in _json_records(batch):
-            text = json.dumps(r, ensure_ascii=False, allow_nan=False)
-            if self._lines:
-                out.append(text + "\n")
-            else:
-                out.append(("\n" if self._first else ",\n") + text)
-                self._first = False
-        self._stream.write("".join(out).encode("utf-8"))
+        if batch.num_rows == 0:
+            return
+        if self._lines:
+            text = _json_rows_text(batch, "\n") + "\n"
+        else:
+            text = ("\n" if self._first else ",\n") + _json_rows_text(batch, ",\n")
+            self._first = False
+        self._stream.write(text.encode("utf-8"))
         self.rows += batch.num_rows
 
     def close(self) -> None:

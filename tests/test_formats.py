@@ -233,3 +233,17 @@ def test_example_formats(server) -> None:
     assert out[i + 1:i + 4] == [f"{k},{k * k},{str(k % 2 == 0).lower()}" for k in range(3)]
     assert json.loads(out[i + 4]) == [{"Id": k, "Sq": k * k, "Even": k % 2 == 0} for k in range(3)]
     assert out[i + 5] == str(sum(k * k for k in range(3)))
+
+
+def test_json_escaping_and_special_values(session: Session) -> None:
+    strings = ['q"uote', "back\\slash", "new\nline\ttab", "ctl\x01\x1f", "uni é 中 \u2028", "", None]
+    floats = [1.5, float("nan"), float("inf"), -0.0, 1e-7, 1e300, None]
+    data = pa.table({"S": strings, "F": floats, "L": pa.array([[1, 2], [], None, [3], [4, 5], [6], [7]]),
+                     "weird \"key\"": list(range(7))})
+    want = [{"S": s, "F": (f if f is not None and np.isfinite(f) else None), "L": lst, "weird \"key\"": i}
+            for i, (s, f, lst) in enumerate(zip(strings, floats, data["L"].to_pylist()))]
+    assert json.loads(formats.to_json_text(data)) == want
+    assert [json.loads(x) for x in formats.to_json_text(data, lines=True).splitlines()] == want
+    assert json.loads(formats.to_json_text(data, indent=2)) == want
+    with session.import_table(data.drop_columns(["weird \"key\""])) as t:  # the same through the server
+        assert json.loads(t.to_json()) == [{k: v for k, v in r.items() if k != "weird \"key\""} for r in want]
