@@ -50,6 +50,7 @@ class FlightPath:
             raise _flight_error(op, args, e, self.transport.target) from None
         self.transport.record(f"DoGet:{op}", time.perf_counter() - start, True,
                               f"{table.num_rows} rows {table.nbytes} bytes")
+        self.transport.stats.add_transfer(f"DoGet:{op}", table.num_rows, table.nbytes)
         return table
 
     def do_get_many(self, tickets: list[bytes], op: str = "to_arrow", schema: Optional[pa.Schema] = None) -> pa.Table:
@@ -103,6 +104,7 @@ class FlightPath:
             self.transport.record("DoPut", time.perf_counter() - start, False)
             raise _flight_error(op, {"rows_sent": rows, "schema": _short_schema(target)}, e, self.transport.target) from None
         self.transport.record("DoPut", time.perf_counter() - start, True, f"{rows} rows {nbytes} bytes")
+        self.transport.stats.add_transfer("DoPut", rows, nbytes)
         return rows
 
 

@@ -46,9 +46,16 @@ def auth_header(auth_type: str, auth_token: str) -> str:
     return f"{auth_type} {auth_token}"
 
 
-def _hint(code: grpc.StatusCode, target: str) -> str:
+_CONNECTION_WORDS = ("failed to connect", "connection refused", "socket closed", "goaway", "stream removed",
+                     "broken pipe", "connection reset", "unreachable", "no route", "end of tcp stream")
+
+
+def _hint(code: grpc.StatusCode, target: str, details: str = "") -> str:
     if code == grpc.StatusCode.UNAVAILABLE:
-        return f"the server at {target} is unreachable"
+        d = details.lower()
+        if not d or any(w in d for w in _CONNECTION_WORDS):
+            return f"the server at {target} is unreachable"
+        return ""
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return "not authenticated: the credentials were refused, or the session expired or was closed"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -74,7 +81,7 @@ def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, targe
     if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
         code = err.code()
         details = err.details() or ""
-        hint = _hint(code, target)
+        hint = _hint(code, target, details)
         if "Details Logged w/ID" in details:
             hint = ("the server keeps the cause in its log under that ID; an unknown column or a formula "
                     "that does not compile are the usual causes")
