@@ -354,6 +354,41 @@ class AsyncSession:
                                                              table_id=table.pb_ticket),
                       args={"name": name})
 
+    async def sql(self, query: str, fmt: str = "arrow", **options: Any) -> Any:
+        """Run a SQL query on the server over Arrow Flight SQL, as ``Session.sql`` does, and return
+        the result as ``fmt`` ("arrow", "pandas", "polars", "csv", "json" or "pretty"); the transfer
+        and the conversion run in worker threads.
+
+        Raises:
+            DHError: the server refused or could not run the query; the message carries its reason.
+        """
+        from pydeephaven import _sql, formats
+
+        fmt = formats.check_format(fmt)
+        _sql.check_query(query)
+        try:
+            info = await self._blocking(_sql.flight_info, self._flight, query)
+            data = await self._blocking(_sql.read_result, self._flight, query, info)
+        except _sql.SqlError as e:
+            raise await self._explain_sql(e, query) from None
+        if fmt == "pretty":
+            options.setdefault("title", "SQL result")
+        return await self._blocking(functools.partial(formats.convert, data, fmt, **options))
+
+    async def _explain_sql(self, err: Any, query: str) -> DHError:
+        """``err`` with the server's reason, asked of the script session when the message lacks it."""
+        from pydeephaven import _sql
+
+        if not err.needs_reason or self._session_type != "python":
+            return DHError(str(err))
+        try:
+            await self.run_script(_sql.explain_script(query))
+        except DHError as script_err:
+            reason = _sql.reason_from_script_error(str(script_err))
+            if reason:
+                return DHError(f"{err}; the server's reason: {reason}")
+        return DHError(str(err))
+
     # -- making tables ------------------------------------------------------------------------------
 
     async def empty_table(self, size: int) -> AsyncTable:

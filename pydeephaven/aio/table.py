@@ -12,6 +12,8 @@ even when it was an earlier one in the chain.
 
 from __future__ import annotations
 
+import functools
+
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Generator, Optional, Union
@@ -191,6 +193,33 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         transfer (at once with ``async with table.iter_batches() as batches:``, or ``aclose()``)."""
         self._check("iter_batches")
         return RecordBatchStream(self)
+
+    async def to_format(self, fmt: str, **options: Any) -> Any:
+        """The table's current rows as ``fmt`` ("arrow", "pandas", "polars", "csv", "json" or
+        "pretty"), converted in a worker thread; the same formats as ``Table.to_format``."""
+        from pydeephaven import formats
+
+        fmt = formats.check_format(fmt)
+        if fmt in ("pandas", "polars"):
+            formats._require(fmt, f"to_format({fmt!r})")
+        data = await self.to_arrow()
+        return await self.session._blocking(functools.partial(formats.convert, data, fmt, **options))
+
+    async def to_pandas(self) -> Any:
+        """The table's current rows as a pandas DataFrame (needs ``pydeephaven[pandas]``)."""
+        return await self.to_format("pandas")
+
+    async def to_polars(self) -> Any:
+        """The table's current rows as a polars DataFrame (needs ``pydeephaven[polars]``)."""
+        return await self.to_format("polars")
+
+    async def to_csv(self) -> str:
+        """The table's current rows as CSV text."""
+        return await self.to_format("csv")
+
+    async def to_json(self) -> str:
+        """The table's current rows as JSON records."""
+        return await self.to_format("json")
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""SQL and output formats on the asyncio API, the same scenarios as the sync tests, with
+expectations computed here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pydeephaven import DHError
+from pydeephaven.aio import AsyncSession
+
+DATA = pa.table({"Sym": ["A", "B", "A", "C", "B", "A"], "Qty": [5, 7, 11, 2, 3, 13], "Px": [1.5, 2.0, 1.25, 9.0, 2.5, 1.0]})
+
+
+def _run(server, body, timeout: float = 120.0):
+    async def main():
+        async with AsyncSession(server.host, server.port) as s:
+            return await asyncio.wait_for(body(s), timeout)
+
+    return asyncio.run(main())
+
+
+def test_sql_group_by_matches_pyarrow(server) -> None:
+    async def body(s: AsyncSession):
+        t = await s.import_table(DATA)
+        await s.bind_table("aio_sql_trades", t)
+        return await s.sql("SELECT Sym, SUM(Qty) AS Q, COUNT(*) AS N FROM aio_sql_trades GROUP BY Sym ORDER BY Sym")
+
+    got = _run(server, body)
+    expected = DATA.group_by("Sym").aggregate([("Qty", "sum"), ("Qty", "count")]).sort_by("Sym")
+    assert got.column("Sym").to_pylist() == expected.column("Sym").to_pylist()
+    assert got.column("Q").to_pylist() == expected.column("Qty_sum").to_pylist()
+    assert got.column("N").to_pylist() == expected.column("Qty_count").to_pylist()
+
+
+def test_sql_formats(server) -> None:
+    async def body(s: AsyncSession):
+        t = await s.import_table(DATA)
+        await s.bind_table("aio_sql_fmt", t)
+        q = "SELECT Sym, Qty FROM aio_sql_fmt WHERE Qty > 4 ORDER BY Qty"
+        return await asyncio.gather(s.sql(q, "pandas"), s.sql(q, "csv"), s.sql(q, "json"), s.sql(q, "pretty"))
+
+    df, csv_text, json_text, pretty = _run(server, body)
+    rows = sorted((r["Qty"], r["Sym"]) for r in DATA.to_pylist() if r["Qty"] > 4)
+    assert list(df["Qty"]) == [q for q, _ in rows]
+    assert csv_text.splitlines()[0].replace('"', "") == "Sym,Qty"
+    assert [int(line.split(",")[1]) for line in csv_text.splitlines()[1:]] == [q for q, _ in rows]
+    assert [r["Sym"] for r in json.loads(json_text)] == [sym for _, sym in rows]
+    assert "Qty" in pretty and "13" in pretty
+
+
+def test_bad_sql_carries_the_reason(server) -> None:
+    async def body(s: AsyncSession):
+        with pytest.raises(DHError, match="no_such_table_aio") as e:
+            await s.sql("SELECT * FROM no_such_table_aio")
+        assert str(e.value).startswith("sql(")
+        with pytest.raises(DHError):
+            await s.sql("SELECT a FROM x LEFT JOIN y ON x.a = y.a")
+        return (await s.empty_table(2)).size  # the session stays usable
+
+    assert _run(server, body) == 2
+
+
+def test_table_formats(server) -> None:
+    async def body(s: AsyncSession):
+        t = await s.import_table(DATA)
+        return await asyncio.gather(t.to_pandas(), t.to_polars(), t.to_csv(), t.to_json(), t.to_format("arrow"))
+
+    df, pl_df, csv_text, json_text, arrow = _run(server, body)
+    assert list(df["Qty"]) == DATA.column("Qty").to_pylist()
+    assert pl_df["Px"].to_list() == DATA.column("Px").to_pylist()
+    assert len(csv_text.splitlines()) == DATA.num_rows + 1
+    assert [r["Sym"] for r in json.loads(json_text)] == DATA.column("Sym").to_pylist()
+    assert pc.sum(arrow.column("Qty")).as_py() == pc.sum(DATA.column("Qty")).as_py()
