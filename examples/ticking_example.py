@@ -4,6 +4,7 @@
 """
 
 import os
+import threading
 import time
 
 from pydeephaven import Session, listen
@@ -14,15 +15,21 @@ with Session(os.environ.get("DH_HOST", "localhost"), int(os.environ.get("DH_PORT
     ticks = session.time_table("PT0.05s", start_time=start).update(["X = ii", "Sq = X * X"]).where("X < 20")
     newest = ticks.sort_descending("X")
 
-    def on_update(update):
+    last_row_seen = threading.Event()
+
+    def on_update(update):  # runs on the subscription's thread
         added = update.added("X")
         if added:
-            print("added", added["X"].to_pylist())
+            xs = added["X"].to_pylist()
+            print(f"added {xs}", flush=True)
+            if 19 in xs:
+                last_row_seen.set()
 
     handle = listen(ticks, on_update)
     handle.start()
     # a live copy of the first five rows, two columns
     with newest.subscribe(columns=["X", "Sq"], viewport=(0, 4)) as live:
         live.wait_for(lambda snap: snap["X"].to_pylist()[:1] == [19], timeout=30)
+        last_row_seen.wait(30)
         print("top five", live.snapshot().to_pydict())
     handle.stop()

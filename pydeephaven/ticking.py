@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from pydeephaven._barrage import messages
-from pydeephaven._barrage.state import Applied
+from pydeephaven._barrage.state import Applied, _runs, _take
 from pydeephaven._barrage.subscription import Spec, Subscription, ViewportSpec, viewport_rowset
 from pydeephaven.dherror import DHError
 
@@ -166,11 +166,11 @@ class TableUpdate:
         return self._applied.added_pos  # after_adds and after share the same rows
 
     def _columns(self, state: Any, pos: np.ndarray, names: Sequence[str]) -> ColDictType:
-        idx = pa.array(pos, type=pa.int64())
+        runs = _runs(pos)  # rows in a few runs (the usual case) are sliced, not gathered
         out: ColDictType = {}
         for n in names:
             col = state.columns[self._index[n]]
-            out[n] = col.take(idx).combine_chunks() if len(pos) else pa.array([], type=col.type)
+            out[n] = _take(col, pos, runs).combine_chunks() if len(pos) else pa.array([], type=col.type)
         return out
 
     def _all(self, state: Any, pos: np.ndarray, cols: Columns, where: str) -> ColDictType:
