@@ -14,7 +14,7 @@ ArrowData = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]
 
 #: The server refuses any single gRPC message over 100 MiB; batches stay well under it.
 SERVER_MESSAGE_LIMIT = 100 * 1024 * 1024
-DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _JAVA_WORDS = frozenset(

@@ -82,7 +82,7 @@ class FlightPath:
         self.transport.check_open(op)
         schema, source = _arrow.batches(data)
         target = _arrow.server_schema(schema)
-        max_batch_bytes = min(max_batch_bytes, _arrow.SERVER_MESSAGE_LIMIT // 2)
+        max_batch_bytes = min(max_batch_bytes, _arrow.SERVER_MESSAGE_LIMIT * 4 // 5)
         descriptor = flight.FlightDescriptor.for_path("export", str(export_no))
         start = time.perf_counter()
         rows = nbytes = 0

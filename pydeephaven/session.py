@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import pyarrow as pa
 
-from pydeephaven import _ops
+from pydeephaven import _arrow, _ops
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
@@ -88,6 +88,10 @@ class Session:
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
+        self.put_streams = 2
+        #: The size above which ``import_table`` uses parallel streams.
+        self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
@@ -357,8 +361,19 @@ class Session:
         the server's message limit, and the result is confirmed with the server: the returned
         Table's size is the server's count.
         """
+        streams = self._streams_for_put(data)
+        if streams > 1:
+            return self._import_parallel(data, streams)  # type: ignore[arg-type]
         ticket = self.make_export_ticket()
-        rows = self._flight.do_put(ticket.ticket_no, data)
+        try:
+            rows = self._flight.do_put(ticket.ticket_no, data)
+        except DHError:
+            self._release_quietly(ticket)
+            raise
+        return self._confirm_import(ticket, rows)
+
+    def _confirm_import(self, ticket: ExportTicket, rows: int) -> Table:
+        """The uploaded table, once the server says it holds exactly the rows sent."""
         t = self._transport
         try:
             resp = t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
@@ -371,6 +386,47 @@ class Session:
             table.close()
             raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
         return table
+
+    def _streams_for_put(self, data: Any) -> int:
+        if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
+            return 1
+        return self.put_streams if data.nbytes >= self.parallel_put_bytes else 1
+
+    def _import_parallel(self, data: pa.Table, streams: int) -> Table:
+        """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
+        the server (the server ingests each stream on one thread)."""
+        _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
+        step = -(-data.num_rows // streams)
+        slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
+        tickets = [self.make_export_ticket() for _ in slices]
+        results: list[Any] = [None] * len(slices)
+
+        def put(i: int) -> None:
+            try:
+                results[i] = self._flight.do_put(tickets[i].ticket_no, slices[i])
+            except BaseException as e:  # handed to the caller below
+                results[i] = e
+
+        threads = [threading.Thread(target=put, args=(i,), daemon=True) for i in range(1, len(slices))]
+        for th in threads:
+            th.start()
+        put(0)
+        for th in threads:
+            th.join()
+        failed = [r for r in results if isinstance(r, BaseException)]
+        parts = [Table(self, tk) for tk in tickets]
+        try:
+            if failed:
+                raise failed[0]
+            merged = self._run_op(_ops.MergeTablesOp(tuple(parts), ""), None)
+        finally:
+            for part in parts:
+                part.close()
+        rows = sum(results)
+        if merged.size != rows:
+            merged.close()
+            raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
+        return merged
 
     # -- running ops ------------------------------------------------------------------------------
 

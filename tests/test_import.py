@@ -171,3 +171,25 @@ def test_a_refused_upload_is_an_error_not_a_table(session) -> None:
     with pytest.raises(DHError, match="import_table"):
         session.import_table(huge)
     assert session.empty_table(1).size == 1  # the session stays usable
+
+
+def test_parallel_upload_keeps_order_and_reports_errors(session) -> None:
+    n = 1_000_003
+    data = pa.table({"A": np.arange(n, dtype=np.int64), "S": pa.array([str(i % 11) for i in range(n)], pa.large_string())})
+    session.put_streams, session.parallel_put_bytes = 3, 1
+    try:
+        assert session._streams_for_put(data) == 3
+        before = len(session.live_exports())
+        t = session.import_table(data)
+        assert t.size == n
+        back = t.to_arrow()
+        assert back.column("A").equals(data.column("A"))
+        assert back.column("S").to_pylist()[-5:] == data.column("S").to_pylist()[-5:]
+        t.close()
+        # a bad value in the last slice only: the whole import fails and nothing stays behind
+        bad = pa.table({"A": pa.array(list(range(n - 1)) + [-(2**63)], pa.int64())})
+        with pytest.raises(DHError, match="column 'A'"):
+            session.import_table(bad)
+        assert len(session.live_exports()) == before
+    finally:
+        session.put_streams, session.parallel_put_bytes = 2, 64 * 1024 * 1024
