@@ -23,3 +23,27 @@ def test_quickstart(server) -> None:
     for sym, qty, notional in body:
         assert int(qty) == rows[sym][0]
         assert abs(float(notional) - rows[sym][1]) < 0.01
+
+
+def test_table_ops_example(server) -> None:
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "table_ops.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    rows = [(s, p, q) for s, p, q in zip(["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"],
+                                          [189.5, 410.0, 190.25, 140.1, 412.5, 188.0], [100, 50, 200, 75, 25, 300])]
+    kept = sorted((r for r in rows if r[2] >= 50), key=lambda r: (r[0], -r[2]))
+    assert out["sorted"] == str([r[2] for r in kept])
+    assert out["filtered rows"] == str(sum(1 for r in rows if r[2] > 10 and r[0] in ("AAPL", "MSFT")))
+    cum: dict[str, int] = {}
+    cums = []
+    for s, _, q in rows:
+        cum[s] = cum.get(s, 0) + q
+        cums.append(cum[s])
+    assert out["cum"] == str(cums)
+    bids = {"AAPL": 189.0, "MSFT": 409.5, "GOOG": 140.0}
+    assert out["bids"] == str([bids[s] for s, _, _ in rows])
+    assert out["query"] == str([q * p for s, p, q in sorted((r for r in rows if r[2] > 100), key=lambda r: r[0])])
+    top = sorted(rows, key=lambda r: -r[1] * r[2])[:2]
+    assert out["top"] == str([r[0] for r in top])
