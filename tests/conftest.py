@@ -3,12 +3,14 @@ port by pydeephaven.embedded), and a fresh Session per test."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
 from pydeephaven import Session
+from pydeephaven.aio import AsyncSession
 from pydeephaven.embedded import EmbeddedServer, start_server
 
 
@@ -30,3 +32,17 @@ def server() -> Iterator[EmbeddedServer]:
 def session(server: EmbeddedServer) -> Iterator[Session]:
     with Session(server.host, server.port) as s:
         yield s
+
+
+@pytest.fixture
+def arun(server: EmbeddedServer) -> Callable[..., Any]:
+    """Run ``body(session)`` in a fresh event loop with a connected AsyncSession, bounded in time."""
+
+    def run(body: Callable[[AsyncSession], Awaitable[Any]], timeout: float = 180.0) -> Any:
+        async def main() -> Any:
+            async with AsyncSession(server.host, server.port) as s:
+                return await asyncio.wait_for(body(s), timeout)
+
+        return asyncio.run(main())
+
+    return run

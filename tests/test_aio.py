@@ -25,22 +25,6 @@ from pydeephaven.aio import AsyncQuery, AsyncSession, AsyncTable
 from pydeephaven.ticket import ExportTicket, ScopeTicket, SharedTicket
 from tests.test_import import CONVERTED, NATIVE
 
-Body = Callable[[AsyncSession], Awaitable[Any]]
-
-
-@pytest.fixture
-def arun(server) -> Callable[..., Any]:
-    """Run ``body(session)`` in a fresh event loop with a connected AsyncSession, bounded in time."""
-
-    def run(body: Body, timeout: float = 180.0) -> Any:
-        async def main() -> Any:
-            async with AsyncSession(server.host, server.port) as s:
-                return await asyncio.wait_for(body(s), timeout)
-
-        return asyncio.run(main())
-
-    return run
-
 
 async def poll(fn: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], seconds: float = 20.0,
                step: float = 0.2) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 from typing import Any, Awaitable, Callable
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ from pydeephaven import DHError, NaturalJoinType, SortDirection, agg
 from pydeephaven import filters as F
 from pydeephaven import updateby as uby
 from pydeephaven.aio import AsyncInputTable, AsyncMultiJoinTable, AsyncSession, AsyncTable, MultiJoinInput, multi_join
-from tests.test_aio import arun, poll  # noqa: F401  (arun is a fixture)
+from tests.test_aio import poll
 from tests.test_input_table import SCHEMA
 from tests.test_table_ops import DATA, PRICE, QTY, ROWS, SYMS, _neg_str, groups
 
@@ -199,8 +198,9 @@ def test_aggregations_without_keys_count_by_and_agg_by(arun) -> None:
         assert await rows(t.count_by("N", "Sym")) == [{"Sym": k, "N": len(v)} for k, v in groups().items()]
         assert await rows(t.count_by("Total")) == [{"Total": len(QTY)}]
         got = await rows(t.agg_by([agg.sum_("S = Qty"), agg.avg("P = Price"), agg.count_("C")], "Sym"))
-        assert got == [{"Sym": k, "S": sum(x["Qty"] for x in v), "P": pytest.approx(statistics.fmean(x["Price"] for x in v)),
-                        "C": len(v)} for k, v in groups().items()]
+        assert got == [{"Sym": k, "S": sum(x["Qty"] for x in v),
+                        "P": pytest.approx(statistics.fmean(x["Price"] for x in v)), "C": len(v)}
+                       for k, v in groups().items()]
         assert await rows(t.view(["Sym", "Qty"]).agg_all_by(agg.max_(), "Sym")) == [
             {"Sym": k, "Qty": max(x["Qty"] for x in v)} for k, v in groups().items()]
 
@@ -287,7 +287,8 @@ def test_multi_join(arun) -> None:
         a = await s.import_table(pa.table({"K": [1, 2], "A": ["a1", "a2"]}))
         b = await s.import_table(pa.table({"K": [2, 3], "B": [20.0, 30.0]}))
         c = await s.import_table(pa.table({"Key": [3, 1], "C": [300, 100], "Extra": [0, 0]}))
-        mj = await multi_join([MultiJoinInput(a, "K"), MultiJoinInput(b, ["K"], "B"), MultiJoinInput(c, "K = Key", "C")])
+        mj = await multi_join([MultiJoinInput(a, "K"), MultiJoinInput(b, ["K"], "B"),
+                               MultiJoinInput(c, "K = Key", "C")])
         assert isinstance(mj, AsyncMultiJoinTable)
         assert sorted(await rows(mj.table), key=lambda r: r["K"]) == [
             {"K": 1, "A": "a1", "B": None, "C": 100}, {"K": 2, "A": "a2", "B": 20.0, "C": None},
