@@ -69,7 +69,7 @@ def main() -> None:
             try:
                 for _ in range(args.repeat):
                     ref.append(timed(lambda: put(n, 1)))
-                    ours.append(timed(lambda: put(rows, streams)))
+                    ours.append(timed(lambda rows=rows, streams=streams: put(rows, streams)))
             except Exception as e:  # noqa: BLE001 (a failing setting is a result too)
                 out.append({"batch_mb": batch_mb, "streams": streams, "error": str(e)[:200]})
                 continue

@@ -13,7 +13,8 @@ import pytest
 from pydeephaven import DHError
 from pydeephaven.aio import AsyncSession
 
-DATA = pa.table({"Sym": ["A", "B", "A", "C", "B", "A"], "Qty": [5, 7, 11, 2, 3, 13], "Px": [1.5, 2.0, 1.25, 9.0, 2.5, 1.0]})
+DATA = pa.table({"Sym": ["A", "B", "A", "C", "B", "A"], "Qty": [5, 7, 11, 2, 3, 13],
+                 "Px": [1.5, 2.0, 1.25, 9.0, 2.5, 1.0]})
 
 
 def _run(server, body, timeout: float = 120.0):

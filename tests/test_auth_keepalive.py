@@ -35,7 +35,8 @@ def test_right_key_works(psk_server) -> None:
         assert s.empty_table(3).to_arrow().num_rows == 3
 
 
-@pytest.mark.parametrize("auth_type, token", [(PSK_AUTH, "wrong-key-55"), ("Anonymous", ""), ("Basic", "u:wrong-key-55")])
+@pytest.mark.parametrize("auth_type, token",
+                         [(PSK_AUTH, "wrong-key-55"), ("Anonymous", ""), ("Basic", "u:wrong-key-55")])
 def test_refused_credentials_say_so(psk_server, auth_type, token) -> None:
     start = time.monotonic()
     with pytest.raises(DHError, match="authentication failed") as e:

@@ -126,7 +126,8 @@ def test_matches(t):
 
     assert idx(t.where(F.matches("Name", "a.*"))) == expect(lambda r: m(r, "a.*"))
     assert idx(t.where(F.matches("Name", "a.*", case_sensitive=False))) == expect(lambda r: m(r, "a.*", re.I))
-    assert idx(t.where(F.matches("Name", "a.*", invert=True))) == expect(lambda r: r["Name"] is not None and not m(r, "a.*"))
+    assert idx(t.where(F.matches("Name", "a.*", invert=True))) == expect(
+        lambda r: r["Name"] is not None and not m(r, "a.*"))
 
 
 def test_contains(t):
@@ -137,7 +138,8 @@ def test_contains(t):
 
     assert idx(t.where(F.contains("Name", "an"))) == expect(lambda r: c(r, "an"))
     assert idx(t.where(F.contains("Name", "AN", case_sensitive=False))) == expect(lambda r: c(r, "an", True))
-    assert idx(t.where(F.contains("Name", "an", invert=True))) == expect(lambda r: r["Name"] is not None and not c(r, "an"))
+    assert idx(t.where(F.contains("Name", "an", invert=True))) == expect(
+        lambda r: r["Name"] is not None and not c(r, "an"))
 
 
 def test_and_or_not(t):

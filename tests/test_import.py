@@ -80,7 +80,8 @@ def test_converted_types_keep_their_values(session) -> None:
         assert col.to_pylist() == arr.to_pylist(), name
 
 
-@pytest.mark.parametrize("arr", [pa.array([{"x": 1}, None]), pa.array([[("a", 1)], None], pa.map_(pa.string(), pa.int64()))],
+@pytest.mark.parametrize("arr", [pa.array([{"x": 1}, None]),
+                                 pa.array([[("a", 1)], None], pa.map_(pa.string(), pa.int64()))],
                          ids=["struct", "map"])
 def test_types_the_server_cannot_hold_are_named(session, arr) -> None:
     with pytest.raises(DHError, match="column 'Bad'"):
@@ -175,7 +176,8 @@ def test_a_refused_upload_is_an_error_not_a_table(session) -> None:
 
 def test_parallel_upload_keeps_order_and_reports_errors(session) -> None:
     n = 1_000_003
-    data = pa.table({"A": np.arange(n, dtype=np.int64), "S": pa.array([str(i % 11) for i in range(n)], pa.large_string())})
+    data = pa.table({"A": np.arange(n, dtype=np.int64),
+                     "S": pa.array([str(i % 11) for i in range(n)], pa.large_string())})
     session.put_streams, session.parallel_put_bytes = 3, 1
     try:
         assert session._streams_for_put(data) == 3

@@ -55,7 +55,7 @@ def test_temporary_releases_on_error_and_keeps_the_console(session: Session) -> 
         with session.temporary():
             session.run_script("x_tmp_5b = 1")  # starts the script console inside the block
             session.empty_table(3)
-            1 / 0
+            raise ZeroDivisionError("inside the block")
     assert _live(session) == start
     session.run_script("x_tmp_5b = 2")  # the console survived the block
     session.unbind("x_tmp_5b")

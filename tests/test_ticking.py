@@ -61,7 +61,8 @@ def settle(live: Any, table: Any, columns: Optional[list[str]] = None, rows: Opt
         if done is not None and not done(ref):
             time.sleep(0.1)
             continue
-        if live.wait_for(lambda snap: snap.equals(ref), timeout=min(1.5, max(0.05, deadline - time.monotonic()))):
+        if live.wait_for(lambda snap, ref=ref: snap.equals(ref),
+                         timeout=min(1.5, max(0.05, deadline - time.monotonic()))):
             return ref
     snap = live.snapshot()
     raise AssertionError(f"live copy never matched the server table: live {snap.num_rows} rows, "
@@ -157,7 +158,8 @@ def test_rowset_encoding_round_trips_and_matches_the_wire_guide():
 
 def test_time_table_chain_live_copies_match_and_updates_replay(session: Session):
     n = 120
-    base = session.time_table("PT0.015s", start_time=soon()).update(["X = ii", "G = (int)(ii % 7)", "S = `s` + ii", "D = ii * 0.5"])
+    base = session.time_table("PT0.015s", start_time=soon()).update(
+        ["X = ii", "G = (int)(ii % 7)", "S = `s` + ii", "D = ii * 0.5"])
     base = base.where(f"X < {n}")
     tables = {
         "update_where": base.update(["Y = X * 2"]).where("X % 3 != 1"),
@@ -182,7 +184,7 @@ def test_time_table_chain_live_copies_match_and_updates_replay(session: Session)
         finals = {k: settle(lives[k], t, done=lambda ref, k=k: ref["X"].to_pylist() == expected_x[k])
                   for k, t in tables.items()}
         assert finals["last_by"]["G"].to_pylist() == list(range(7))
-        for k, t in tables.items():
+        for k in tables:
             rp = replays[k]
             deadline = time.monotonic() + TIMEOUT
             while time.monotonic() < deadline and rp.table(["X"])["X"] != finals[k]["X"].to_pylist() and not rp.errors:
@@ -256,8 +258,8 @@ def test_every_column_type_static_and_ticking(session: Session):
         assert [f.type for f in snap.schema] == [f.type for f in ref.schema]
     # the same values riding on a ticking table: each new row joins one of the three rows
     n = 30
-    ticking = (session.time_table("PT0.02s", start_time=soon()).update(["J = (int)(ii % 3)", "N = ii"]).where(f"N < {n}")
-               .natural_join(src.update(["J = (int)ii"]), on=["J"]))
+    ticking = (session.time_table("PT0.02s", start_time=soon()).update(["J = (int)(ii % 3)", "N = ii"])
+               .where(f"N < {n}").natural_join(src.update(["J = (int)ii"]), on=["J"]))
     rp = Replay()
     with ticking.subscribe() as live, listen(ticking, rp):
         # (no to_arrow() before rows exist: pyarrow's DoGet reader crashes on an empty
@@ -358,7 +360,7 @@ def test_viewport_moved_while_ticking(session: Session):
         while time.monotonic() < deadline:
             full = t.to_arrow()
             want = pa.concat_tables([full.slice(10, 5), full.slice(20, 2)]).select(["X", "D"])
-            if full.num_rows == n and live.wait_for(lambda s: s.equals(want), 1.5):
+            if full.num_rows == n and live.wait_for(lambda s, want=want: s.equals(want), 1.5):
                 break
         else:
             raise AssertionError(f"viewport copy never matched: {live.snapshot().to_pydict()}")
@@ -699,7 +701,8 @@ def test_ticking_example_runs(server):
     proc = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    added = [int(x) for line in lines if line.startswith("added") for x in line[len("added "):].strip("[]").split(",") if x.strip()]
+    added = [int(x) for line in lines if line.startswith("added")
+             for x in line[len("added "):].strip("[]").split(",") if x.strip()]
     assert added == list(range(20))  # every row once, in order, though over several updates
     assert lines[-1] == "top five {'X': [19, 18, 17, 16, 15], 'Sq': [361, 324, 289, 256, 225]}"
 

@@ -17,7 +17,7 @@ from pydeephaven.updateby import BadDataBehavior, DeltaControl, MathContext, Ope
 SYM = ["a", "b", "a", "a", "b", "a", "b", "b", "a", "a"]
 X = [2.0, 5.0, 3.0, -1.0, 4.0, 6.0, 1.5, 2.5, 0.5, 7.0]
 W = [1.0, 2.0, 1.0, 3.0, 1.0, 0.5, 2.0, 1.0, 4.0, 1.0]
-I = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
+INTS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
 # irregular times, seconds after T0
 SECS = [0, 1, 2, 4, 5, 7, 8, 11, 12, 13]
 T0 = dt.datetime(2024, 1, 2, 9, 30, tzinfo=dt.timezone.utc)
@@ -28,7 +28,7 @@ NANOS = 1_000_000_000
 @pytest.fixture
 def t(session):
     return session.import_table(pa.table({
-        "Sym": SYM, "X": X, "W": W, "I": pa.array(I, pa.int64()),
+        "Sym": SYM, "X": X, "W": W, "I": pa.array(INTS, pa.int64()),
         "Ts": pa.array(TS, pa.timestamp("ns", tz="UTC")),
     }))
 
@@ -78,21 +78,21 @@ def test_cumulative(t):
                      uby.cum_max("CMax = I")])
     assert col(r, "CS") == approx(list(np.cumsum(X)))
     assert col(r, "CP") == approx(list(np.cumprod(X)))
-    assert col(r, "CMin") == list(np.minimum.accumulate(I))
-    assert col(r, "CMax") == list(np.maximum.accumulate(I))
+    assert col(r, "CMin") == list(np.minimum.accumulate(INTS))
+    assert col(r, "CMax") == list(np.maximum.accumulate(INTS))
 
 
 def test_cumulative_by_group_and_in_place(t):
     r = t.update_by(uby.cum_sum(["X", "SI = I"]), by="Sym")
     assert col(r, "X") == approx(per_group(X, SYM, lambda v: list(np.cumsum(v))))
-    assert col(r, "SI") == per_group(I, SYM, lambda v: list(np.cumsum(v)))
+    assert col(r, "SI") == per_group(INTS, SYM, lambda v: list(np.cumsum(v)))
     assert r.schema.names == ["Sym", "X", "W", "I", "Ts", "SI"]
 
 
 def test_cum_count_where(t):
     r = t.update_by([uby.cum_count_where("Pos", "X > 2"), uby.cum_count_where("Both", ["X > 1", "I >= 3"])], by=["Sym"])
     assert col(r, "Pos") == per_group(X, SYM, lambda v: list(np.cumsum([x > 2 for x in v])))
-    both = [x > 1 and i >= 3 for x, i in zip(X, I)]
+    both = [x > 1 and i >= 3 for x, i in zip(X, INTS)]
     assert col(r, "Both") == per_group(both, SYM, lambda v: list(np.cumsum(v)))
 
 
@@ -305,7 +305,8 @@ REDUCERS = {
 @pytest.mark.parametrize("kind", sorted(REDUCERS))
 def test_rolling_tick(t, kind):
     make = getattr(uby, f"rolling_{kind}_tick")
-    r = t.update_by([make("Back = X", rev_ticks=3), make(["Both = X"], 2, 2), make("Fwd = X", rev_ticks=0, fwd_ticks=2)])
+    r = t.update_by([make("Back = X", rev_ticks=3), make(["Both = X"], 2, 2),
+                     make("Fwd = X", rev_ticks=0, fwd_ticks=2)])
     n = len(X)
     fn = REDUCERS[kind]
     for name, rev, fwd in (("Back", 3, 0), ("Both", 2, 2), ("Fwd", 0, 2)):
@@ -359,10 +360,10 @@ def test_rolling_formula(t):
         uby.rolling_formula_time("Ts", "Mix = sum(X) + sum(I)", None, None, rev_time="PT2s", fwd_time="PT1s"),
     ])
     assert col(r, "SumSq") == approx([sum(X[j] ** 2 for j in tick_window(n, i, 3, 0)) for i in range(n)])
-    assert col(r, "Spread") == approx([max(X[j] for j in w) - min(I[j] for j in w)
+    assert col(r, "Spread") == approx([max(X[j] for j in w) - min(INTS[j] for j in w)
                                        for w in (tick_window(n, i, 2, 1) for i in range(n))])
     assert col(r, "N") == [len(time_window(i, 4, 0)) for i in range(n)]
-    assert col(r, "Mix") == approx([sum(X[j] for j in w) + sum(I[j] for j in w)
+    assert col(r, "Mix") == approx([sum(X[j] for j in w) + sum(INTS[j] for j in w)
                                     for w in (time_window(i, 2, 1) for i in range(n))])
 
 
@@ -371,7 +372,7 @@ def test_rolling_count_where(t):
     r = t.update_by([uby.rolling_count_where_tick("CT", "X > 2", rev_ticks=3, fwd_ticks=1),
                      uby.rolling_count_where_time("Ts", "CTime", ["X > 1", "I > 2"], rev_time="PT3s")])
     assert col(r, "CT") == [sum(1 for j in tick_window(n, i, 3, 1) if X[j] > 2) for i in range(n)]
-    assert col(r, "CTime") == [sum(1 for j in time_window(i, 3, 0) if X[j] > 1 and I[j] > 2) for i in range(n)]
+    assert col(r, "CTime") == [sum(1 for j in time_window(i, 3, 0) if X[j] > 1 and INTS[j] > 2) for i in range(n)]
 
 
 # -- errors ------------------------------------------------------------------------------------------
