@@ -23,6 +23,7 @@ the whole message, the traceback and the client's debug log.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -270,7 +271,7 @@ _STATE: dict[str, Any] = {"debug": False}
 # -- tables, run ----------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Names of the tables in the server's scope.")
 @click.pass_context
 def tables(ctx: click.Context) -> None:
     """Names of the tables in the server's scope, one a line (sorted)."""
@@ -278,7 +279,7 @@ def tables(ctx: click.Context) -> None:
         _line(name)
 
 
-@cli.command()
+@cli.command(short_help="Run a server-side script; list the tables it created.")
 @click.argument("file", type=_EXISTING_FILE_OR_DASH)
 @click.option("--language", type=click.Choice(["python", "groovy"]),
               help="The script's language [default: groovy for a .groovy file, else python].")
@@ -341,7 +342,7 @@ def _extension_list() -> str:
     return ", ".join(sorted(_EXTENSIONS)) + f" (CSV and JSON also {'/'.join(_COMPRESSED)})"
 
 
-@cli.command()
+@cli.command(short_help="Run a SQL query; print or save the result.")
 @click.argument("query")
 @click.option("--format", "-f", "fmt", type=click.Choice(SQL_FORMATS, case_sensitive=False),
               help="Output format [default: from the --out name; else pretty on a terminal, csv otherwise]. "
@@ -415,7 +416,7 @@ def _binary(data: "pa.Table", fmt: str) -> bytes:
 # -- import, export -------------------------------------------------------------------------------
 
 
-@cli.command("import")
+@cli.command("import", short_help="Load a CSV / Parquet / Arrow file into a server table.")
 @click.argument("file", type=_EXISTING_FILE)
 @click.option("--name", "-n", required=True, callback=_table_name, help="The server table to create or replace.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "parquet", "arrow"], case_sensitive=False),
@@ -434,7 +435,7 @@ def import_(ctx: click.Context, file: str, name: str, fmt: Optional[str], progre
         _line(f"imported {table.size} rows x {cols} columns from {file} into {name}")
 
 
-@cli.command()
+@cli.command(short_help="Write a server table to a file (format from the extension).")
 @click.argument("name")
 @click.option("--out", "-o", required=True, metavar="FILE", callback=_output_path,
               help="The file to write (written whole or not at all).")
@@ -494,7 +495,7 @@ def _update_parts(update: Any, first: bool, rows: int) -> list[tuple[str, "pa.Ta
     return [("-", as_table(update.removed())), ("+", as_table(update.added())), ("~", as_table(update.modified()))]
 
 
-@cli.command()
+@cli.command(short_help="Follow a live table, printing its changes until Ctrl-C.")
 @click.argument("name")
 @click.option("--rows", "-n", type=click.IntRange(0), default=10, show_default=True,
               help="How many of the table's last rows to print first.")
@@ -559,7 +560,7 @@ def tail(ctx: click.Context, name: str, rows: int, fmt: str, max_updates: Option
 # -- serve ----------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Run an embedded real server in the foreground.")
 @click.option("--port", "-p", type=click.IntRange(1, 65535),
               help="The port to listen on [default: the global --port / DH_PORT, else 10000].")
 @click.option("--psk", envvar="DH_PSK", show_envvar=True,
@@ -603,14 +604,75 @@ def _usage_line(e: click.UsageError) -> str:
     return f"{where}: usage error: {e.format_message()} (see '{where} --help')"
 
 
+def _divert_native_stderr() -> Optional[tuple[int, Any]]:
+    """Point file descriptor 2 at /dev/null and keep ``sys.stderr`` on the real stderr.
+
+    gRPC's C core writes log lines of its own to descriptor 2 (e.g. "Handshake failed ..." on a
+    TLS mismatch, on top of the error we report); the environment variable that quiets it is read
+    when grpc is imported, before any code of ours runs. Everything Python writes (our messages,
+    progress bars, warnings) still reaches the real stderr. Returns what ``_restore_stderr`` needs.
+    """
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        return None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        os.close(real)
+        return None
+    previous = sys.stderr
+    encoding = getattr(previous, "encoding", None) or "utf-8"
+    sys.stderr = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding=encoding, errors="backslashreplace",
+                                  line_buffering=True, write_through=True)
+    return real, previous
+
+
+def _restore_stderr(saved: Optional[tuple[int, Any]]) -> None:
+    if saved is None:
+        return
+    real, previous = saved
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    sys.stderr = previous
+    with contextlib.suppress(OSError):
+        os.dup2(real, 2)
+        os.close(real)
+
+
+def _wants_debug(argv: Sequence[str]) -> bool:
+    """Whether --debug is among the global options (before the command), read before click parses."""
+    for arg in argv:
+        if arg == "--debug":
+            return True
+        if arg in cli.commands:
+            return False
+    return False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     _STATE["debug"] = False
     previous = None
     with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    saved = None if _wants_debug(args) else _divert_native_stderr()
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+        return _main(args)
+    finally:
+        _restore_stderr(saved)
+        if previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: list[str]) -> int:
+    try:
+        result = cli.main(args=args, prog_name=PROG, standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK
     except click.exceptions.NoArgsIsHelpError as e:
         e.show()
@@ -643,10 +705,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         click.echo(f"{PROG}: error: {text}" + ("" if _STATE["debug"] else " (--debug shows the traceback)"),
                    err=True)
         return EXIT_FAILED
-    finally:
-        if previous is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, previous)
 
 
 def run_main() -> None:
