@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import click
 
 from pydeephaven.dherror import DHError
+from pydeephaven.embedded import PSK_AUTH
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,11 +56,10 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
-PSK_AUTH = "io.deephaven.authentication.psk.PskAuthenticationHandler"
 #: Short names accepted by --auth-type (any other value is passed to the server as it is).
 AUTH_ALIASES = {"anonymous": "Anonymous", "basic": "Basic", "psk": PSK_AUTH}
 
-#: File formats by file name ending (longest endings first when matched), for export and --out.
+#: File formats by the ending of a file's name (after any compression suffix), for export and sql --out.
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
     ".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
@@ -153,12 +153,11 @@ class Connection:
     def _connect(self, session_type: str) -> "Session":
         from pydeephaven.session import Session
 
+        host, port, auth_type, auth_token = self.host, self.port, self.auth_type, self.auth_token
         if self.embedded:
             server = self.start_embedded()
             host, port = server.host, server.port
             auth_type, auth_token = server.auth_type, server.auth_token
-        else:
-            host, port, auth_type, auth_token = self.host, self.port, self.auth_type, self.auth_token
         tls = self.tls or bool(self.ca or self.client_cert)
         session = Session(
             host, port, auth_type=auth_type, auth_token=auth_token, session_type=session_type, use_tls=tls,
@@ -375,7 +374,7 @@ def sql(ctx: click.Context, query: str, fmt: Optional[str], out: Optional[str], 
             _save_text(out, text)
             return
         named = _kind_from_name(out)
-        kind = named if (fmt, named) in (("csv", "tsv"), ("json", "jsonl")) else fmt
+        kind = named if named is not None and (fmt, named) in (("csv", "tsv"), ("json", "jsonl")) else fmt
         with session.sql(query, "table") as table:
             _write_table_file(table, out, kind, progress)
         return

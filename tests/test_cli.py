@@ -598,6 +598,24 @@ def test_tail_stops_on_a_signal(conn: list[str], session: Session, names: Any, s
             p.wait(timeout=10)
 
 
+def test_tail_ends_quietly_when_its_reader_goes_away(conn: list[str], session: Session, names: Any) -> None:
+    name = names("closed_pipe")
+    _ticking(session, name, "time_table('PT0.1S').update(['V = ii'])")
+    p = subprocess.Popen(MODULE + [*conn, "tail", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                         cwd=ROOT)
+    try:
+        _read_until(p, b'"op"', timeout=60)
+        assert p.stdout is not None
+        p.stdout.close()  # like `pydeephaven tail t | head -1`
+        p.wait(timeout=30)
+        assert p.returncode == 0
+        assert (p.stderr.read() if p.stderr else b"") == b""
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
 def test_tail_missing_table(conn: list[str]) -> None:
     assert_error(dh(*conn, "tail", "no_such_table_here"), 1, "no_such_table_here")
 
