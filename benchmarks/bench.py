@@ -13,7 +13,8 @@ Figures (medians over --repeat runs, after a warm-up run):
   chain5_ms, chain5_pipelined_ms, query5_ms   a 5-op chain as Table calls, pipelined, and as one Query
   cpu_ms_per_op / raw_cpu_ms_per_op   client CPU time per head(5) vs the raw gRPC call (time not spent
                                       waiting on the server); client_overhead_ms_per_op is the difference
-  to_arrow_peak_ratio                 peak Arrow memory of to_arrow / result size
+  to_arrow_peak_ratio                 peak client memory (RSS, sampled every 0.5 ms) growth during
+                                      the first full to_arrow / result size, in a fresh process
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any, Callable
@@ -31,6 +33,34 @@ import pyarrow.flight as flight
 
 from pydeephaven import Session
 from pydeephaven._proto import table_pb2
+from pydeephaven.ticket import SharedTicket
+
+
+_PEAK_CHILD = """
+import resource, sys, threading, time
+from pydeephaven import Session
+from pydeephaven.ticket import SharedTicket
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+def peak_growth(fetch):
+    base, peak, done = rss(), [0], threading.Event()
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.0005)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    data = fetch()
+    done.set()
+    th.join()
+    return (max(peak[0], rss()) - base) / data.nbytes
+with Session(sys.argv[1], int(sys.argv[2])) as s:
+    t = s.fetch_table(SharedTicket(bytes.fromhex(sys.argv[3])))
+    t.head(1000).to_arrow()   # warm the paths (imports, threads, channel) on small slices
+    t.head(200000).to_arrow(streams=2)
+    print(round(peak_growth(t.to_arrow), 3))
+"""
 
 
 def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
@@ -114,16 +144,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["doget_single_mb_s"] = round(mb / median_time(lambda: table.to_arrow(streams=1), args.repeat), 1)
     out["doget_ratio"] = round(out["doget_mb_s"] / out["raw_doget_mb_s"], 2)
 
-    # -- peak memory of to_arrow ------------------------------------------------------------------
-    pool = pa.default_memory_pool()
-    result = None
-    base = pool.bytes_allocated()
-    peak_before = pool.max_memory()
-    result = table.to_arrow()
-    peak = pool.max_memory()
-    if peak > peak_before:  # the pool's peak only tells when this run set a new one
-        out["to_arrow_peak_ratio"] = round((peak - base) / result.nbytes, 2)
-    del result
+    # -- peak memory of to_arrow, in a fresh process (the pool's peak cannot be reset) ----------------
+    shared = SharedTicket.random_ticket()
+    s.publish_table(shared, table)
+    child = subprocess.run([sys.executable, "-c", _PEAK_CHILD, args.host, str(args.port), shared.bytes.hex()],
+                           capture_output=True, text=True, timeout=600)
+    if child.returncode == 0:
+        out["to_arrow_peak_ratio"] = float(child.stdout.strip())
+    else:
+        out["to_arrow_peak_error"] = child.stderr.strip().splitlines()[-1:]
     table.close()
 
     # -- small ops ------------------------------------------------------------------------------
