@@ -3,6 +3,7 @@ and a short (10 s) session duration. The last test stops that server on purpose.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Iterator
 
@@ -30,9 +31,18 @@ def test_auth_header_forms() -> None:
     assert auth_header(PSK_AUTH, "k") == f"{PSK_AUTH} k"
 
 
-def test_right_key_works(psk_server) -> None:
-    with Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY) as s:
-        assert s.empty_table(3).to_arrow().num_rows == 3
+def test_right_key_works_and_never_shows(psk_server, caplog) -> None:
+    with caplog.at_level(logging.DEBUG):
+        with Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY) as s:
+            assert s.empty_table(3).to_arrow().num_rows == 3
+            token = s._transport._token
+            with pytest.raises(DHError) as e:
+                s.open_table("no_such_table_psk")
+            text = f"{e.value} {s.stats.summary()} {s!r} {s._transport.metadata!r}"
+    assert KEY not in str(e.value) and token not in str(e.value)
+    assert KEY not in caplog.text and token not in caplog.text
+    assert KEY not in text.replace(repr(s._transport.metadata), "")
+    assert len(caplog.records) > 3  # the log did record the calls
 
 
 @pytest.mark.parametrize("auth_type, token",

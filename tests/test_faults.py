@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -17,12 +19,28 @@ from pydeephaven import DHError, Session
 from pydeephaven.embedded import start_server
 
 
+_CLIENT_PROG = """
+import sys
+from pydeephaven import Session
+s = Session(sys.argv[1], int(sys.argv[2]))
+assert s.empty_table(3).to_arrow().num_rows == 3
+print("ready", flush=True)
+sys.stdin.readline()
+s.empty_table(1)   # the server is gone: raises, and the program ends on that error
+"""
+
+
 def test_server_killed_then_back(tmp_path) -> None:
     srv = start_server(heap="1g")
     port = srv.port
     try:
         s = Session(srv.host, port)
         t = s.empty_table(5)
+        # a second program with an open session that has fetched data: after the kill it must
+        # fail its next op and exit promptly
+        prog = subprocess.Popen([sys.executable, "-c", _CLIENT_PROG, srv.host, str(port)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert prog.stdout is not None and prog.stdout.readline().strip() == "ready"
         os.kill(srv.pid, signal.SIGKILL)
         srv.process.wait(timeout=30)
         start = time.monotonic()
@@ -34,6 +52,10 @@ def test_server_killed_then_back(tmp_path) -> None:
         s.close()  # quiet although the server is gone
         failed_in = time.monotonic() - start
         assert failed_in < 10
+        exit_start = time.monotonic()
+        _, err = prog.communicate("go\n", timeout=30)
+        assert prog.returncode == 1 and "unreachable" in err
+        assert time.monotonic() - exit_start < 15
         restart = time.monotonic()
         srv2 = start_server(port=port, heap="1g")
         try:
