@@ -105,7 +105,8 @@ def check_null_markers(batch: pa.RecordBatch) -> None:
     """Refuse values the server would turn into nulls (its null markers), naming the column."""
     for name, col in zip(batch.schema.names, batch.columns):
         values = col
-        while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
+        while (pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type)
+               or pa.types.is_large_list(values.type)):
             values = values.flatten()
         marker = _NULL_MARKERS.get(values.type)
         if marker is None or len(values) == 0:

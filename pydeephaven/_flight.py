@@ -75,7 +75,8 @@ class FlightPath:
         tables = [r for r in results if r.num_rows or r is results[0]]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
-    def do_put(self, export_no: int, data: _arrow.ArrowData, *, max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES) -> int:
+    def do_put(self, export_no: int, data: _arrow.ArrowData, *,
+               max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent. The caller
         confirms the export with the server afterwards."""
         op = "import_table"
@@ -102,7 +103,8 @@ class FlightPath:
             raise
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             self.transport.record("DoPut", time.perf_counter() - start, False)
-            raise _flight_error(op, {"rows_sent": rows, "schema": _short_schema(target)}, e, self.transport.target) from None
+            raise _flight_error(op, {"rows_sent": rows, "schema": _short_schema(target)}, e,
+                                self.transport.target) from None
         self.transport.record("DoPut", time.perf_counter() - start, True, f"{rows} rows {nbytes} bytes")
         self.transport.stats.add_transfer("DoPut", rows, nbytes)
         return rows

@@ -25,7 +25,7 @@ from pydeephaven.dherror import DHError
 __all__ = ["Ticket", "ExportTicket", "ScopeTicket", "SharedTicket", "ApplicationTicket", "ServerObject"]
 
 
-class Ticket(ABC):
+class Ticket(ABC):  # noqa: B024 (abstract by intent, as in the official API; subclasses differ only in data)
     """A server-side name in its raw byte form."""
 
     _prefix: ClassVar[bytes] = b""
@@ -34,7 +34,8 @@ class Ticket(ABC):
         if not ticket_bytes:
             raise DHError(f"{type(self).__name__}: ticket bytes must not be empty")
         if not bytes(ticket_bytes).startswith(self._prefix):
-            raise DHError(f"{type(self).__name__}: ticket bytes must start with {self._prefix!r}, got {bytes(ticket_bytes)[:16]!r}")
+            raise DHError(f"{type(self).__name__}: ticket bytes must start with {self._prefix!r}, "
+                          f"got {bytes(ticket_bytes)[:16]!r}")
         self._bytes = bytes(ticket_bytes)
 
     @property

@@ -143,7 +143,8 @@ def _runs(idx: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
     return idx[firsts], lasts - firsts + 1
 
 
-def _take(col: pa.ChunkedArray, idx: np.ndarray, runs: Optional[tuple[np.ndarray, np.ndarray]] = None) -> pa.ChunkedArray:
+def _take(col: pa.ChunkedArray, idx: np.ndarray,
+          runs: Optional[tuple[np.ndarray, np.ndarray]] = None) -> pa.ChunkedArray:
     """Rows ``idx`` of ``col``: zero-copy slices when ``idx`` is a few runs, else Arrow's take."""
     if len(idx) == 0:
         return pa.chunked_array([], type=col.type)

@@ -160,8 +160,8 @@ class Assembler:
                 p.mod_parts[i].append(arr)
                 p.mod_read[i] += len(arr)
                 if p.mod_read[i] > p.mod_expected[i]:
-                    raise ProtocolError(f"column {self.types and self.schema.field(i).name!r}: {p.mod_read[i]} modified "
-                                        f"rows arrived; the update announced {p.mod_expected[i]}")
+                    raise ProtocolError(f"column {self.types and self.schema.field(i).name!r}: {p.mod_read[i]} "
+                                        f"modified rows arrived; the update announced {p.mod_expected[i]}")
 
 
 class BarrageStream:

@@ -191,7 +191,8 @@ class AsyncSession:
         for info in list(first.created) + list(first.updated):
             if scope_only and info.application_id != "scope":
                 continue
-            out[info.field_name] = ServerObject(info.typed_ticket.type, _ticket_from_bytes(info.typed_ticket.ticket.ticket))
+            out[info.field_name] = ServerObject(info.typed_ticket.type,
+                                                _ticket_from_bytes(info.typed_ticket.ticket.ticket))
         for info in first.removed:
             out.pop(info.field_name, None)
         return out
@@ -312,7 +313,8 @@ class AsyncSession:
                 t = self._transport
                 ticket = self.make_export_ticket()
                 await t.unary("start_console", t.console_stub.StartConsole,
-                              console_pb2.StartConsoleRequest(result_id=ticket.pb_ticket, session_type=self._session_type),
+                              console_pb2.StartConsoleRequest(result_id=ticket.pb_ticket,
+                                                              session_type=self._session_type),
                               args={"session_type": self._session_type})
                 self._console_id = ticket.pb_ticket
             return self._console_id
@@ -402,7 +404,8 @@ class AsyncSession:
         """A ticking table adding one row (a ``Timestamp``) every ``period`` (nanoseconds or a
         duration string such as ``"PT1S"``); see ``Session.time_table``."""
         if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, got {period!r}")
+            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
+                          f"got {period!r}")
         if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
             raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
         return await self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)

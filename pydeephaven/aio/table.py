@@ -185,7 +185,8 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         session = self.session
         if not self._is_static or not self._size or session.fetch_streams <= 1:
             return 1
-        return session.fetch_streams if _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes else 1
+        big = _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes
+        return session.fetch_streams if big else 1
 
     def iter_batches(self) -> "RecordBatchStream":
         """The table's current rows as record batches, read one by one as they arrive:
