@@ -46,7 +46,7 @@ class TableOp:
 
     def args(self) -> dict[str, Any]:
         """The arguments, for error messages and the query log."""
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             if hasattr(v, "pb_ticket"):
                 continue
@@ -84,7 +84,7 @@ class EmptyTableOp(TableOp):
     chained = False
     size: int
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.EmptyTableRequest(result_id=result_id, size=self.size)
 
 
@@ -97,7 +97,7 @@ class TimeTableOp(TableOp):
     start_time: Optional[int | str] = None
     blink_table: bool = False
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         req = table_pb2.TimeTableRequest(result_id=result_id, blink_table=self.blink_table)
         if isinstance(self.period, str):
             req.period_string = self.period
@@ -122,7 +122,7 @@ class MergeTablesOp(TableOp):
     def others(self) -> Sequence[Any]:
         return self.tables
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.MergeTablesRequest(result_id=result_id, source_ids=list(others), key_column=self.order_by)
 
 
@@ -142,7 +142,7 @@ class FetchTableOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"ticket": self.ticket}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.FetchTableRequest(result_id=result_id, source_id=others[0])
 
 
@@ -154,7 +154,7 @@ class MetaTableOp(TableOp):
     rpc = "MetaTable"
     batch_field = "meta_table"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.MetaTableRequest(result_id=result_id, source_id=source)
 
 
@@ -164,7 +164,7 @@ class DropColumnsOp(TableOp):
     batch_field = "drop_columns"
     cols: tuple[str, ...]
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.DropColumnsRequest(result_id=result_id, source_id=source, column_names=self.cols)
 
 
@@ -172,7 +172,7 @@ class DropColumnsOp(TableOp):
 class _SelectOrUpdateOp(TableOp):
     formulas: tuple[str, ...]
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.SelectOrUpdateRequest(result_id=result_id, source_id=source, column_specs=self.formulas)
 
 
@@ -212,7 +212,7 @@ class SelectDistinctOp(TableOp):
     batch_field = "select_distinct"
     cols: tuple[str, ...]
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.SelectDistinctRequest(result_id=result_id, source_id=source, column_names=self.cols)
 
 
@@ -228,7 +228,7 @@ class WhereOp(TableOp):
     def name(self) -> str:
         return "where"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.UnstructuredFilterTableRequest(result_id=result_id, source_id=source, filters=self.filters)
 
 
@@ -244,7 +244,7 @@ class FilterOp(TableOp):
     def name(self) -> str:
         return "where"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.FilterTableRequest(result_id=result_id, source_id=source,
                                             filters=[f.make_grpc_message() for f in self.filters])
 
@@ -254,9 +254,9 @@ class SortOp(TableOp):
     rpc = "Sort"
     batch_field = "sort"
     order_by: tuple[str, ...]
-    directions: tuple[int, ...]  # SortDescriptor.SortDirection values, one per column
+    directions: tuple[table_pb2.SortDescriptor.SortDirection, ...]  # one per column
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         sorts = [table_pb2.SortDescriptor(column_name=c, is_absolute=False, direction=d)
                  for c, d in zip(self.order_by, self.directions)]
         return table_pb2.SortTableRequest(result_id=result_id, source_id=source, sorts=sorts)
@@ -272,7 +272,7 @@ class HeadOp(TableOp):
     batch_field = "head"
     num_rows: int
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.HeadOrTailRequest(result_id=result_id, source_id=source, num_rows=self.num_rows)
 
 
@@ -289,7 +289,7 @@ class HeadByOp(TableOp):
     num_rows: int
     by: tuple[str, ...]
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.HeadOrTailByRequest(result_id=result_id, source_id=source, num_rows=self.num_rows,
                                              group_by_column_specs=self.by)
 
@@ -307,7 +307,7 @@ class SliceOp(TableOp):
     start: int
     stop: int
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.SliceRequest(result_id=result_id, source_id=source, first_position_inclusive=self.start,
                                       last_position_exclusive=self.stop)
 
@@ -319,7 +319,7 @@ class UngroupOp(TableOp):
     cols: tuple[str, ...]
     null_fill: bool = True
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.UngroupRequest(result_id=result_id, source_id=source, null_fill=self.null_fill,
                                         columns_to_ungroup=self.cols)
 
@@ -329,7 +329,7 @@ class SnapshotOp(TableOp):
     rpc = "Snapshot"
     batch_field = "snapshot"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.SnapshotTableRequest(result_id=result_id, source_id=source)
 
 
@@ -347,7 +347,7 @@ class SnapshotWhenOp(TableOp):
     def others(self) -> Sequence[Any]:
         return (self.trigger_table,)
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.SnapshotWhenTableRequest(
             result_id=result_id, base_id=source, trigger_id=others[0], initial=self.initial,
             incremental=self.incremental, history=self.history, stamp_columns=self.stamp_cols)
@@ -377,7 +377,7 @@ class CrossJoinOp(_JoinOp):
     def name(self) -> str:
         return "join"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.CrossJoinTablesRequest(
             result_id=result_id, left_id=source, right_id=others[0], columns_to_match=self.on,
             columns_to_add=self.joins, reserve_bits=self.reserve_bits)
@@ -387,9 +387,9 @@ class CrossJoinOp(_JoinOp):
 class NaturalJoinOp(_JoinOp):
     rpc = "NaturalJoinTables"
     batch_field = "natural_join"
-    join_type: int = table_pb2.NaturalJoinTablesRequest.ERROR_ON_DUPLICATE
+    join_type: table_pb2.NaturalJoinTablesRequest.JoinType = table_pb2.NaturalJoinTablesRequest.ERROR_ON_DUPLICATE
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.NaturalJoinTablesRequest(
             result_id=result_id, left_id=source, right_id=others[0], columns_to_match=self.on,
             columns_to_add=self.joins, join_type=self.join_type)
@@ -405,7 +405,7 @@ class ExactJoinOp(_JoinOp):
     rpc = "ExactJoinTables"
     batch_field = "exact_join"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.ExactJoinTablesRequest(
             result_id=result_id, left_id=source, right_id=others[0], columns_to_match=self.on,
             columns_to_add=self.joins)
@@ -418,7 +418,7 @@ class AjOp(_JoinOp):
     rpc = "AjTables"
     batch_field = "aj"
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.AjRajTablesRequest(
             result_id=result_id, left_id=source, right_id=others[0], exact_match_columns=self.on[:-1],
             as_of_column=self.on[-1], columns_to_add=self.joins)
@@ -451,7 +451,7 @@ class WhereInOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"cols": list(self.cols)}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.WhereInRequest(result_id=result_id, left_id=source, right_id=others[0],
                                         inverted=self.inverted, columns_to_match=self.cols)
 
@@ -472,7 +472,7 @@ class MultiJoinOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"inputs": [{"on": list(on), "joins": list(joins)} for _, on, joins in self.inputs]}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.MultiJoinTablesRequest(result_id=result_id, multi_join_inputs=[
             table_pb2.MultiJoinInput(source_id=ref, columns_to_match=on, columns_to_add=joins)
             for ref, (_, on, joins) in zip(others, self.inputs)])
@@ -500,7 +500,7 @@ class AggregateAllOp(TableOp):
             return {"agg": self.agg, "by": list(self.by)}
         return {"by": list(self.by)}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.AggregateAllRequest(result_id=result_id, source_id=source, spec=self.agg.agg_spec,
                                              group_by_columns=self.by)
 
@@ -522,7 +522,7 @@ class AggregateOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"aggs": list(self.aggs), "by": list(self.by)}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.AggregateRequest(result_id=result_id, source_id=source,
                                           aggregations=[a.make_grpc_message() for a in self.aggs],
                                           group_by_columns=self.by)
@@ -538,7 +538,7 @@ class UpdateByOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"ops": list(self.ops), "by": list(self.by)}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         return table_pb2.UpdateByRequest(result_id=result_id, source_id=source,
                                          operations=[o.make_grpc_message() for o in self.ops],
                                          group_by_columns=self.by)
@@ -570,7 +570,7 @@ class CreateInputTableOp(TableOp):
     def args(self) -> dict[str, Any]:
         return {"key_cols": list(self.key_cols), "blink_table": self.blink}
 
-    def build(self, result_id, source, others):  # type: ignore[override]
+    def build(self, result_id, source, others):
         Kind = table_pb2.CreateInputTableRequest.InputTableKind
         if self.blink:
             kind = Kind(blink=Kind.Blink())

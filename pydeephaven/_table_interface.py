@@ -143,7 +143,7 @@ class TableInterface(ABC, Generic[T]):
         columns it does not cover)."""
         cols = str_tuple("sort", "order_by", order_by)
         if order is None:
-            dirs: list[Any] = []
+            dirs: list[SortDirection] = []
         elif isinstance(order, SortDirection):
             dirs = [order]
         elif isinstance(order, (list, tuple)):

@@ -115,7 +115,8 @@ def _desc(func: str, **kwargs: Any) -> str:
 def _columns(func: str, field: str, cols: Any, sub: Any = None, **shown: Any) -> Aggregation:
     cols_t = str_tuple(f"agg.{func}", "cols", cols)
     spec_cls = _SPEC_TYPES[field]
-    spec = _Spec(**{field: sub if sub is not None else spec_cls()})
+    one_of: dict[str, Any] = {field: sub if sub is not None else spec_cls()}  # the field is named at run time
+    spec = _Spec(**one_of)
     return _ColumnsAggregation(_desc(func, cols=list(cols_t), **shown), spec, cols_t)
 
 

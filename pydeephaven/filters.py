@@ -125,7 +125,7 @@ def _ref(where: str, col: Any) -> table_pb2.Reference:
     return table_pb2.Reference(column_name=check_str(where, "col", col))
 
 
-def _case(case_sensitive: Any, where: str) -> int:
+def _case(case_sensitive: Any, where: str) -> table_pb2.CaseSensitivity:
     flag = check_bool(where, "case_sensitive", case_sensitive)
     return table_pb2.MATCH_CASE if flag else table_pb2.IGNORE_CASE
 
@@ -232,7 +232,8 @@ _MIRROR = {_Cmp.LESS_THAN: _Cmp.GREATER_THAN, _Cmp.GREATER_THAN: _Cmp.LESS_THAN,
            _Cmp.EQUALS: _Cmp.EQUALS, _Cmp.NOT_EQUALS: _Cmp.NOT_EQUALS}
 
 
-def _compare(func: str, op: int, left: Any, right: Any, case_sensitive: bool = True) -> Filter:
+def _compare(func: str, op: table_pb2.CompareCondition.CompareOperation, left: Any, right: Any,
+             case_sensitive: bool = True) -> Filter:
     where = f"filters.{func}"
     case = _case(case_sensitive, where)
     lhs, rhs = _value(where, left), _value(where, right)
