@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Optional, Sequence, Union
+from typing import Any, AsyncGenerator, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
@@ -168,7 +168,8 @@ class AsyncTransport:
         if "http1" in low or "failed parsing http/2" in low:
             return f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC ({details})"
         if code == grpc.StatusCode.UNAUTHENTICATED:
-            return f"authentication failed for auth_type {self._auth[0]!r}: the server refused the credentials ({details})"
+            return (f"authentication failed for auth_type {self._auth[0]!r}: the server refused the credentials "
+                    f"({details})")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"no Deephaven server answered at {self.target} within {self._connect_timeout:g} s"
         if code == grpc.StatusCode.UNAVAILABLE:
@@ -317,7 +318,7 @@ class AsyncTransport:
         return task
 
     async def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-                     timeout: Optional[float] = DEFAULT_TIMEOUT) -> AsyncIterator[Any]:
+                     timeout: Optional[float] = DEFAULT_TIMEOUT) -> AsyncGenerator[Any, None]:
         """Iterate a server stream; errors become DHError; the call is cancelled when the iteration
         stops early (close the iterator with ``aclose()``)."""
         self.check_open(op)

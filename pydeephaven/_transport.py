@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Generator, Optional, Sequence, Union
 
 import grpc
 
@@ -134,12 +134,14 @@ class CallStats:
             return head
         ops = sorted(self.calls, key=lambda o: -self.seconds.get(o, 0.0))
         width = max(9, *(len(o) for o in ops))
-        lines = [head, f"{'operation':<{width}} {'calls':>7} {'total ms':>10} {'mean ms':>9} {'rows':>12} {'bytes':>10}"]
+        lines = [head,
+                 f"{'operation':<{width}} {'calls':>7} {'total ms':>10} {'mean ms':>9} {'rows':>12} {'bytes':>10}"]
         for op in ops:
             n, secs = self.calls[op], self.seconds.get(op, 0.0)
             rows = f"{self.rows[op]:,}" if op in self.rows else ""
             size = _human_bytes(self.nbytes[op]) if op in self.nbytes else ""
-            lines.append(f"{op:<{width}} {n:>7,} {secs * 1e3:>10.1f} {secs * 1e3 / n:>9.2f} {rows:>12} {size:>10}".rstrip())
+            lines.append(f"{op:<{width}} {n:>7,} {secs * 1e3:>10.1f} {secs * 1e3 / n:>9.2f} {rows:>12} "
+                         f"{size:>10}".rstrip())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -251,7 +253,8 @@ class Transport:
                 why = (f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC "
                        f"({details})")
             elif code == grpc.StatusCode.UNAUTHENTICATED:
-                why = f"authentication failed for auth_type {auth_type!r}: the server refused the credentials ({details})"
+                why = (f"authentication failed for auth_type {auth_type!r}: the server refused the credentials "
+                       f"({details})")
             elif code == grpc.StatusCode.UNAVAILABLE:
                 why = f"cannot reach a Deephaven server at {self.target}: {details}"
                 tls_hint = self._tls_hint(details)
@@ -260,7 +263,8 @@ class Transport:
             elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 why = f"no Deephaven server answered at {self.target} within {timeout:g} s"
             else:
-                why = f"the server at {self.target} did not answer as a Deephaven server does: {code.name if code else ''} {details}"
+                why = (f"the server at {self.target} did not answer as a Deephaven server does: "
+                       f"{code.name if code else ''} {details}")
             raise DHError(f"connect to {self.target} failed: {why}") from None
         self.stats.add("Connect", time.perf_counter() - start, True)
         if not self._take_token(call.initial_metadata()):
@@ -377,7 +381,7 @@ class Transport:
             time.sleep(0.005)
 
     def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-               timeout: Optional[float] = DEFAULT_TIMEOUT) -> Iterator[Any]:
+               timeout: Optional[float] = DEFAULT_TIMEOUT) -> Generator[Any, None, None]:
         """Iterate a server stream; errors become DHError. The call is cancelled when the iterator
         is closed early."""
         self.check_open(op)
@@ -441,7 +445,8 @@ class Transport:
 class PendingCall:
     """The answer to a unary call still in flight; ``result()`` waits for it (once)."""
 
-    def __init__(self, transport: Transport, op: str, args: Optional[dict[str, Any]], future: Any, start: float) -> None:
+    def __init__(self, transport: Transport, op: str, args: Optional[dict[str, Any]], future: Any,
+                 start: float) -> None:
         self.transport, self.op, self.args, self.future, self.start = transport, op, args, future, start
         self._done = False
 

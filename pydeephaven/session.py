@@ -21,6 +21,7 @@ from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 if TYPE_CHECKING:
+    from pydeephaven._temporary import BoundName, TemporaryScope
     from pydeephaven.experimental.plugin_client import PluginClient
     from pydeephaven.query import Query
     from pydeephaven.table import InputTable
@@ -161,7 +162,8 @@ class Session:
         for info in list(first.created) + list(first.updated):
             if scope_only and info.application_id != "scope":
                 continue
-            out[info.field_name] = ServerObject(info.typed_ticket.type, _ticket_from_bytes(info.typed_ticket.ticket.ticket))
+            out[info.field_name] = ServerObject(info.typed_ticket.type,
+                                                _ticket_from_bytes(info.typed_ticket.ticket.ticket))
         for info in first.removed:
             out.pop(info.field_name, None)
         return out
@@ -336,7 +338,8 @@ class Session:
             blink_table: keep only the rows added in the latest update cycle.
         """
         if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, got {period!r}")
+            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
+                          f"got {period!r}")
         if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
             raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
         return self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
@@ -363,7 +366,7 @@ class Session:
         """
         streams = self._streams_for_put(data)
         if streams > 1:
-            return self._import_parallel(data, streams)  # type: ignore[arg-type]
+            return self._import_parallel(data, streams)
         ticket = self.make_export_ticket()
         try:
             rows = self._flight.do_put(ticket.ticket_no, data)

@@ -13,6 +13,8 @@ from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
 if TYPE_CHECKING:
+    import os
+
     from pydeephaven.session import Session
 
 __all__ = ["Table", "InputTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
@@ -172,7 +174,8 @@ class Table(TableInterface["Table"], ServerObject):
         session = self.session
         if not self._is_static or not self._size or session.fetch_streams <= 1:
             return 1
-        return session.fetch_streams if _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes else 1
+        big = _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes
+        return session.fetch_streams if big else 1
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -464,13 +467,15 @@ def multi_join(input: Union[Table, Sequence[Table], MultiJoinInput, Sequence[Mul
     if not isinstance(items, (list, tuple)) or not items:
         raise DHError(f"multi_join: input must be a Table, a MultiJoinInput, or a non-empty list of either, "
                       f"got {input!r}")
-    if all(isinstance(x, Table) for x in items):
+    tables = [x for x in items if isinstance(x, Table)]
+    given = [x for x in items if isinstance(x, MultiJoinInput)]
+    if len(tables) == len(items):
         keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
-        inputs = [MultiJoinInput(t, list(keys)) for t in items]
-    elif all(isinstance(x, MultiJoinInput) for x in items):
+        inputs = [MultiJoinInput(t, list(keys)) for t in tables]
+    elif len(given) == len(items):
         if on is not None:
             raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
-        inputs = list(items)
+        inputs = given
     else:
         raise DHError("multi_join: input must hold only Tables or only MultiJoinInputs, got "
                       + ", ".join(type(x).__name__ for x in items))

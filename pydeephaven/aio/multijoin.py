@@ -47,13 +47,15 @@ async def multi_join(input: Union[AsyncTable, Sequence[AsyncTable], MultiJoinInp
     if not isinstance(items, (list, tuple)) or not items:
         raise DHError(f"multi_join: input must be an AsyncTable, a MultiJoinInput, or a non-empty list of either, "
                       f"got {input!r}")
-    if all(isinstance(x, AsyncTable) for x in items):
+    tables = [x for x in items if isinstance(x, AsyncTable)]
+    given = [x for x in items if isinstance(x, MultiJoinInput)]
+    if len(tables) == len(items):
         keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
-        inputs = [MultiJoinInput(t, list(keys)) for t in items]  # type: ignore[arg-type]
-    elif all(isinstance(x, MultiJoinInput) for x in items):
+        inputs = [MultiJoinInput(t, list(keys)) for t in tables]
+    elif len(given) == len(items):
         if on is not None:
             raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
-        inputs = list(items)  # type: ignore[arg-type]
+        inputs = given
     else:
         raise DHError("multi_join: input must hold only AsyncTables or only MultiJoinInputs, got "
                       + ", ".join(type(x).__name__ for x in items))

@@ -30,6 +30,7 @@ class AsyncQuery(Query):
         if session is not None and table is not None and not isinstance(table, AsyncTable):
             raise DHError(f"AsyncQuery: table must be an AsyncTable, got {type(table).__name__}")
         super().__init__(session, table)  # type: ignore[arg-type]
+        self._source: "AsyncTable" = table  # self.table, with its asyncio type
 
     async def exec(self) -> "AsyncTable":  # type: ignore[override]
         """Run the recorded operations as one batch and return the last one's result.
@@ -40,7 +41,7 @@ class AsyncQuery(Query):
         """
         session: Any = self.session
         ticket, batch = self._batch()
-        await self.table._resolve()  # an unanswered source table reports its own failure
+        await self._source._resolve()  # an unanswered source table reports its own failure
         for op in self._ops:
             for other in op.others:
                 if hasattr(other, "_resolve"):

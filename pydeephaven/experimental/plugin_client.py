@@ -154,9 +154,9 @@ class PluginClient(ServerObject):
             raise DHError("PluginClient: the object has no type; the server cannot hand it to clients")
         self.session = session
         self.server_obj = server_obj
-        self._owns_export = not isinstance(server_obj.ticket, ExportTicket)
-        self.export_ticket: ExportTicket = (session.fetch(server_obj.ticket) if self._owns_export
-                                            else server_obj.ticket)  # type: ignore[assignment]
+        ticket = server_obj.ticket
+        self._owns_export = not isinstance(ticket, ExportTicket)
+        self.export_ticket: ExportTicket = ticket if isinstance(ticket, ExportTicket) else session.fetch(ticket)
         super().__init__(server_obj.type, self.export_ticket)
         self._lock = threading.Lock()
         self._closed = False
