@@ -250,15 +250,18 @@ def _as_listener(listener: Union[Callable, TableListener], on_error: Optional[Ca
 
 
 def _subscription_args(table: "Table", columns: Columns, viewport: ViewportSpec,
-                       reverse_viewport: bool, update_interval_ms: Optional[int]) -> tuple[Spec, messages.SubscriptionOptions]:
+                       reverse_viewport: bool,
+                       update_interval_ms: Optional[int]) -> tuple[Spec, messages.SubscriptionOptions, pa.Schema]:
+    """The subscription's Spec and options, and the table's schema (checked to be known)."""
     from pydeephaven.table import Table
 
     if not isinstance(table, Table) and type(table).__name__ not in ("AsyncTable", "AsyncInputTable"):
         raise DHError(f"subscribe: expected a pydeephaven Table or AsyncTable, got {type(table).__name__}")
     table._check("subscribe")
-    if table.schema is None:
+    schema = table.schema
+    if schema is None:
         raise DHError("subscribe: the table's schema is unknown")
-    names = [f.name for f in table.schema]
+    names = [f.name for f in schema]
     col_idx = None
     if columns is not None:
         wanted = _column_names(names, columns, "subscribe")
@@ -266,7 +269,14 @@ def _subscription_args(table: "Table", columns: Columns, viewport: ViewportSpec,
     if update_interval_ms is not None and (not isinstance(update_interval_ms, int) or update_interval_ms < 0):
         raise DHError(f"subscribe: update_interval_ms must be a non-negative int, got {update_interval_ms!r}")
     spec = Spec(col_idx, viewport_rowset(viewport), bool(reverse_viewport))
-    return spec, messages.SubscriptionOptions(min_update_interval_ms=update_interval_ms or 0)
+    return spec, messages.SubscriptionOptions(min_update_interval_ms=update_interval_ms or 0), schema
+
+
+def _report_end(on_error: Callable[[Exception], Any], error: BaseException) -> None:
+    """Hand the error a subscription ended with to an ``on_error`` callback. The stream ends on any
+    BaseException (a listener's SystemExit too) and passes it on unchanged, while ``on_error`` keeps
+    the official API's ``Exception`` annotation; a non-Exception goes through as it is."""
+    on_error(error)  # type: ignore[arg-type]  # deliberately unchanged, see the docstring
 
 
 def _table_name(table: "Table") -> str:
@@ -289,7 +299,8 @@ class TableListenerHandle:
                  update_interval_ms: Optional[int] = None) -> None:
         self._table = table
         self._listener = _as_listener(listener, on_error)
-        self._spec, self._options = _subscription_args(table, columns, viewport, reverse_viewport, update_interval_ms)
+        self._spec, self._options, self._schema = _subscription_args(table, columns, viewport, reverse_viewport,
+                                                                     update_interval_ms)
         self._sub: Optional[Subscription] = None
         self._lock = threading.Lock()
 
@@ -303,7 +314,7 @@ class TableListenerHandle:
             if self._sub is not None:
                 return
             listener = self._listener
-            schema = self._table.schema
+            schema = self._schema
             holder: dict[str, Subscription] = {}
 
             def sink(applied: Applied) -> None:
@@ -311,8 +322,11 @@ class TableListenerHandle:
                 names = [schema.field(i).name for i in sub.effective_columns]
                 listener.on_update(TableUpdate(applied, names, schema))
 
+            def on_end(error: BaseException) -> None:
+                _report_end(listener.on_error, error)
+
             sub = Subscription(self._table.session, self._table.ticket.bytes, schema, self._spec, sink,
-                               listener.on_error, self._options, name=_table_name(self._table))
+                               on_end, self._options, name=_table_name(self._table))
             holder["sub"] = sub
             self._sub = sub
         sub.start()
@@ -370,9 +384,8 @@ class LiveTable:
                  reverse_viewport: bool = False, update_interval_ms: Optional[int] = None,
                  on_update: Optional[Union[Callable[[TableUpdate], Any], TableListener]] = None,
                  on_error: Optional[Callable[[Exception], Any]] = None) -> None:
-        spec, options = _subscription_args(table, columns, viewport, reverse_viewport, update_interval_ms)
+        spec, options, schema = _subscription_args(table, columns, viewport, reverse_viewport, update_interval_ms)
         self._table = table
-        schema = table.schema
         self._schema = schema
         listeners: list[TableListener] = []
         self._listeners = listeners
@@ -395,10 +408,10 @@ class LiveTable:
         def on_end(error: BaseException) -> None:
             told = False
             for lst in list(listeners):
-                lst.on_error(error)  # type: ignore[arg-type]
+                _report_end(lst.on_error, error)
                 told = True
             if standalone_on_error is not None:
-                standalone_on_error(error)
+                _report_end(standalone_on_error, error)
                 told = True
             if not told:
                 log.warning("%s", error)
@@ -486,7 +499,8 @@ class LiveTable:
             if self._sub.updates == 0:
                 return False
             st, cols = self._sub.state, self._sub.effective_columns
-            t = pa.Table.from_arrays([st.columns[i] for i in cols], schema=pa.schema([self._schema.field(i) for i in cols]))
+            t = pa.Table.from_arrays([st.columns[i] for i in cols],
+                                     schema=pa.schema([self._schema.field(i) for i in cols]))
             return bool(condition(t))
 
         return self._sub.wait(check, timeout)
@@ -561,7 +575,8 @@ class UpdateStream:
 
     def __init__(self, table: Any, columns: Columns = None, viewport: ViewportSpec = None, *,
                  reverse_viewport: bool = False, update_interval_ms: Optional[int] = None) -> None:
-        self._spec, self._options = _subscription_args(table, columns, viewport, reverse_viewport, update_interval_ms)
+        self._spec, self._options, _ = _subscription_args(table, columns, viewport, reverse_viewport,
+                                                          update_interval_ms)
         self._table = table
         self._sub: Optional[Subscription] = None
         self._queue: Any = None

@@ -90,8 +90,8 @@ def _read(t: pa.DataType, cur: _Cursor) -> pa.Array:
         validity = None
     if pa.types.is_binary_view(t) or pa.types.is_string_view(t):
         views = cur.buffer()
-        data = [cur.buffer() for _ in range(cur.variadic_count())]
-        return pa.Array.from_buffers(t, length, [validity, views, *data], null_count)
+        data_bufs = [cur.buffer() for _ in range(cur.variadic_count())]
+        return pa.Array.from_buffers(t, length, [validity, views, *data_bufs], null_count)
     if (pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t)
             or pa.types.is_large_string(t)):
         offsets = cur.buffer()

@@ -52,16 +52,19 @@ def viewport_rowset(viewport: ViewportSpec) -> Optional[rowset.RowSet]:
         if viewport.step != 1:
             return rowset.RowSet.from_keys(np.array(list(viewport), dtype=np.int64))
         return rowset.RowSet.from_range(viewport.start, viewport.stop - 1)
-    if isinstance(viewport, tuple) and len(viewport) == 2 and all(isinstance(v, (int, np.integer)) for v in viewport):
-        first, last = int(viewport[0]), int(viewport[1])
-        if first < 0 or last < first:
-            raise DHError(f"viewport ({first}, {last}) must have 0 <= first <= last")
-        return rowset.RowSet.from_range(first, last)
+    if isinstance(viewport, tuple) and len(viewport) == 2:
+        lo, hi = viewport
+        if isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer)):
+            first, last = int(lo), int(hi)
+            if first < 0 or last < first:
+                raise DHError(f"viewport ({first}, {last}) must have 0 <= first <= last")
+            return rowset.RowSet.from_range(first, last)
     items = list(viewport)
-    if all(isinstance(v, (int, np.integer)) for v in items):
-        if any(int(v) < 0 for v in items):
+    positions = [int(v) for v in items if isinstance(v, (int, np.integer))]
+    if len(positions) == len(items):
+        if any(v < 0 for v in positions):
             raise DHError("viewport positions must be >= 0")
-        return rowset.RowSet.from_keys(np.unique(np.array(items, dtype=np.int64)))
+        return rowset.RowSet.from_keys(np.unique(np.array(positions, dtype=np.int64)))
     pairs = []
     for p in items:
         if not (isinstance(p, (tuple, list)) and len(p) == 2):
@@ -111,7 +114,8 @@ class Subscription:
         self._working = self.state  # the copy updates apply to (ahead while a snapshot arrives)
         self._held = False
         self.spec = spec
-        self.effective_columns: tuple[int, ...] = spec.columns if spec.columns is not None else tuple(range(len(schema)))
+        self.effective_columns: tuple[int, ...] = (spec.columns if spec.columns is not None
+                                                   else tuple(range(len(schema))))
         self.effective_viewport: Optional[rowset.RowSet] = None
         self.updates = 0
         self.snapshots = 0
@@ -120,7 +124,7 @@ class Subscription:
         self._closed_streams_decode = 0.0
         self._closed_streams_bytes = 0
         self.error: Optional[BaseException] = None
-        self._stream: Optional[BarrageStream] = None
+        self._stream: Optional[Union[BarrageStream, AsyncBarrageStream]] = None
         self._generation = 0
         self._stopped = False
         self._ended = False
