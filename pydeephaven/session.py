@@ -90,7 +90,7 @@ class Session:
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
         #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
-        self.put_streams = 2
+        self.put_streams = 4
         #: The size above which ``import_table`` uses parallel streams.
         self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import pyarrow as pa
@@ -21,8 +22,15 @@ __all__ = ["Table", "InputTable", "MultiJoinInput", "MultiJoinTable", "multi_joi
 
 
 def _read_schema(schema_header: bytes) -> Optional[pa.Schema]:
+    """The Arrow schema the server sent with a result (None when it sent none)."""
     if not schema_header:
         return None
+    return _parse_schema(bytes(schema_header))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_schema(schema_header: bytes) -> pa.Schema:
+    # chains of ops mostly repeat a few schemas: parse each once (a pyarrow Schema is immutable)
     return pa.ipc.read_schema(pa.py_buffer(schema_header))
 
 

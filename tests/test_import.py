@@ -194,4 +194,4 @@ def test_parallel_upload_keeps_order_and_reports_errors(session) -> None:
             session.import_table(bad)
         assert len(session.live_exports()) == before
     finally:
-        session.put_streams, session.parallel_put_bytes = 2, 64 * 1024 * 1024
+        session.put_streams, session.parallel_put_bytes = 4, 64 * 1024 * 1024
