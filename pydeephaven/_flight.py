@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -12,6 +12,27 @@ import pyarrow.flight as flight
 from pydeephaven import _arrow
 from pydeephaven._transport import Transport, rpc_error
 from pydeephaven.dherror import DHError
+
+
+def fan_out(work: Callable[[int], Any], n: int) -> list[Any]:
+    """``work(0)`` .. ``work(n-1)`` on parallel daemon threads (the caller's thread takes the first);
+    each result in order, or the exception it raised."""
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(i)
+        except BaseException as e:  # handed back to the caller
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, n)]
+    for th in threads:
+        th.start()
+    if n:
+        run(0)
+    for th in threads:
+        th.join()
+    return results
 
 
 class FlightPath:
@@ -55,20 +76,7 @@ class FlightPath:
 
     def do_get_many(self, tickets: list[bytes], op: str = "to_arrow", schema: Optional[pa.Schema] = None) -> pa.Table:
         """Fetch several tickets over parallel streams and join the results in order, without copying."""
-        results: list[Any] = [None] * len(tickets)
-
-        def fetch(i: int) -> None:
-            try:
-                results[i] = self.do_get(tickets[i], op)
-            except BaseException as e:  # handed to the caller below
-                results[i] = e
-
-        threads = [threading.Thread(target=fetch, args=(i,), daemon=True) for i in range(1, len(tickets))]
-        for th in threads:
-            th.start()
-        fetch(0)
-        for th in threads:
-            th.join()
+        results = fan_out(lambda i: self.do_get(tickets[i], op), len(tickets))
         for r in results:
             if isinstance(r, BaseException):
                 raise r

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
-from pydeephaven._flight import FlightPath
+from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven.dherror import DHError
@@ -402,20 +402,7 @@ class Session:
         step = -(-data.num_rows // streams)
         slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
         tickets = [self.make_export_ticket() for _ in slices]
-        results: list[Any] = [None] * len(slices)
-
-        def put(i: int) -> None:
-            try:
-                results[i] = self._flight.do_put(tickets[i].ticket_no, slices[i])
-            except BaseException as e:  # handed to the caller below
-                results[i] = e
-
-        threads = [threading.Thread(target=put, args=(i,), daemon=True) for i in range(1, len(slices))]
-        for th in threads:
-            th.start()
-        put(0)
-        for th in threads:
-            th.join()
+        results = fan_out(lambda i: self._flight.do_put(tickets[i].ticket_no, slices[i]), len(slices))
         failed = [r for r in results if isinstance(r, BaseException)]
         parts = [Table(self, tk) for tk in tickets]
         try:

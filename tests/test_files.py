@@ -207,7 +207,7 @@ def test_transfers_are_logged_and_counted(session: Session, data: pa.Table, tmp_
 
 
 _BIG_CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import pyarrow as pa
     from pydeephaven import Session
     port, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -220,7 +220,9 @@ _BIG_CHILD = textwrap.dedent("""
         out["sum_k"], out["sum_v"] = sums["K"][0].as_py(), sums["V"][0].as_py()
         out["written"] = t.to_parquet(dst)
         out["arrow_peak"] = pa.default_memory_pool().max_memory()
-        out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM: this process's own peak (ru_maxrss would also count the parent's size at fork time)
+        with open("/proc/self/status") as f:
+            out["rss_peak"] = next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmHWM:"))
     print(json.dumps(out))
 """)
 
