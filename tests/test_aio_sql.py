@@ -77,3 +77,29 @@ def test_table_formats(server) -> None:
     assert len(csv_text.splitlines()) == DATA.num_rows + 1
     assert [r["Sym"] for r in json.loads(json_text)] == DATA.column("Sym").to_pylist()
     assert pc.sum(arrow.column("Qty")).as_py() == pc.sum(DATA.column("Qty")).as_py()
+
+
+def test_files_in_and_out(server, tmp_path) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.csv"
+    pacsv.write_csv(DATA, src)
+
+    async def body(s: AsyncSession):
+        t = await s.import_file(src)
+        n_parquet = await t.to_parquet(tmp_path / "out.parquet")
+        n_csv = await t.write_csv(tmp_path / "out.csv")
+        n_feather = await t.to_feather(tmp_path / "out.arrow")
+        with pytest.raises(DHError, match="import_file"):
+            await s.import_file(tmp_path / "missing.csv")
+        return t.size, n_parquet, n_csv, n_feather
+
+    size, n_parquet, n_csv, n_feather = _run(server, body)
+    assert size == n_parquet == n_csv == n_feather == DATA.num_rows
+    back = pq.read_table(tmp_path / "out.parquet")
+    assert back.column("Qty").to_pylist() == DATA.column("Qty").to_pylist()
+    assert pacsv.read_csv(tmp_path / "out.csv").column("Px").to_pylist() == DATA.column("Px").to_pylist()
+    import pyarrow.feather as feather
+
+    assert feather.read_table(tmp_path / "out.arrow").column("Sym").to_pylist() == DATA.column("Sym").to_pylist()

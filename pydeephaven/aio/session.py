@@ -437,6 +437,24 @@ class AsyncSession:
             raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
         return table
 
+    async def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None,  # noqa: A002
+                          **options: Any) -> AsyncTable:
+        """Load a CSV/TSV, Parquet or Arrow IPC file into a new server table, streamed in batches
+        from a worker thread; the same arguments as ``Session.import_file`` (columns, delimiter,
+        column_types, batch_rows, csv_options, progress)."""
+        from pydeephaven import _files
+
+        progress = options.pop("progress", None)
+        source = await self._blocking(functools.partial(_files.open_file, path, format, **options))
+        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+        try:
+            return await self.import_table(source.reader(bar))
+        except DHError as e:
+            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
+        finally:
+            bar.close()
+            source.close()
+
     async def input_table(self, schema: Optional[pa.Schema] = None, init_table: Optional[AsyncTable] = None,
                           key_cols: Optional[Union[str, list[str]]] = None,
                           blink_table: bool = False) -> AsyncInputTable:

@@ -12,9 +12,9 @@ even when it was an earlier one in the chain.
 
 from __future__ import annotations
 
-import functools
-
 import asyncio
+import functools
+import os
 import time
 from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 
@@ -221,6 +221,35 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
     async def to_json(self) -> str:
         """The table's current rows as JSON records."""
         return await self.to_format("json")
+
+    async def to_parquet(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
+        """Write the table to a Parquet file batch by batch from a worker thread, as
+        ``Table.to_parquet`` does; returns the number of rows written."""
+        return await self._write_file("to_parquet", "parquet", path, **options)
+
+    async def to_feather(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
+        """Write the table to an Arrow IPC (Feather v2) file batch by batch; returns the rows written."""
+        return await self._write_file("to_feather", "arrow", path, **options)
+
+    async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
+        """Write the table to a CSV file batch by batch (``to_csv()`` returns the text instead)."""
+        return await self._write_file("to_csv", "csv", path, **options)
+
+    async def _write_file(self, op: str, kind: str, path: Any, progress: Optional[bool] = None,
+                          **options: Any) -> int:
+        from pydeephaven import _files
+
+        self._check(op)
+        await self._resolve()
+        session = self.session
+        total = self._size if self._is_static else None
+
+        def write() -> int:
+            schema, batches = _files.stream_batches(session._flight, self.ticket.bytes, op)
+            return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress, op=op,
+                                       **options)
+
+        return await session._blocking(write)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
