@@ -168,10 +168,9 @@ def _select_columns(raw: Sequence[Optional[pa.Array]], index: Sequence[int]) -> 
     return [raw[i] if i < len(raw) else None for i in index]
 
 
-def apply(state: TableState, update: RawUpdate, field_index: Sequence[int], viewport: bool = False) -> Applied:
+def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> Applied:
     """Apply ``update`` to ``state``. ``field_index[j]`` is the wire (schema) index of the state's
-    column j. ``viewport``: the subscription has a viewport, where the server also announces again,
-    with their data, rows that scroll into view."""
+    column j."""
     md = update.metadata
     ncols = len(state.columns)
     types = [f.type for f in state.schema]
@@ -205,9 +204,8 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int], view
     # 3. adds
     added_rs, incl_rs = md.added, md.added_included
     held: Optional[RowSet] = None
-    if (md.is_snapshot or viewport) and len(added_rs) and len(keys):
-        # a snapshot repeats the rows it announced before, and a viewport update the rows that
-        # scrolled into view: only the others are new (the repeated ones get their data below)
+    if md.is_snapshot and len(added_rs) and len(keys):
+        # a snapshot repeats the rows it announced before: only the others are new
         held = RowSet.from_keys(keys)
         added_rs = added_rs.difference(held)
     added_keys = added_rs.keys() if len(added_rs) else _EMPTY_KEYS

@@ -254,7 +254,7 @@ class Subscription:
                 self.effective_viewport = md.effective_viewport
                 self.snapshots += 1
             t0 = time.perf_counter()
-            applied = state_mod.apply(self._working, raw, self._field_index, self.spec.viewport is not None)
+            applied = state_mod.apply(self._working, raw, self._field_index)
             self.apply_seconds += time.perf_counter() - t0
             self._working = applied.after
             if not applied.after.complete:
