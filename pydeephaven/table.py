@@ -463,6 +463,36 @@ class MultiJoinTable:
         return self._table
 
 
+def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002
+                  on: Optional[Union[str, Sequence[str]]]) -> tuple[Any, _ops.MultiJoinOp]:
+    """The session and the op of a multi_join over tables of class ``kind`` (Table or AsyncTable)
+    given as such or as ``input_kind`` (that API's MultiJoinInput), after checking the arguments;
+    shared by the sync and async ``multi_join``."""
+    name = kind.__name__
+    items = [input] if isinstance(input, (kind, input_kind)) else input
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DHError(f"multi_join: input must be a {name}, a MultiJoinInput, or a non-empty list of either, "
+                      f"got {input!r}")
+    tables = [x for x in items if isinstance(x, kind)]
+    given = [x for x in items if isinstance(x, input_kind)]
+    if len(tables) == len(items):
+        keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
+        inputs = [input_kind(t, list(keys)) for t in tables]
+    elif len(given) == len(items):
+        if on is not None:
+            raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
+        inputs = given
+    else:
+        raise DHError(f"multi_join: input must hold only {name}s or only MultiJoinInputs, got "
+                      + ", ".join(type(x).__name__ for x in items))
+    session = inputs[0].table.session
+    for mi in inputs:
+        if mi.table.session is not session:
+            raise DHError("multi_join: all tables must belong to the same session")
+        mi.table._check("multi_join")
+    return session, _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
+
+
 def multi_join(input: Union[Table, Sequence[Table], MultiJoinInput, Sequence[MultiJoinInput]],  # noqa: A002
                on: Optional[Union[str, Sequence[str]]] = None) -> MultiJoinTable:
     """Join several tables on common keys: one row per distinct key found in any input, with the
@@ -471,26 +501,5 @@ def multi_join(input: Union[Table, Sequence[Table], MultiJoinInput, Sequence[Mul
     Give either Tables plus ``on`` (the key columns, the same in every table), or MultiJoinInputs
     (each with its own ``on`` and ``joins``) and no ``on``.
     """
-    items = [input] if isinstance(input, (Table, MultiJoinInput)) else input
-    if not isinstance(items, (list, tuple)) or not items:
-        raise DHError(f"multi_join: input must be a Table, a MultiJoinInput, or a non-empty list of either, "
-                      f"got {input!r}")
-    tables = [x for x in items if isinstance(x, Table)]
-    given = [x for x in items if isinstance(x, MultiJoinInput)]
-    if len(tables) == len(items):
-        keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
-        inputs = [MultiJoinInput(t, list(keys)) for t in tables]
-    elif len(given) == len(items):
-        if on is not None:
-            raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
-        inputs = given
-    else:
-        raise DHError("multi_join: input must hold only Tables or only MultiJoinInputs, got "
-                      + ", ".join(type(x).__name__ for x in items))
-    session = inputs[0].table.session
-    for mi in inputs:
-        if mi.table.session is not session:
-            raise DHError("multi_join: all tables must belong to the same session")
-        mi.table._check("multi_join")
-    op = _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
+    session, op = multi_join_op(Table, MultiJoinInput, input, on)
     return MultiJoinTable(session._run_op(op, None))

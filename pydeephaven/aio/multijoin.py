@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
-from pydeephaven import _ops
 from pydeephaven._utils import str_tuple
 from pydeephaven.aio.table import AsyncTable
 from pydeephaven.dherror import DHError
+from pydeephaven.table import multi_join_op
 
 __all__ = ["MultiJoinInput", "AsyncMultiJoinTable", "multi_join"]
 
@@ -43,26 +43,5 @@ async def multi_join(input: Union[AsyncTable, Sequence[AsyncTable], MultiJoinInp
                      on: Optional[Union[str, Sequence[str]]] = None) -> AsyncMultiJoinTable:
     """Join several tables on common keys (see ``pydeephaven.table.multi_join``): AsyncTables plus
     ``on``, or MultiJoinInputs and no ``on``."""
-    items = [input] if isinstance(input, (AsyncTable, MultiJoinInput)) else input
-    if not isinstance(items, (list, tuple)) or not items:
-        raise DHError(f"multi_join: input must be an AsyncTable, a MultiJoinInput, or a non-empty list of either, "
-                      f"got {input!r}")
-    tables = [x for x in items if isinstance(x, AsyncTable)]
-    given = [x for x in items if isinstance(x, MultiJoinInput)]
-    if len(tables) == len(items):
-        keys = str_tuple("multi_join", "on", list(on) if isinstance(on, tuple) else on, required=True)
-        inputs = [MultiJoinInput(t, list(keys)) for t in tables]
-    elif len(given) == len(items):
-        if on is not None:
-            raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
-        inputs = given
-    else:
-        raise DHError("multi_join: input must hold only AsyncTables or only MultiJoinInputs, got "
-                      + ", ".join(type(x).__name__ for x in items))
-    session = inputs[0].table.session
-    for mi in inputs:
-        if mi.table.session is not session:
-            raise DHError("multi_join: all tables must belong to the same session")
-        mi.table._check("multi_join")
-    op = _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
+    session, op = multi_join_op(AsyncTable, MultiJoinInput, input, on)
     return AsyncMultiJoinTable(await session._run_op(op, None))
