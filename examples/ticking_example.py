@@ -27,11 +27,9 @@ with Session(os.environ.get("DH_HOST", "localhost"), int(os.environ.get("DH_PORT
 
     handle = listen(ticks, on_update)
     handle.start()
-    # a live copy of the sorted table, two columns (a viewport, e.g. viewport=(0, 4), would keep
-    # only the first rows' data; see docs/ticking.md for a known problem of viewports over sorted
-    # ticking tables)
-    with newest.subscribe(columns=["X", "Sq"]) as live:
+    # a live copy of the newest five rows, two columns: a viewport, kept current as rows arrive
+    with newest.subscribe(columns=["X", "Sq"], viewport=(0, 4)) as live:
         live.wait_for(lambda snap: snap["X"].to_pylist()[:1] == [19], timeout=30)
         last_row_seen.wait(30)
-        print("top five", live.snapshot().slice(0, 5).to_pydict())
+        print("top five", live.snapshot().to_pydict())
     handle.stop()

@@ -381,6 +381,77 @@ def test_viewport_moved_while_ticking(session: Session):
         live.snapshot()
 
 
+def test_viewport_of_a_sorted_table_follows_inserts_deletes_and_moves(session: Session):
+    # Rows enter and leave a viewport of a sorted table above, inside and below it. In position
+    # space the server sends no shifts: the rows that stay keep their order and fill the positions
+    # the update does not add (an insert above the viewport arrives as "remove the last, add at 0").
+    schema = pa.schema([("K", pa.int64()), ("V", pa.int64())])
+    it = session.input_table(schema=schema, key_cols="K")
+    ordered = it.sort("V")
+    model: dict[int, int] = {}
+    rp = Replay()
+    live = ordered.subscribe(viewport=(2, 6), update_interval_ms=10, on_update=rp)
+    first, last = 2, 6
+
+    def expected() -> dict[str, list[int]]:
+        rows = sorted(model.items(), key=lambda kv: kv[1])[first:last + 1]
+        return {"K": [k for k, _ in rows], "V": [v for _, v in rows]}
+
+    def step(add: dict[int, int] = {}, delete: tuple[int, ...] = ()) -> None:  # noqa: B006
+        if add:
+            it.add(session.import_table(pa.table({"K": list(add), "V": list(add.values())}, schema=schema)))
+            model.update(add)
+        if delete:
+            it.delete(session.import_table(pa.table({"K": list(delete)}, schema=pa.schema([schema.field(0)]))))
+            for k in delete:
+                model.pop(k)
+        got = settle(live, ordered, rows=slice(first, last + 1), done=lambda ref: ref.to_pydict() == expected())
+        assert got.to_pydict() == expected()
+
+    try:
+        step({k: 10 * k for k in range(10)})
+        step({100: 5})  # one row above the viewport: every viewport row moves down one
+        step({101: 1, 102: 2, 103: 3})  # three above at once
+        step(delete=(1,))  # a row inside goes; one comes in from below
+        step({2: 31})  # a row moves inside the viewport
+        step({3: 30})  # a value changes in place
+        step({2: 1000})  # a row moves out below
+        step(delete=(101, 102))  # rows above go: every viewport row moves up
+        first, last = 0, 3
+        live.set_viewport((first, last))  # overlapping move on the same stream
+        step({104: -1})
+        first, last = 5, 40  # wider than the table
+        live.set_viewport((first, last))
+        step({k: 500 + k for k in range(200, 220)})
+        step(delete=tuple(range(200, 210)))
+        assert live.error is None and rp.errors == []
+        deadline = time.monotonic() + TIMEOUT
+        while rp.table(["K", "V"]) != expected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rp.table(["K", "V"]) == expected()
+        assert rp.counts["removed"] > 0 and rp.counts["modified"] > 0
+    finally:
+        live.close()
+
+
+def test_viewport_top_of_a_ticking_sorted_table(session: Session):
+    # newest first: each cycle (1 s) brings about four rows that push the viewport's rows down; the
+    # server sends removes at the bottom and adds at the top, and no shifts
+    n = 14
+    t = (session.time_table("PT0.25s", start_time=soon()).update(["X = ii", "S = `s` + ii"])
+         .where(f"X < {n}").sort_descending("X"))
+    lives = [t.subscribe(viewport=vp, update_interval_ms=ms) for vp, ms in (((0, 4), 10), ((2, 9), 0))]
+    try:
+        for live, (a, b) in zip(lives, ((0, 4), (2, 9))):
+            want = list(range(n - 1 - a, n - 2 - b, -1))
+            assert live.wait_for(lambda s, want=want: s["X"].to_pylist() == want, TIMEOUT), \
+                live.snapshot().to_pydict()
+            assert live.error is None
+    finally:
+        for live in lives:
+            live.close()
+
+
 # -- the listener API -----------------------------------------------------------------------------------
 
 

@@ -14,14 +14,18 @@ The update model (Deephaven's, as Barrage carries it) is applied in this order:
    ``added_rows_included`` (a key there that already exists has its data refreshed);
 4. modified rows (new key space, per column) get new values.
 
-Full subscriptions use the server's row keys; viewport subscriptions use positions within the
-viewport as keys, so either way the rows of a state, in key order, are the rows as the server
-orders them.
+Full subscriptions use the server's row keys. Viewport subscriptions use *position space*: the
+keys are the positions 0..n-1 within the viewport, removed rows are positions before the update and
+added rows positions after it, and no shifts are sent. The rows that stay keep their order and take
+the positions that are not added (an insert above the viewport arrives as "remove position 4, add
+position 0"), so step 2 renumbers them instead of shifting. Either way the rows of a state, in key
+order, are the rows as the server orders them.
 
-Snapshots (the first rows of a subscription, or those sent after a subscription change) may come
-in several messages: each names in ``added_rows`` the whole row set known so far and carries data
-for part of it (``added_rows_included``). Rows known but without data yet are kept in ``missing``;
-a state with missing rows is incomplete and not shown to users (see ``subscription``).
+Snapshots of full subscriptions (the first rows, or those sent after a change) may come in several
+messages: each names in ``added_rows`` the whole row set known so far and carries data for part of
+it (``added_rows_included``). Rows known but without data yet are kept in ``missing``; a state with
+missing rows is incomplete and not shown to users (see ``subscription``). Viewport snapshots come in
+parts too, but in position space, each part adding the next positions.
 
 All set operations work on sorted int64 arrays with ``searchsorted`` (linear or n log n, no
 hashing).
@@ -168,9 +172,26 @@ def _select_columns(raw: Sequence[Optional[pa.Array]], index: Sequence[int]) -> 
     return [raw[i] if i < len(raw) else None for i in index]
 
 
-def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> Applied:
+def _renumber(keys: np.ndarray, missing: RowSet, md: UpdateMetadata) -> tuple[np.ndarray, RowSet]:
+    """Position space: the rows that stay keep their order and take, in the new position space,
+    the positions the update does not add. Shifts carry nothing here and are ignored."""
+    added = md.added.keys() if len(md.added) else _EMPTY_KEYS
+    new_n = len(keys) + len(added)
+    if len(added) and added[-1] >= new_n:
+        raise ProtocolError(f"the update adds position {int(added[-1])} to a viewport of {new_n} rows")
+    stay = np.arange(new_n, dtype=np.int64)
+    if len(added):
+        keep = np.ones(new_n, dtype=bool)
+        keep[added] = False
+        stay = stay[keep]
+    if len(missing):
+        missing = RowSet.from_keys(stay[np.searchsorted(keys, missing.keys())])
+    return stay, missing
+
+
+def apply(state: TableState, update: RawUpdate, field_index: Sequence[int], positional: bool = False) -> Applied:
     """Apply ``update`` to ``state``. ``field_index[j]`` is the wire (schema) index of the state's
-    column j."""
+    column j. ``positional``: the update is in a viewport's position space (see the module doc)."""
     md = update.metadata
     ncols = len(state.columns)
     types = [f.type for f in state.schema]
@@ -195,8 +216,10 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
             cols = [_take(c, keep_idx, runs) for c in cols]
         missing = missing.difference(md.removed)
 
-    # 2. shifts
-    if len(md.shift_starts):
+    # 2. shifts; in position space, the renumbering of the rows that stay
+    if positional:
+        keys, missing = _renumber(keys, missing, md)
+    elif len(md.shift_starts):
         keys = _shift(keys, md.shift_starts, md.shift_ends, md.shift_dests)
         if len(missing):
             missing = RowSet.from_keys(_shift(missing.keys(), md.shift_starts, md.shift_ends, md.shift_dests))
@@ -204,7 +227,7 @@ def apply(state: TableState, update: RawUpdate, field_index: Sequence[int]) -> A
     # 3. adds
     added_rs, incl_rs = md.added, md.added_included
     held: Optional[RowSet] = None
-    if md.is_snapshot and len(added_rs) and len(keys):
+    if md.is_snapshot and not positional and len(added_rs) and len(keys):
         # a snapshot repeats the rows it announced before: only the others are new
         held = RowSet.from_keys(keys)
         added_rs = added_rs.difference(held)

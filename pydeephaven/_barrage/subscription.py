@@ -254,7 +254,8 @@ class Subscription:
                 self.effective_viewport = md.effective_viewport
                 self.snapshots += 1
             t0 = time.perf_counter()
-            applied = state_mod.apply(self._working, raw, self._field_index)
+            applied = state_mod.apply(self._working, raw, self._field_index,
+                                      positional=self.spec.viewport is not None)
             self.apply_seconds += time.perf_counter() - t0
             self._working = applied.after
             if not applied.after.complete:
