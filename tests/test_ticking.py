@@ -381,31 +381,43 @@ def test_viewport_moved_while_ticking(session: Session):
         live.snapshot()
 
 
-def test_viewport_of_a_sorted_table_follows_inserts_deletes_and_moves(session: Session):
+@pytest.mark.parametrize("reverse", [False, True], ids=["from-top", "from-end"])
+def test_viewport_of_a_sorted_table_follows_inserts_deletes_and_moves(session: Session, reverse: bool):
     # Rows enter and leave a viewport of a sorted table above, inside and below it. In position
     # space the server sends no shifts: the rows that stay keep their order and fill the positions
     # the update does not add (an insert above the viewport arrives as "remove the last, add at 0").
-    schema = pa.schema([("K", pa.int64()), ("V", pa.int64())])
+    # A reverse viewport counts positions from the end; its rows still come in table order.
+    schema = pa.schema([("K", pa.int64()), ("V", pa.int64()), ("T", pa.string())])
     it = session.input_table(schema=schema, key_cols="K")
     ordered = it.sort("V")
-    model: dict[int, int] = {}
+    model: dict[int, tuple[int, str]] = {}  # key -> (V, T); the table is sorted by V
     rp = Replay()
-    live = ordered.subscribe(viewport=(2, 6), update_interval_ms=10, on_update=rp)
+    live = ordered.subscribe(viewport=(2, 6), reverse_viewport=reverse, update_interval_ms=10, on_update=rp)
     first, last = 2, 6
 
-    def expected() -> dict[str, list[int]]:
-        rows = sorted(model.items(), key=lambda kv: kv[1])[first:last + 1]
-        return {"K": [k for k, _ in rows], "V": [v for _, v in rows]}
+    def window() -> slice:
+        if not reverse:
+            return slice(first, last + 1)
+        n = len(model)
+        return slice(max(0, n - 1 - last), max(0, n - first))
 
-    def step(add: dict[int, int] = {}, delete: tuple[int, ...] = ()) -> None:  # noqa: B006
+    def expected() -> dict[str, list[int]]:
+        rows = sorted(model.items(), key=lambda kv: kv[1][0])[window()]
+        return {"K": [k for k, _ in rows], "V": [v for _, (v, _) in rows], "T": [x for _, (_, x) in rows]}
+
+    def step(add: dict[int, int] = {}, delete: tuple[int, ...] = (), text: str = "") -> None:  # noqa: B006
         if add:
-            it.add(session.import_table(pa.table({"K": list(add), "V": list(add.values())}, schema=schema)))
-            model.update(add)
+            rows = {k: (v, text or f"t{k}") for k, v in add.items()}
+            it.add(session.import_table(pa.table({"K": list(rows), "V": [v for v, _ in rows.values()],
+                                                  "T": [x for _, x in rows.values()]}, schema=schema)))
+            model.update(rows)
         if delete:
             it.delete(session.import_table(pa.table({"K": list(delete)}, schema=pa.schema([schema.field(0)]))))
             for k in delete:
                 model.pop(k)
-        got = settle(live, ordered, rows=slice(first, last + 1), done=lambda ref: ref.to_pydict() == expected())
+        w = window()
+        got = settle(live, ordered, rows=slice(w.start, max(w.start, w.stop)),
+                     done=lambda ref: ref.to_pydict() == expected())
         assert got.to_pydict() == expected()
 
     try:
@@ -414,21 +426,22 @@ def test_viewport_of_a_sorted_table_follows_inserts_deletes_and_moves(session: S
         step({101: 1, 102: 2, 103: 3})  # three above at once
         step(delete=(1,))  # a row inside goes; one comes in from below
         step({2: 31})  # a row moves inside the viewport
-        step({3: 30})  # a value changes in place
+        k = expected()["K"][1]
+        step({k: model[k][0]}, text="changed")  # a value changes in place
         step({2: 1000})  # a row moves out below
         step(delete=(101, 102))  # rows above go: every viewport row moves up
         first, last = 0, 3
-        live.set_viewport((first, last))  # overlapping move on the same stream
+        live.set_viewport((first, last), reverse_viewport=reverse)  # overlapping move on the same stream
         step({104: -1})
         first, last = 5, 40  # wider than the table
-        live.set_viewport((first, last))
+        live.set_viewport((first, last), reverse_viewport=reverse)
         step({k: 500 + k for k in range(200, 220)})
         step(delete=tuple(range(200, 210)))
         assert live.error is None and rp.errors == []
         deadline = time.monotonic() + TIMEOUT
-        while rp.table(["K", "V"]) != expected() and time.monotonic() < deadline:
+        while rp.table(["K", "V", "T"]) != expected() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert rp.table(["K", "V"]) == expected()
+        assert rp.table(["K", "V", "T"]) == expected()
         assert rp.counts["removed"] > 0 and rp.counts["modified"] > 0
     finally:
         live.close()
