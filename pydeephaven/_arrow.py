@@ -179,3 +179,21 @@ def sized(batch_iter: Iterator[pa.RecordBatch], max_bytes: int = DEFAULT_BATCH_B
                 yield from sized(iter([part]), max_bytes)
             else:
                 yield part
+
+
+# -- results as the server sends them -----------------------------------------------------------------
+#
+# An empty table comes as one record batch with no rows, whose variable-width columns have no offsets
+# buffer. pyarrow reads it, but some later calls crash the process (``Table.nbytes`` with a
+# list<string> column, seen with pyarrow 26). ``mend`` drops such batches: the rows are the same.
+
+
+def mend(data: Union[pa.Table, pa.RecordBatch]) -> Union[pa.Table, pa.RecordBatch]:
+    """``data`` without record batches of no rows (a batch of no rows becomes a freshly built one)."""
+    if isinstance(data, pa.RecordBatch):
+        if data.num_rows:
+            return data
+        return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in data.schema], schema=data.schema)
+    if all(len(chunk) for col in data.columns for chunk in col.chunks):
+        return data
+    return pa.Table.from_batches([b for b in data.to_batches() if b.num_rows], schema=data.schema)

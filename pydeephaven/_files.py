@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import formats
+from pydeephaven import _arrow, formats
 from pydeephaven.dherror import DHError
 
 log = logging.getLogger("pydeephaven")
@@ -285,9 +285,9 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                     break
                 except (flight.FlightError, pa.ArrowException, OSError) as e:
                     raise _flight_error(op, {"rows_read": rows}, e, transport.target) from None
-                b = chunk.data
-                if b is None:
+                if chunk.data is None:
                     continue
+                b = _arrow.mend(chunk.data)
                 rows += b.num_rows
                 nbytes += b.nbytes
                 yield b

@@ -65,7 +65,7 @@ class FlightPath:
         self.transport.check_open(op)
         start = time.perf_counter()
         try:
-            table = self.client.do_get(flight.Ticket(ticket_bytes), self.options()).read_all()
+            table = _arrow.mend(self.client.do_get(flight.Ticket(ticket_bytes), self.options()).read_all())
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             self.transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
             raise _flight_error(op, args, e, self.transport.target) from None

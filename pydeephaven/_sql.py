@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf import any_pb2
 
+from pydeephaven import _arrow
 from pydeephaven._proto import flightsql_pb2
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import Ticket
@@ -115,7 +116,7 @@ def read_result(flight_path: Any, query: str, info: flight.FlightInfo) -> pa.Tab
     for raw in result_tickets(info):
         start = time.perf_counter()
         try:
-            part = flight_path.client.do_get(flight.Ticket(raw), flight_path.options()).read_all()
+            part = _arrow.mend(flight_path.client.do_get(flight.Ticket(raw), flight_path.options()).read_all())
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             transport.record("DoGet:sql", time.perf_counter() - start, False)
             raise _error("DoGet", query, e) from None

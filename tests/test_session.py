@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import time
 import weakref
 
@@ -58,6 +61,41 @@ def test_empty_table(session) -> None:
     assert data.num_rows == 7 and data.num_columns == 0
     with pytest.raises(DHError):
         session.empty_table(-1)
+
+
+def test_empty_ticking_table_with_list_columns_is_safe_to_use(server) -> None:
+    # The server sends an empty table's variable-width columns without offsets buffers; pyarrow
+    # then crashed the process on e.g. Table.nbytes with a list<string> column. Run in a child so
+    # that a crash fails this test instead of ending the test run.
+    script = textwrap.dedent(f"""
+        import asyncio, time
+        from pydeephaven import Session
+        from pydeephaven.aio import AsyncSession
+
+        later = time.time_ns() + 10 ** 12  # no row for 1000 s
+        formulas = ["L = new String[]{{`a`, `b`}}", "S = `s`", "I = new int[]{{1}}", "B = new byte[]{{1}}"]
+        with Session("{server.host}", {server.port}) as s:
+            t = s.time_table("PT1s", start_time=later).update(formulas)
+            got = t.to_arrow()
+            assert got.num_rows == 0 and got.nbytes == 0 and got.schema == t.schema, got
+            assert sum(b.nbytes for b in t.iter_batches()) == 0
+            assert t.to_pandas().shape == (0, 5)
+            assert str(t)
+
+        async def main():
+            async with AsyncSession("{server.host}", {server.port}) as s:
+                t = await s.time_table("PT1s", start_time=later)
+                t = await t.update(formulas)
+                assert (await t.to_arrow()).nbytes == 0
+                n = 0
+                async for b in t.iter_batches():
+                    n += b.nbytes
+                assert n == 0
+        asyncio.run(main())
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
 
 
 def test_time_table_grows(session) -> None:

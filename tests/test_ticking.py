@@ -263,8 +263,6 @@ def test_every_column_type_static_and_ticking(session: Session):
     rp = Replay()
     newest = ticking.sort_descending("N")
     with ticking.subscribe() as live, listen(ticking, rp), newest.subscribe(viewport=(1, 4)) as top:
-        # (no to_arrow() before rows exist: pyarrow's DoGet reader crashes on an empty
-        # refreshing table with a list<string> column, a foundation issue outside this module)
         assert live.wait_for(lambda snap: snap.num_rows == n, TIMEOUT)
         final = settle(live, ticking, done=lambda ref: ref.num_rows == n)
         assert final.num_rows == n

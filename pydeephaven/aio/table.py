@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import _ops
+from pydeephaven import _arrow, _ops
 from pydeephaven._flight import _flight_error
 from pydeephaven._proto import inputtable_pb2
 from pydeephaven._table_interface import SortDirection, TableInterface
@@ -360,7 +360,8 @@ class AsyncInputTable(AsyncTable):
 def _next_chunk(reader: Any) -> Optional[pa.RecordBatch]:
     """The next batch of a Flight stream, None at its end (StopIteration cannot cross a future)."""
     try:
-        return reader.read_chunk().data
+        data = reader.read_chunk().data
+        return _arrow.mend(data) if data is not None else None
     except StopIteration:
         return None
 
