@@ -19,20 +19,13 @@ import grpc
 import grpc.aio
 
 from pydeephaven._proto import (
-    application_pb2_grpc,
     config_pb2,
-    config_pb2_grpc,
-    console_pb2_grpc,
-    inputtable_pb2_grpc,
-    object_pb2_grpc,
     session_pb2,
-    session_pb2_grpc,
-    table_pb2_grpc,
 )
 from pydeephaven._transport import (
     CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
-    CallStats,
+    TransportBase,
     auth_header,
     describe_args,
     rpc_error,
@@ -50,7 +43,7 @@ def _really_cancelled() -> bool:
     return task is None or cancelling is None or cancelling() > 0
 
 
-class AsyncTransport:
+class AsyncTransport(TransportBase):
     """One authenticated ``grpc.aio`` channel to a Deephaven server; ``connect()`` opens it.
 
     Holds no reference to the AsyncSession above it. Its background tasks (keep-alive, termination
@@ -72,26 +65,14 @@ class AsyncTransport:
         extra_headers: Optional[dict[bytes, bytes]] = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self.host, self.port = host, port
-        self.target = f"{host}:{port}"
-        self.use_tls = use_tls
-        self.stats = CallStats()
-        self.session_duration_ms = 300_000
-        self.config: dict[str, str] = {}
+        self._init_state(host, port, use_tls, extra_headers)
         self._auth = (auth_type, auth_token)
         self._never_timeout = never_timeout
         self._tls = (tls_root_certs, client_cert_chain, client_private_key)
         self._client_opts = list(client_opts or [])
-        self._extra_headers = [
-            ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
-            for k, v in (extra_headers or {}).items()
-        ]
         self._connect_timeout = connect_timeout
-        self._token: Optional[str] = None
-        self._token_time = 0.0
         self._connected = False
         self._closed = False
-        self._dead: Optional[str] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: Optional[asyncio.Task[None]] = None
@@ -107,24 +88,13 @@ class AsyncTransport:
         if self._closed:
             raise DHError(f"connect to {self.target} failed: the session was closed")
         self._loop = asyncio.get_running_loop()
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.max_send_message_length", -1),
-            *self._client_opts,
-        ]
+        options = self._channel_options(self._client_opts)
         if self.use_tls:
             roots, chain, key = self._tls
             creds = grpc.ssl_channel_credentials(roots, key, chain)
-            self.channel = grpc.aio.secure_channel(self.target, creds, options=options)
+            self._make_stubs(grpc.aio.secure_channel(self.target, creds, options=options))
         else:
-            self.channel = grpc.aio.insecure_channel(self.target, options=options)
-        self.session_stub = session_pb2_grpc.SessionServiceStub(self.channel)
-        self.table_stub = table_pb2_grpc.TableServiceStub(self.channel)
-        self.console_stub = console_pb2_grpc.ConsoleServiceStub(self.channel)
-        self.config_stub = config_pb2_grpc.ConfigServiceStub(self.channel)
-        self.app_stub = application_pb2_grpc.ApplicationServiceStub(self.channel)
-        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(self.channel)
-        self.object_stub = object_pb2_grpc.ObjectServiceStub(self.channel)
+            self._make_stubs(grpc.aio.insecure_channel(self.target, options=options))
         try:
             await self._authenticate()
         except BaseException:
@@ -190,32 +160,7 @@ class AsyncTransport:
             return "the server may require a client certificate (client_cert_chain and client_private_key)"
         return "the server refused the client certificate or the TLS settings"
 
-    def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
-        self.config = {k: v.string_value for k, v in resp.config_values.items()}
-        try:
-            self.session_duration_ms = int(self.config["http.session.durationMs"])
-        except (KeyError, ValueError):
-            pass
-
-    def _take_token(self, md: Optional[Sequence[tuple[str, Any]]]) -> bool:
-        for key, value in md or ():
-            if key == "authorization":
-                text = value.decode() if isinstance(value, bytes) else value
-                if text.startswith("Bearer "):
-                    self._token = text[len("Bearer "):]
-                    self._token_time = time.monotonic()
-                    return True
-        return False
-
-    # -- call metadata and state (thread-safe: FlightPath reads them from worker threads) ---------
-
-    @property
-    def metadata(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self._token}"), *self._extra_headers]
-
-    @property
-    def flight_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode(), v.encode()) for k, v in self.metadata]
+    # -- state ----------------------------------------------------------------------------------
 
     def check_open(self, op: str) -> None:
         if self._closed:
@@ -238,11 +183,6 @@ class AsyncTransport:
             raise DHError(f"{op} failed: this AsyncSession was connected in another event loop; "
                           f"use it only in the loop that connected it")
 
-    def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
-        """Count a round trip made outside gRPC stubs (Arrow Flight)."""
-        self.stats.add(op, seconds, ok)
-        log.debug("%s %s %.2f ms", op, detail, seconds * 1e3)
-
     @property
     def is_closed(self) -> bool:
         return self._closed
@@ -250,10 +190,6 @@ class AsyncTransport:
     @property
     def is_connected(self) -> bool:
         return self._connected and not self._closed and not self._dead
-
-    @property
-    def dead_reason(self) -> Optional[str]:
-        return self._dead
 
     @property
     def loop(self) -> Optional[asyncio.AbstractEventLoop]:

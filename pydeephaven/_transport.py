@@ -157,7 +157,78 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-class Transport:
+class TransportBase:
+    """What the blocking and the asyncio transports share, without I/O: the target, the bearer
+    token and the headers sent with every call, the server's configuration, the gRPC service stubs
+    and the call counters."""
+
+    def _init_state(self, host: str, port: int, use_tls: bool, extra_headers: Optional[dict[bytes, bytes]]) -> None:
+        self.host, self.port = host, port
+        self.target = f"{host}:{port}"
+        self.use_tls = use_tls
+        self.stats = CallStats()
+        self.session_duration_ms = 300_000
+        self.config: dict[str, str] = {}
+        self._extra_headers = [
+            ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in (extra_headers or {}).items()
+        ]
+        self._token: Optional[str] = None
+        self._token_time = 0.0
+        self._dead: Optional[str] = None
+
+    @staticmethod
+    def _channel_options(client_opts: Optional[Sequence[tuple[str, Union[int, str]]]]) -> list[tuple[str, Any]]:
+        return [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+                *(client_opts or [])]
+
+    def _make_stubs(self, channel: Any) -> None:
+        self.channel = channel
+        self.session_stub = session_pb2_grpc.SessionServiceStub(channel)
+        self.table_stub = table_pb2_grpc.TableServiceStub(channel)
+        self.console_stub = console_pb2_grpc.ConsoleServiceStub(channel)
+        self.config_stub = config_pb2_grpc.ConfigServiceStub(channel)
+        self.app_stub = application_pb2_grpc.ApplicationServiceStub(channel)
+        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(channel)
+        self.object_stub = object_pb2_grpc.ObjectServiceStub(channel)
+
+    def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
+        self.config = {k: v.string_value for k, v in resp.config_values.items()}
+        try:
+            self.session_duration_ms = int(self.config["http.session.durationMs"])
+        except (KeyError, ValueError):
+            pass
+
+    def _take_token(self, md: Optional[Sequence[tuple[str, Any]]]) -> bool:
+        for key, value in md or ():
+            if key == "authorization":
+                v = value.decode() if isinstance(value, bytes) else value
+                if v.startswith("Bearer "):
+                    self._token = v[len("Bearer "):]
+                    self._token_time = time.monotonic()
+                    return True
+        return False
+
+    # thread-safe: FlightPath reads them from worker threads
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self._token}"), *self._extra_headers]
+
+    @property
+    def flight_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), v.encode()) for k, v in self.metadata]
+
+    def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
+        """Count a round trip made outside gRPC stubs (Arrow Flight)."""
+        self.stats.add(op, seconds, ok)
+        log.debug("%s %s %.2f ms", op, detail, seconds * 1e3)
+
+    @property
+    def dead_reason(self) -> Optional[str]:
+        return self._dead
+
+
+class Transport(TransportBase):
     """One authenticated gRPC channel to a Deephaven server.
 
     Holds no reference to the Session above it, so a Session nobody uses can be collected; its
@@ -179,39 +250,15 @@ class Transport:
         extra_headers: Optional[dict[bytes, bytes]] = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self.host, self.port = host, port
-        self.target = f"{host}:{port}"
-        self.use_tls = use_tls
+        self._init_state(host, port, use_tls, extra_headers)
         self._has_client_cert = bool(client_cert_chain and client_private_key)
-        self.stats = CallStats()
-        self._extra_headers = [
-            ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
-            for k, v in (extra_headers or {}).items()
-        ]
         self._closed = threading.Event()
-        self._dead: Optional[str] = None
-        self._token: Optional[str] = None
-        self._token_time = 0.0
-        self.session_duration_ms = 300_000
-        self.config: dict[str, str] = {}
-
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.max_send_message_length", -1),
-        ]
-        options += list(client_opts or [])
+        options = self._channel_options(client_opts)
         if use_tls:
             creds = grpc.ssl_channel_credentials(tls_root_certs, client_private_key, client_cert_chain)
-            self.channel = grpc.secure_channel(self.target, creds, options=options)
+            self._make_stubs(grpc.secure_channel(self.target, creds, options=options))
         else:
-            self.channel = grpc.insecure_channel(self.target, options=options)
-        self.session_stub = session_pb2_grpc.SessionServiceStub(self.channel)
-        self.table_stub = table_pb2_grpc.TableServiceStub(self.channel)
-        self.console_stub = console_pb2_grpc.ConsoleServiceStub(self.channel)
-        self.config_stub = config_pb2_grpc.ConfigServiceStub(self.channel)
-        self.app_stub = application_pb2_grpc.ApplicationServiceStub(self.channel)
-        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(self.channel)
-        self.object_stub = object_pb2_grpc.ObjectServiceStub(self.channel)
+            self._make_stubs(grpc.insecure_channel(self.target, options=options))
 
         try:
             self._authenticate(auth_header(auth_type, auth_token), auth_type, connect_timeout)
@@ -290,23 +337,6 @@ class Transport:
                     "(use_tls=True, tls_root_certs=...)")
         return ""
 
-    def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
-        self.config = {k: v.string_value for k, v in resp.config_values.items()}
-        try:
-            self.session_duration_ms = int(self.config["http.session.durationMs"])
-        except (KeyError, ValueError):
-            pass
-
-    def _take_token(self, md: Optional[Sequence[tuple[str, Any]]]) -> bool:
-        for key, value in md or ():
-            if key == "authorization":
-                v = value.decode() if isinstance(value, bytes) else value
-                if v.startswith("Bearer "):
-                    self._token = v[len("Bearer "):]
-                    self._token_time = time.monotonic()
-                    return True
-        return False
-
     def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
         resp, call = self.unary_with_call(
@@ -316,14 +346,6 @@ class Transport:
         self._read_config(resp)
 
     # -- calls ----------------------------------------------------------------------------------
-
-    @property
-    def metadata(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self._token}"), *self._extra_headers]
-
-    @property
-    def flight_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode(), v.encode()) for k, v in self.metadata]
 
     def check_open(self, op: str) -> None:
         if self._closed.is_set():
@@ -400,20 +422,11 @@ class Transport:
             self.stats.add(op, elapsed, ok)
             log.debug("%s(%s) stream %.2f ms", op, describe_args(args), elapsed * 1e3)
 
-    def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
-        """Count a round trip made outside gRPC stubs (Arrow Flight)."""
-        self.stats.add(op, seconds, ok)
-        log.debug("%s %s %.2f ms", op, detail, seconds * 1e3)
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:
         return self._closed.is_set()
-
-    @property
-    def dead_reason(self) -> Optional[str]:
-        return self._dead
 
     def mark_dead(self, reason: str) -> None:
         if not self._dead:

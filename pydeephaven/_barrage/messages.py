@@ -86,6 +86,20 @@ class FlightData:
     body: Optional[memoryview] = None
 
 
+def _read_varint(mv: memoryview, i: int, what: str) -> tuple[int, int]:
+    """The protobuf varint at ``mv[i]`` and the position after it."""
+    value = shift = 0
+    while True:
+        if i >= len(mv):
+            raise ProtocolError(f"FlightData ends inside {what}")
+        b = mv[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
 def decode_flight_data(data: bytes) -> FlightData:
     """Split a serialized FlightData into its fields (views into ``data``, no copies)."""
     mv = memoryview(data)
@@ -93,17 +107,7 @@ def decode_flight_data(data: bytes) -> FlightData:
     i = 0
     out = FlightData()
     while i < n:
-        tag = 0
-        shift = 0
-        while True:
-            if i >= n:
-                raise ProtocolError("FlightData ends inside a field tag")
-            b = mv[i]
-            i += 1
-            tag |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        tag, i = _read_varint(mv, i, "a field tag")
         num, wire = tag >> 3, tag & 7
         if wire == 0:  # varint field (none expected; skip it)
             while i < n and mv[i] & 0x80:
@@ -112,17 +116,7 @@ def decode_flight_data(data: bytes) -> FlightData:
             continue
         if wire != 2:
             raise ProtocolError(f"FlightData field {num} has unexpected wire type {wire}")
-        length = 0
-        shift = 0
-        while True:
-            if i >= n:
-                raise ProtocolError("FlightData ends inside a field length")
-            b = mv[i]
-            i += 1
-            length |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        length, i = _read_varint(mv, i, "a field length")
         if i + length > n:
             raise ProtocolError(f"FlightData field {num} runs past the message end")
         value = mv[i:i + length]
