@@ -1,6 +1,6 @@
 """Run the official pydeephaven test suite against this package, from a temporary folder.
 
-    python scripts/official_suite.py GIT_DIR [--tag v42.4] [--port PORT] [-- PYTEST_ARGS...]
+    python scripts/official_suite.py GIT_DIR [--tag v42.4] [--port PORT] [PYTEST_ARGS...]
 
 GIT_DIR is a git directory of deephaven-core (a clone, or a bare mirror). The suite's files
 (``py/client/tests`` at the tag, minus its Flight SQL test, which needs extra client packages) are
@@ -32,8 +32,8 @@ def main() -> int:
     parser.add_argument("git_dir")
     parser.add_argument("--tag", default="v42.4")
     parser.add_argument("--port", type=int, default=None, help="an already running server on localhost")
-    parser.add_argument("pytest_args", nargs="*")
-    args = parser.parse_args()
+    args, pytest_args = parser.parse_known_args()
+    pytest_args = [a for a in pytest_args if a != "--"]
     git_dir = os.path.abspath(args.git_dir)
     with tempfile.TemporaryDirectory(prefix="official-suite-") as tmp:
         export_suite(git_dir, args.tag, tmp)
@@ -48,7 +48,7 @@ def main() -> int:
             port = server.port
         try:
             env = dict(os.environ, DH_HOST="localhost", DH_PORT=str(port))
-            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *args.pytest_args]
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *pytest_args]
             return subprocess.run(cmd, cwd=root, env=env).returncode
         finally:
             if server is not None:
