@@ -7,6 +7,10 @@ GIT_DIR is a git directory of deephaven-core (a clone, or a bare mirror). The su
 exported into a temporary folder that is deleted afterwards: they are never part of this
 repository. Without ``--port`` a real server is started with ``pydeephaven.embedded`` and stopped
 at the end. Prints pytest's summary; the exit code is pytest's.
+
+The suite's console test runs a server-side script that imports ``numba``: the server's Python (the
+environment that has ``deephaven-server``) needs ``pip install numba`` for it, whichever client is
+tested.
 """
 
 from __future__ import annotations
