@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -14,9 +14,14 @@ from pydeephaven._transport import Transport, rpc_error
 from pydeephaven.dherror import DHError
 
 
-def fan_out(work: Callable[[int], Any], n: int) -> list[Any]:
+class UploadStopped(DHError):
+    """An upload ended early on request (its ``stop`` event was set)."""
+
+
+def fan_out(work: Callable[[int], Any], n: int, stop: Optional[threading.Event] = None) -> list[Any]:
     """``work(0)`` .. ``work(n-1)`` on parallel daemon threads (the caller's thread takes the first);
-    each result in order, or the exception it raised."""
+    each result in order, or the exception it raised. Interrupted while waiting (Ctrl-C), it sets
+    ``stop`` and gives the threads a while to see it before passing the interruption on."""
     results: list[Any] = [None] * n
 
     def run(i: int) -> None:
@@ -30,8 +35,15 @@ def fan_out(work: Callable[[int], Any], n: int) -> list[Any]:
         th.start()
     if n:
         run(0)
-    for th in threads:
-        th.join()
+    try:
+        for th in threads:
+            th.join()
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        for th in threads:
+            th.join(timeout=60)
+        raise
     return results
 
 
@@ -76,6 +88,10 @@ class FlightPath:
 
     def do_get_many(self, tickets: list[bytes], op: str = "to_arrow", schema: Optional[pa.Schema] = None) -> pa.Table:
         """Fetch several tickets over parallel streams and join the results in order, without copying."""
+        if not tickets:
+            if schema is None:
+                raise DHError(f"{op} failed: nothing to fetch")
+            return schema.empty_table()
         results = fan_out(lambda i: self.do_get(tickets[i], op), len(tickets))
         for r in results:
             if isinstance(r, BaseException):
@@ -84,9 +100,16 @@ class FlightPath:
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def do_put(self, export_no: int, data: _arrow.ArrowData, *,
-               max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES) -> int:
-        """Upload ``data`` into export ``export_no``; returns the number of rows sent. The caller
-        confirms the export with the server afterwards."""
+               max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES,
+               on_open: Optional[Callable[[], None]] = None,
+               stop: Optional[threading.Event] = None) -> int:
+        """Upload ``data`` into export ``export_no``; returns the number of rows sent.
+
+        ``on_open`` runs once the DoPut stream is open (the caller asks there for the server's
+        confirmation, which then arrives right after the upload instead of one round trip later).
+        ``stop``, when set (by another thread), ends the upload before the next batch with DHError.
+        On any failure the stream has ended when this returns, so the caller can release the
+        export with the certainty that the server is done with it."""
         op = "import_table"
         self.transport.check_open(op)
         schema, source = _arrow.batches(data)
@@ -95,19 +118,33 @@ class FlightPath:
         descriptor = flight.FlightDescriptor.for_path("export", str(export_no))
         start = time.perf_counter()
         rows = nbytes = 0
+        parts = _arrow.sized(source, max_batch_bytes)
         try:
             writer, reader = self.client.do_put(descriptor, target, self.options())
             try:
-                for batch in _arrow.sized(source, max_batch_bytes):
+                if on_open is not None:
+                    on_open()
+                while True:
+                    if stop is not None and stop.is_set():
+                        raise UploadStopped(f"{op} failed: stopped after {rows} rows")
+                    batch = _next_batch(parts, rows)
+                    if batch is None:
+                        break
                     batch = _arrow.conform(batch, target)
                     writer.write_batch(batch)
                     rows += batch.num_rows
                     nbytes += batch.nbytes
                 writer.done_writing()
                 reader.read()  # the server's acknowledgement, or its error
-            finally:
-                writer.close()
+            except BaseException:
+                try:  # end the stream; the first error is the one to report
+                    writer.close()
+                except Exception:
+                    pass
+                raise
+            writer.close()
         except DHError:
+            self.transport.record("DoPut", time.perf_counter() - start, False)
             raise
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             self.transport.record("DoPut", time.perf_counter() - start, False)
@@ -116,6 +153,20 @@ class FlightPath:
         self.transport.record("DoPut", time.perf_counter() - start, True, f"{rows} rows {nbytes} bytes")
         self.transport.stats.add_transfer("DoPut", rows, nbytes)
         return rows
+
+
+def _next_batch(parts: Iterator[pa.RecordBatch], rows: int) -> Optional[pa.RecordBatch]:
+    """The next batch to send, None at the end; an error of the caller's data source (a
+    RecordBatchReader or generator that raises) becomes DHError naming it."""
+    try:
+        return next(parts)
+    except StopIteration:
+        return None
+    except DHError:
+        raise
+    except Exception as e:
+        raise DHError(f"import_table failed: reading the data raised {type(e).__name__}: {e} "
+                      f"(after {rows} rows)") from e
 
 
 def _short_schema(schema: pa.Schema) -> str:

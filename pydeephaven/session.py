@@ -10,12 +10,13 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
+import grpc
 import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
-from pydeephaven._flight import FlightPath, fan_out
+from pydeephaven._flight import FlightPath, UploadStopped, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
-from pydeephaven._transport import CallStats, Transport, close_all
+from pydeephaven._transport import CallStats, PendingCall, Transport, close_all
 from pydeephaven.dherror import DHError
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
@@ -368,27 +369,57 @@ class Session:
         if streams > 1:
             return self._import_parallel(data, streams)
         ticket = self.make_export_ticket()
-        try:
-            rows = self._flight.do_put(ticket.ticket_no, data)
-        except DHError:
-            self._release_quietly(ticket)
-            raise
-        return self._confirm_import(ticket, rows)
-
-    def _confirm_import(self, ticket: ExportTicket, rows: int) -> Table:
-        """The uploaded table, once the server says it holds exactly the rows sent."""
         t = self._transport
+        confirm: list[PendingCall] = []
+
+        def ask_for_confirmation() -> None:
+            # Asked while the DoPut is still open: the server answers once the export is made,
+            # right after the upload, so the confirmation costs no round trip of its own.
+            confirm.append(t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
+                                          ticket.pb_ticket))
+
         try:
-            resp = t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
-                           args={"rows": rows})
+            rows = self._flight.do_put(ticket.ticket_no, data, on_open=ask_for_confirmation)
+            try:
+                resp = confirm[0].result()
+            except DHError as e:
+                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                              f"{e}") from None
+            if not resp.success:
+                reason = resp.error_info or "the server reported a failure without details"
+                raise DHError(f"import_table failed: {reason}")
+            if int(resp.size) != rows:
+                raise DHError(f"import_table failed: sent {rows} rows but the server holds {resp.size}")
+        except BaseException as e:
+            if not confirm:  # refused before the upload began (data, names, types): nothing to clean
+                raise
+            note = self._abandon_upload(ticket, confirm[0])
+            if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
+                raise
+            raise _upload_error(e, note) from (None if isinstance(e, DHError) else e)
+        return Table(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
+
+    def _abandon_upload(self, ticket: ExportTicket, confirm: PendingCall) -> str:
+        """Make sure the server keeps nothing of a failed upload (whose DoPut stream has ended);
+        a note for the error message saying what became of it.
+
+        A confirmation asked for while the upload ran must reach the server before the release:
+        asked of an export that no longer exists, it would make a new one (a placeholder) that
+        lives until the session ends. So the release waits until the confirmation has its answer,
+        which comes as soon as the server has settled the export (made, failed or released)."""
+        if not _settled(confirm, UPLOAD_SETTLE_SECONDS):
+            self._release_quietly(ticket)  # a placeholder that no DoPut fills: the release ends it
+            _settled(confirm, UPLOAD_SETTLE_SECONDS)
+        return _release_note(self._release_checked(ticket))
+
+    def _release_checked(self, ticket: Ticket) -> Optional[bool]:
+        """Release ``ticket``: True when released, False when the server had nothing under it,
+        None when the release could not be sent."""
+        try:
+            self.release(ticket)
+            return True
         except DHError as e:
-            self._release_quietly(ticket)
-            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
-        table = self._table_from(resp, ticket, "import_table")
-        if table.size != rows:
-            table.close()
-            raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
-        return table
+            return False if "not yet defined" in str(e) or "NOT_FOUND" in str(e) else None
 
     def _streams_for_put(self, data: Any) -> int:
         if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
@@ -397,25 +428,46 @@ class Session:
 
     def _import_parallel(self, data: pa.Table, streams: int) -> Table:
         """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
-        the server (the server ingests each stream on one thread)."""
+        the server (the server ingests each stream on one thread). A failure of one stream stops
+        the others; every slice's export is released whatever happens (the merged table holds the
+        rows)."""
         _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
         step = -(-data.num_rows // streams)
         slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
         tickets = [self.make_export_ticket() for _ in slices]
-        results = fan_out(lambda i: self._flight.do_put(tickets[i].ticket_no, slices[i]), len(slices))
-        failed = [r for r in results if isinstance(r, BaseException)]
+        stop = threading.Event()
+
+        def put(i: int) -> int:
+            try:
+                return self._flight.do_put(tickets[i].ticket_no, slices[i], stop=stop)
+            except BaseException:
+                stop.set()
+                raise
+
         parts = [Table(self, tk) for tk in tickets]
+        merged: Optional[Table] = None
         try:
-            if failed:
-                raise failed[0]
+            results = fan_out(put, len(slices), stop)
+            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadStopped)]
+            if failed or any(isinstance(r, BaseException) for r in results):
+                raise failed[0] if failed else results[0]
             merged = self._run_op(_ops.MergeTablesOp(tuple(parts), ""), None)
+            rows = sum(results)
+            if merged.size != rows:
+                raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
+        except BaseException as e:
+            if merged is not None:
+                merged.close()
+            released = [self._release_checked(p.ticket) for p in parts]
+            for p in parts:
+                p._closed = True
+            if not isinstance(e, Exception):
+                raise
+            note = _release_note(None if None in released else True)
+            raise _upload_error(e, note) from (None if isinstance(e, DHError) else e)
         finally:
-            for part in parts:
-                part.close()
-        rows = sum(results)
-        if merged.size != rows:
-            merged.close()
-            raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
+            for p in parts:
+                p.close()
         return merged
 
     # -- running ops ------------------------------------------------------------------------------
@@ -665,6 +717,32 @@ class Session:
         if self._session_type != "python":
             raise DHError(f"unbind: needs a python script session, this one is {self._session_type!r}")
         self.run_script(unbind_script(name))
+
+
+#: How long the cleanup of a failed upload waits for the server to settle the export.
+UPLOAD_SETTLE_SECONDS = 10.0
+
+
+def _settled(call: PendingCall, timeout: float) -> bool:
+    """Whether ``call`` has its answer (of any kind) within ``timeout`` seconds."""
+    try:
+        call.future.exception(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        return False
+    except grpc.FutureCancelledError:
+        pass
+    return True
+
+
+def _release_note(released: Optional[bool]) -> str:
+    if released is None:
+        return "the server did not take the release of the rows sent: they may stay until the session closes"
+    return "the server keeps none of the rows sent"
+
+
+def _upload_error(err: Exception, note: str) -> DHError:
+    text = str(err) if isinstance(err, DHError) else f"import_table failed: {type(err).__name__}: {err}"
+    return DHError(f"{text}; {note}")
 
 
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:

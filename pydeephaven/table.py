@@ -160,12 +160,13 @@ class Table(TableInterface["Table"], ServerObject):
 
         A large static table is fetched as slices over parallel streams and joined without copying
         (``Session.fetch_streams`` streams above ``Session.parallel_fetch_bytes``); ``streams=1``
-        forces a single stream. A ticking table is always fetched in one stream, so that the rows
-        come from one consistent snapshot.
+        forces a single stream. A ticking table (an input table too) is always fetched in one
+        stream, whatever ``streams`` says, so that the rows come from one consistent snapshot:
+        slices by a row count known earlier would miss rows added since.
         """
         self._check("to_arrow")
         self._resolve()
-        k = self._streams_for_fetch() if streams is None else max(1, int(streams))
+        k = self._streams_for_fetch(streams)
         if k <= 1:
             return self.session._flight.do_get(self.ticket.bytes, "to_arrow")
         size = self._size or 0
@@ -178,9 +179,16 @@ class Table(TableInterface["Table"], ServerObject):
             for p in parts:
                 p.close()
 
-    def _streams_for_fetch(self) -> int:
+    def _streams_for_fetch(self, streams: Optional[int] = None) -> int:
+        """Streams for a fetch: ``streams`` (or the session's choice by size when None), but one
+        stream unless the server said the table is static (its rows cannot change during the
+        fetch, so the slices by the known count cover it exactly) and it has at least two rows."""
+        if self._is_static is not True or self._size is None or self._size < 2:
+            return 1
         session = self.session
-        if not self._is_static or not self._size or session.fetch_streams <= 1:
+        if streams is not None:
+            return max(1, min(int(streams), self._size))
+        if session.fetch_streams <= 1:
             return 1
         big = _estimated_bytes(self._schema, self._size) >= session.parallel_fetch_bytes
         return session.fetch_streams if big else 1
