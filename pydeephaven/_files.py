@@ -5,6 +5,7 @@ terminal for long transfers."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -50,17 +51,30 @@ class _NoBar:
         pass
 
 
+@functools.lru_cache(maxsize=None)
+def _bar_class() -> Any:
+    """tqdm without its monitor thread. The monitor only retunes the refresh of bars updated too
+    rarely, while ours are updated at every batch; left to tqdm, it starts with the first bar, even
+    a disabled one, and runs on after the bar is closed (and the session too)."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0
+
+    return Bar
+
+
 def progress_bar(progress: Optional[bool], total: Optional[float], unit: str, desc: str) -> Any:
     """A tqdm bar: ``progress=None`` shows one only on a terminal and only once the transfer has
     run for ``PROGRESS_DELAY`` seconds; True forces it (on stderr), False hides it."""
     if progress is False:
         return _NoBar()
     try:
-        from tqdm import tqdm
+        bar_class = _bar_class()
     except ImportError:  # a runtime dependency, but never fail a transfer for a bar
         return _NoBar()
     scale = unit == "B"
-    return tqdm(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc,
+    return bar_class(total=total, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000, desc=desc,
                 disable=None if progress is None else False, delay=PROGRESS_DELAY if progress is None else 0.0,
                 leave=progress is True, dynamic_ncols=True)
 

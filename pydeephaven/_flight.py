@@ -169,6 +169,29 @@ def _next_batch(parts: Iterator[pa.RecordBatch], rows: int) -> Optional[pa.Recor
                       f"(after {rows} rows)") from e
 
 
+# -- failed uploads ----------------------------------------------------------------------------------
+
+#: How long the cleanup of a failed upload waits, at each step, for the server to settle the export.
+UPLOAD_SETTLE_SECONDS = 10.0
+
+
+def _nothing_to_release(err: DHError) -> bool:
+    """Whether a release failed because the server holds nothing under the ticket."""
+    return "not yet defined" in str(err) or "NOT_FOUND" in str(err)
+
+
+def _release_note(released: Optional[bool]) -> str:
+    """The end of a failed upload's error message: what the server keeps of it."""
+    if released is None:
+        return "the server did not take the release of the rows sent: they may stay until the session closes"
+    return "the server keeps none of the rows sent"
+
+
+def _upload_error(err: Exception, note: str) -> DHError:
+    text = str(err) if isinstance(err, DHError) else f"import_table failed: {type(err).__name__}: {err}"
+    return DHError(f"{text}; {note}")
+
+
 def _short_schema(schema: pa.Schema) -> str:
     text = ", ".join(f"{f.name}: {f.type}" for f in schema)
     return text if len(text) < 200 else text[:197] + "..."

@@ -14,7 +14,15 @@ import grpc
 import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
-from pydeephaven._flight import FlightPath, UploadStopped, fan_out
+from pydeephaven._flight import (
+    UPLOAD_SETTLE_SECONDS,
+    FlightPath,
+    UploadStopped,
+    _nothing_to_release,
+    _release_note,
+    _upload_error,
+    fan_out,
+)
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, PendingCall, Transport, close_all
 from pydeephaven.dherror import DHError
@@ -396,7 +404,7 @@ class Session:
             note = self._abandon_upload(ticket, confirm[0])
             if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
                 raise
-            raise _upload_error(e, note) from (None if isinstance(e, DHError) else e)
+            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
         return Table(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
 
     def _abandon_upload(self, ticket: ExportTicket, confirm: PendingCall) -> str:
@@ -419,7 +427,7 @@ class Session:
             self.release(ticket)
             return True
         except DHError as e:
-            return False if "not yet defined" in str(e) or "NOT_FOUND" in str(e) else None
+            return False if _nothing_to_release(e) else None
 
     def _streams_for_put(self, data: Any) -> int:
         if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
@@ -464,7 +472,7 @@ class Session:
             if not isinstance(e, Exception):
                 raise
             note = _release_note(None if None in released else True)
-            raise _upload_error(e, note) from (None if isinstance(e, DHError) else e)
+            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
         finally:
             for p in parts:
                 p.close()
@@ -719,10 +727,6 @@ class Session:
         self.run_script(unbind_script(name))
 
 
-#: How long the cleanup of a failed upload waits for the server to settle the export.
-UPLOAD_SETTLE_SECONDS = 10.0
-
-
 def _settled(call: PendingCall, timeout: float) -> bool:
     """Whether ``call`` has its answer (of any kind) within ``timeout`` seconds."""
     try:
@@ -732,17 +736,6 @@ def _settled(call: PendingCall, timeout: float) -> bool:
     except grpc.FutureCancelledError:
         pass
     return True
-
-
-def _release_note(released: Optional[bool]) -> str:
-    if released is None:
-        return "the server did not take the release of the rows sent: they may stay until the session closes"
-    return "the server keeps none of the rows sent"
-
-
-def _upload_error(err: Exception, note: str) -> DHError:
-    text = str(err) if isinstance(err, DHError) else f"import_table failed: {type(err).__name__}: {err}"
-    return DHError(f"{text}; {note}")
 
 
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:

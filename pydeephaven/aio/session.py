@@ -8,9 +8,11 @@ The methods are those of ``Session``, awaited: ``await session.empty_table(5)``,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import itertools
 import os
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
@@ -19,7 +21,7 @@ import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
 from pydeephaven._aio_transport import AsyncTransport
-from pydeephaven._flight import FlightPath
+from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
 from pydeephaven._utils import str_tuple
@@ -423,19 +425,86 @@ class AsyncSession:
         ``Session.import_table`` for the types taken and converted. The returned table's size is
         the server's count."""
         ticket = self.make_export_ticket()
-        rows = await self._blocking(self._flight.do_put, ticket.ticket_no, data)
         t = self._transport
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        confirm: list["concurrent.futures.Future[Any]"] = []
+
+        def ask_for_confirmation() -> None:
+            # In the worker, while the DoPut is open: the server answers once the export is made,
+            # right after the upload, so the confirmation costs no round trip of its own.
+            confirm.append(asyncio.run_coroutine_threadsafe(
+                t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                        timeout=None), loop))
+
         try:
-            resp = await t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
-                                 args={"rows": rows})
-        except DHError as e:
+            work = loop.run_in_executor(self._executor, functools.partial(
+                self._flight.do_put, ticket.ticket_no, data, on_open=ask_for_confirmation, stop=stop))
+        except RuntimeError as e:
+            if self._transport.is_closed and "shutdown" in str(e):
+                raise DHError("import_table failed: the session is closed") from None
+            raise
+        try:
+            rows = await asyncio.shield(work)
+            try:
+                resp = await asyncio.shield(asyncio.wrap_future(confirm[0]))
+            except DHError as e:
+                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                              f"{e}") from None
+            if not resp.success:
+                reason = resp.error_info or "the server reported a failure without details"
+                raise DHError(f"import_table failed: {reason}")
+            if int(resp.size) != rows:
+                raise DHError(f"import_table failed: sent {rows} rows but the server holds {resp.size}")
+        except BaseException as e:
+            stop.set()
+            note, cancelled = await self._abandon_upload(ticket, work, confirm)
+            if note is None:  # refused before the upload began (data, names, types): nothing to clean
+                raise
+            if not isinstance(e, Exception) or cancelled:
+                raise  # CancelledError and the like: passed on after the cleanup
+            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
+        return AsyncTable(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
+
+    async def _abandon_upload(self, ticket: ExportTicket, work: "asyncio.Future[int]",
+                              confirm: list["concurrent.futures.Future[Any]"]) -> tuple[Optional[str], bool]:
+        """Make sure the server keeps nothing of a failed or cancelled upload, as
+        ``Session._abandon_upload`` does, once the worker has ended the DoPut stream (it stops
+        before its next batch). Cancellations of the caller meanwhile do not stop the cleanup.
+        Returns a note for the error message (None when the upload never began) and whether the
+        caller was cancelled meanwhile."""
+        cancelled = await _outlast(work, UPLOAD_SETTLE_SECONDS)
+        if not work.done():  # stuck in a write: releasing the export makes the server end the stream
+            cancelled = await self._release_once(ticket) or cancelled
+            cancelled = await _outlast(work, 3 * UPLOAD_SETTLE_SECONDS) or cancelled
+        if not confirm:
+            return (None if work.done() else _release_note(None)), cancelled
+        answer = asyncio.wrap_future(confirm[0])
+        cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
+        if not answer.done():
+            cancelled = await self._release_once(ticket) or cancelled  # a placeholder no DoPut fills
+            cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
+        answer.cancel()
+        released: Optional[bool] = None
+        for _ in range(3):
+            try:
+                await self.release(ticket)
+                released = True
+            except DHError as e:
+                released = False if _nothing_to_release(e) else None
+            except asyncio.CancelledError:
+                cancelled = True
+                continue  # the release is the point of the cleanup: send it once more
+            break
+        return _release_note(released), cancelled
+
+    async def _release_once(self, ticket: ExportTicket) -> bool:
+        """Release quietly; whether the caller was cancelled meanwhile."""
+        try:
             await self._release_quietly(ticket)
-            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
-        table = await self._table_from(resp, ticket, "import_table")
-        if table.size != rows:
-            await table.close()
-            raise DHError(f"import_table failed: sent {rows} rows but the server holds {table.size}")
-        return table
+        except asyncio.CancelledError:
+            return True
+        return False
 
     async def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None,  # noqa: A002
                           **options: Any) -> AsyncTable:
@@ -523,6 +592,22 @@ class AsyncSession:
         table = cls(self, ticket)
         table._pending = (task, op.name, (source, *others))
         return table
+
+
+async def _outlast(fut: "asyncio.Future[Any]", timeout: float) -> bool:
+    """Wait (at most ``timeout``) for ``fut`` to finish, through cancellations of the waiting
+    task; whether the task was cancelled meanwhile."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    cancelled = False
+    while not fut.done():
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        try:
+            await asyncio.wait([fut], timeout=left)
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
 
 
 def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: ThreadPoolExecutor) -> None:
