@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -28,12 +28,13 @@ def batch(start: int, n: int) -> pa.RecordBatch:
                             "S": pa.array([f"s{i}" for i in range(start, start + n)])}, schema=SCHEMA)
 
 
-def failing_reader(good_batches: int, rows: int = 1000, error: BaseException = ValueError("bad row")) -> Any:
-    """A RecordBatchReader that yields ``good_batches`` batches and then raises ``error``."""
+def failing_reader(good_batches: int, rows: int = 1000, error: Optional[BaseException] = None) -> Any:
+    """A RecordBatchReader that yields ``good_batches`` batches and then raises ``error``
+    (ValueError("bad row") by default)."""
     def gen() -> Iterator[pa.RecordBatch]:
         for i in range(good_batches):
             yield batch(i * rows, rows)
-        raise error
+        raise error if error is not None else ValueError("bad row")
 
     return pa.RecordBatchReader.from_batches(SCHEMA, gen())
 
