@@ -461,8 +461,10 @@ class AsyncSession:
             note, cancelled = await self._abandon_upload(ticket, work, confirm)
             if note is None:  # refused before the upload began (data, names, types): nothing to clean
                 raise
-            if not isinstance(e, Exception) or cancelled:
+            if not isinstance(e, Exception):
                 raise  # CancelledError and the like: passed on after the cleanup
+            if cancelled:  # cancelled during the cleanup of a failure: the cancellation wins
+                raise asyncio.CancelledError() from e
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
         return AsyncTable(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
 
