@@ -4,6 +4,7 @@ of str, None for "none") into tuples, and reject wrong types with a DHError befo
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Iterable, Optional
 
 from pydeephaven.dherror import DHError
@@ -56,15 +57,57 @@ def check_str(where: str, param: str, value: Any, *, allow_empty: bool = False) 
     return value
 
 
-def check_int(where: str, param: str, value: Any, *, minimum: Optional[int] = None) -> int:
-    """``value`` as an int (numpy integers are fine, bools and floats are not)."""
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def check_int(where: str, param: str, value: Any, *, minimum: Optional[int] = None,
+              maximum: Optional[int] = None) -> int:
+    """``value`` as an int (numpy integers are fine, bools and floats are not), within
+    ``minimum``..``maximum``; both default to the range of a 64-bit signed int, the widest the
+    server's requests carry."""
     index = getattr(type(value), "__index__", None)
     if isinstance(value, bool) or index is None:
         raise DHError(f"{where}: {param} must be an int, got {_type_name(value)}: {value!r}")
     value = int(index(value))
-    if minimum is not None and value < minimum:
-        raise DHError(f"{where}: {param} must be >= {minimum}, got {value}")
+    low = INT64_MIN if minimum is None else minimum
+    high = INT64_MAX if maximum is None else maximum
+    if value < low:
+        bound = " (the smallest 64-bit signed int)" if low == INT64_MIN else ""
+        raise DHError(f"{where}: {param} must be >= {low}{bound}, got {value}")
+    if value > high:
+        bound = " (the largest 64-bit signed int)" if high == INT64_MAX else ""
+        raise DHError(f"{where}: {param} must be <= {high}{bound}, got {value}")
     return value
+
+
+def check_port(where: str, value: Any, source: str = "port") -> int:
+    """A TCP port number, 1 to 65535: an int, or a str of digits (as the ``DH_PORT`` variable
+    holds); ``source`` names where the value came from."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    index = getattr(type(value), "__index__", None)
+    if isinstance(value, bool) or index is None:
+        raise DHError(f"{where}: {source} must be a port number (an int from 1 to 65535), "
+                      f"got {_type_name(value)}: {value!r}")
+    port = int(index(value))
+    if not 1 <= port <= 65535:
+        raise DHError(f"{where}: {source} must be from 1 to 65535, got {port}")
+    return port
+
+
+def server_address(where: str, host: Any, port: Any) -> tuple[str, int]:
+    """The (host, port) to connect to: the arguments, else the ``DH_HOST``/``DH_PORT`` environment
+    variables, else localhost:10000; DHError for a host that is not a str or a port that is not
+    a port number."""
+    if host is None:
+        host = os.environ.get("DH_HOST") or "localhost"
+    elif not isinstance(host, str) or not host.strip():
+        raise DHError(f"{where}: host must be a non-empty str, got {_type_name(host)}: {host!r}")
+    if port is None:
+        env = os.environ.get("DH_PORT")
+        return host, (check_port(where, env, "the DH_PORT environment variable") if env else 10000)
+    return host, check_port(where, port)
 
 
 def check_bool(where: str, param: str, value: Any) -> bool:

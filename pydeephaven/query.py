@@ -100,7 +100,7 @@ class Query(TableInterface["Query"]):
         batch = table_pb2.BatchTableRequest()
         for i, op in enumerate(self._ops):
             source = _ops.ref_of(self.table) if i == 0 else table_pb2.TableReference(batch_offset=i - 1)
-            req = op.build(ticket.pb_ticket if i == n - 1 else None, source, [_ops.ref_of(o) for o in op.others])
+            req = op.request(ticket.pb_ticket if i == n - 1 else None, source, [_ops.ref_of(o) for o in op.others])
             getattr(batch.ops.add(), op.batch_field).CopyFrom(req)
         return ticket, batch
 

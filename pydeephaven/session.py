@@ -16,6 +16,7 @@ from pydeephaven import _arrow, _ops
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
+from pydeephaven._utils import server_address
 from pydeephaven.dherror import DHError
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
@@ -70,8 +71,7 @@ class Session:
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
-        self._host = host or os.environ.get("DH_HOST") or "localhost"
-        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._host, self._port = server_address("Session", host, port)
         self._auth_type = auth_type
         self._session_type = session_type
         self._never_timeout = never_timeout
@@ -323,9 +323,7 @@ class Session:
 
     def empty_table(self, size: int) -> Table:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
-        return self._run_op(_ops.EmptyTableOp(size), None)
+        return self._run_op(_ops.empty_table(size), None)
 
     def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
                    blink_table: bool = False) -> Table:
@@ -337,12 +335,7 @@ class Session:
                 now when None.
             blink_table: keep only the rows added in the latest update cycle.
         """
-        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
-                          f"got {period!r}")
-        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
-            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
-        return self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+        return self._run_op(_ops.time_table(period, start_time, blink_table), None)
 
     def merge_tables(self, tables: Sequence[Table], order_by: str = "") -> Table:
         """The rows of ``tables`` one after another (same columns needed)."""
@@ -454,7 +447,7 @@ class Session:
         pipelined mode)."""
         ticket = self.make_export_ticket()
         others = op.others
-        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
+        req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
                        [_ops.ref_of(o) for o in others])
         t = self._transport
         method = getattr(t.table_stub, op.rpc)

@@ -173,7 +173,7 @@ def _time(func: str, param: str, ts_col: str, value: Any) -> Any:
             raise DHError(f"updateby.{func}: {param} must not be an empty string")
         w.duration_string = value
     elif isinstance(value, int) and not isinstance(value, bool):
-        w.nanos = value
+        w.nanos = check_int(f"updateby.{func}", param, value)
     else:
         n = _nanos(value)
         if n is None:
@@ -182,7 +182,7 @@ def _time(func: str, param: str, ts_col: str, value: Any) -> Any:
             except DHError:
                 raise DHError(f"updateby.{func}: {param} must be nanoseconds (int) or a duration string "
                               f"such as 'PT10s', got {type(value).__name__}: {value!r}") from None
-        w.nanos = n
+        w.nanos = check_int(f"updateby.{func}", param, n)
     return _Scale(time=w)
 
 

@@ -22,7 +22,7 @@ from pydeephaven._aio_transport import AsyncTransport
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
-from pydeephaven._utils import str_tuple
+from pydeephaven._utils import server_address, str_tuple
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
 from pydeephaven.dherror import DHError
@@ -68,8 +68,7 @@ class AsyncSession:
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
-        self._host = host or os.environ.get("DH_HOST") or "localhost"
-        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._host, self._port = server_address("AsyncSession", host, port)
         self._auth_type = auth_type
         self._session_type = session_type
         self._never_timeout = never_timeout
@@ -395,20 +394,13 @@ class AsyncSession:
 
     async def empty_table(self, size: int) -> AsyncTable:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
-        return await self._run_op(_ops.EmptyTableOp(size), None)
+        return await self._run_op(_ops.empty_table(size), None)
 
     async def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
                          blink_table: bool = False) -> AsyncTable:
         """A ticking table adding one row (a ``Timestamp``) every ``period`` (nanoseconds or a
         duration string such as ``"PT1S"``); see ``Session.time_table``."""
-        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
-                          f"got {period!r}")
-        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
-            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
-        return await self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+        return await self._run_op(_ops.time_table(period, start_time, blink_table), None)
 
     async def merge_tables(self, tables: Sequence[AsyncTable], order_by: str = "") -> AsyncTable:
         """The rows of ``tables`` one after another (same columns needed)."""
@@ -517,7 +509,7 @@ class AsyncSession:
         t.check_loop(op.name)
         ticket = self.make_export_ticket()
         others = op.others
-        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
+        req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
                        [_ops.ref_of(o) for o in others])
         task = t.start_unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
         table = cls(self, ticket)
