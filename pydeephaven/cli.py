@@ -421,13 +421,16 @@ def _binary(data: "pa.Table", fmt: str) -> bytes:
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "parquet", "arrow"], case_sensitive=False),
               help="The file's format [default: from its name: .csv .tsv (optionally .gz .bz2 .zst), "
                    ".parquet .pq, .arrow .feather .ipc].")
+@click.option("--encoding", metavar="NAME", help="The text encoding of a CSV file, e.g. latin-1 [default: UTF-8, "
+              "and a file that is not UTF-8 is refused].")
 @_PROGRESS
 @click.pass_context
-def import_(ctx: click.Context, file: str, name: str, fmt: Optional[str], progress: Optional[bool]) -> None:
+def import_(ctx: click.Context, file: str, name: str, fmt: Optional[str], encoding: Optional[str],
+            progress: Optional[bool]) -> None:
     """Load a CSV, Parquet or Arrow IPC FILE into the server table NAME (streamed; files larger
     than memory load)."""
     session = _conn(ctx).session()
-    table = session.import_file(file, fmt.lower() if fmt else None, progress=progress)
+    table = session.import_file(file, fmt.lower() if fmt else None, progress=progress, encoding=encoding)
     with table:
         session.bind_table(name, table)
         cols = len(table.schema) if table.schema is not None else 0

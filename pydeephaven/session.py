@@ -17,7 +17,7 @@ from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven._utils import server_address
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, cause_of, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
@@ -302,8 +302,9 @@ class Session:
             return self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
             if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                cause = cause_of(e, "fetch_table")
                 raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {e})") from None
+                              f"(server said: {cause})") from None
             raise
 
     def bind_table(self, name: str, table: Table) -> None:
@@ -376,7 +377,8 @@ class Session:
                            args={"rows": rows})
         except DHError as e:
             self._release_quietly(ticket)
-            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
+            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                          f"{cause_of(e, 'import_table')}") from None
         table = self._table_from(resp, ticket, "import_table")
         if table.size != rows:
             table.close()
@@ -574,7 +576,8 @@ class Session:
     def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None, *,  # noqa: A002
                     columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
                     column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
-                    csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None) -> Table:
+                    csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None,
+                    encoding: Optional[str] = None) -> Table:
         """Load a CSV (or TSV), Parquet or Arrow IPC (Feather) file into a new server table, streamed
         in record batches: a file larger than memory loads.
 
@@ -591,6 +594,11 @@ class Session:
                 null_values, timestamp_parsers, ...).
             progress: a progress bar on stderr: None shows one on a terminal for transfers longer
                 than a second, True always, False never.
+            encoding: the text encoding of a CSV file (e.g. "latin-1"); None reads UTF-8 and refuses
+                a file that is not UTF-8, naming the column and row.
+
+        A CSV column with no value in the first megabyte is read as string (a stream cannot re-type
+        it later); give ``column_types`` for another type.
 
         Raises:
             DHError: the file is missing or unreadable, or the server refused the data.
@@ -600,17 +608,28 @@ class Session:
 
         from pydeephaven import _files
 
-        source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=column_types,
-                                  batch_rows=batch_rows, csv_options=csv_options)
-        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+        types = dict(column_types or {})
         start = _time.perf_counter()
-        try:
-            table = self.import_table(source.reader(bar))
-        except DHError as e:
-            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
-        finally:
-            bar.close()
-            source.close()
+        for _attempt in range(_files.MAX_CSV_RETYPES + 1):
+            source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=types,
+                                      batch_rows=batch_rows, csv_options=csv_options, encoding=encoding)
+            bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+            try:
+                table = self.import_table(source.reader(bar))
+                break
+            except _files.CsvRetype as e:
+                # a later value does not fit the type guessed from the first block: read it again
+                # with that column widened, as pyarrow's read_csv would type it
+                if _attempt == _files.MAX_CSV_RETYPES:
+                    raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+                _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
+                                e.new_type)
+                types[e.column] = e.new_type
+            except DHError as e:
+                raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+            finally:
+                bar.close()
+                source.close()
         logging.getLogger("pydeephaven").debug("import_file %s: %s rows in %.2f ms", path, table.size,
                                                (_time.perf_counter() - start) * 1e3)
         return table

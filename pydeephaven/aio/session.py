@@ -25,10 +25,12 @@ from pydeephaven._transport import CallStats
 from pydeephaven._utils import server_address, str_tuple
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, cause_of, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["AsyncSession"]
+
+_IMPORT_FILE_OPTIONS = {"columns", "delimiter", "column_types", "batch_rows", "csv_options", "progress", "encoding"}
 
 R = TypeVar("R")
 
@@ -339,8 +341,9 @@ class AsyncSession:
             return await self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
             if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                cause = cause_of(e, "fetch_table")
                 raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {e})") from None
+                              f"(server said: {cause})") from None
             raise
 
     async def bind_table(self, name: str, table: AsyncTable) -> None:
@@ -422,7 +425,8 @@ class AsyncSession:
                                  args={"rows": rows})
         except DHError as e:
             await self._release_quietly(ticket)
-            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: {e}") from None
+            raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                          f"{cause_of(e, 'import_table')}") from None
         table = await self._table_from(resp, ticket, "import_table")
         if table.size != rows:
             await table.close()
@@ -433,19 +437,33 @@ class AsyncSession:
                           **options: Any) -> AsyncTable:
         """Load a CSV/TSV, Parquet or Arrow IPC file into a new server table, streamed in batches
         from a worker thread; the same arguments as ``Session.import_file`` (columns, delimiter,
-        column_types, batch_rows, csv_options, progress)."""
+        column_types, batch_rows, csv_options, progress, encoding)."""
         from pydeephaven import _files
 
+        unknown = sorted(set(options) - _IMPORT_FILE_OPTIONS)
+        if unknown:
+            raise DHError(f"import_file: unknown arguments {unknown}; it takes "
+                          f"{', '.join(sorted(_IMPORT_FILE_OPTIONS))}")
         progress = options.pop("progress", None)
-        source = await self._blocking(functools.partial(_files.open_file, path, format, **options))
-        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
-        try:
-            return await self.import_table(source.reader(bar))
-        except DHError as e:
-            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
-        finally:
-            bar.close()
-            source.close()
+        types = dict(options.pop("column_types", None) or {})
+        for attempt in range(_files.MAX_CSV_RETYPES + 1):
+            source = await self._blocking(functools.partial(_files.open_file, path, format, column_types=types,
+                                                            **options))
+            bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+            try:
+                return await self.import_table(source.reader(bar))
+            except _files.CsvRetype as e:  # see Session.import_file
+                if attempt == _files.MAX_CSV_RETYPES:
+                    raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+                _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
+                                e.new_type)
+                types[e.column] = e.new_type
+            except DHError as e:
+                raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+            finally:
+                bar.close()
+                source.close()
+        raise AssertionError("unreachable")
 
     async def input_table(self, schema: Optional[pa.Schema] = None, init_table: Optional[AsyncTable] = None,
                           key_cols: Optional[Union[str, list[str]]] = None,
