@@ -400,6 +400,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
     def batches() -> Iterator[pa.RecordBatch]:
         rows = nbytes = 0
         ok = False
+        detail = ""
         try:
             while True:
                 try:
@@ -413,7 +414,12 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                 b = _arrow.mend(chunk.data)
                 rows += b.num_rows
                 nbytes += b.nbytes
-                yield b
+                try:
+                    yield b
+                except GeneratorExit:  # the caller closed the iterator early: its choice, not an error
+                    ok, detail = True, " (closed early by the caller)"
+                    reader.cancel()
+                    raise
             ok = True
         finally:
             if not ok:
@@ -421,7 +427,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                     reader.cancel()
                 except Exception:
                     pass
-            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes")
+            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes{detail}")
             transport.stats.add_transfer(f"DoGet:{op}", rows, nbytes)
 
     return schema, batches()

@@ -419,38 +419,41 @@ class RecordBatchStream:
         self.nbytes += batch.nbytes
         return batch
 
-    def _finish(self, ok: bool) -> None:
+    def _finish(self, ok: bool, stop: bool = False) -> None:
+        """End the stream: ``ok`` counts it as a success in the session's stats; ``stop`` cancels
+        a transfer still running (also when the caller ended it early, which is not an error)."""
         if self._done:
             return
         self._done = True
         reader, self._reader = self._reader, None
         if reader is None:
             return
-        if not ok:
+        if stop or not ok:
             try:
                 reader.cancel()
             except Exception:
                 pass
         self._table.session._streams.discard(self)
+        detail = " (closed early by the caller)" if ok and stop else ""
         self._table.session._transport.record("DoGet:iter_batches", time.perf_counter() - self._start, ok,
-                                              f"{self.rows} rows {self.nbytes} bytes")
+                                              f"{self.rows} rows {self.nbytes} bytes{detail}")
 
     def cancel(self) -> None:
         """Stop the transfer (thread-safe, no waiting)."""
-        self._finish(False)
+        self._finish(True, stop=True)
 
     async def aclose(self) -> None:
-        self._finish(False)
+        self._finish(True, stop=True)
 
     async def __aenter__(self) -> "RecordBatchStream":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._finish(False)
+        self._finish(True, stop=True)
 
     def __del__(self) -> None:
         try:
-            self._finish(False)
+            self._finish(True, stop=True)
         except Exception:
             pass
 
