@@ -110,6 +110,18 @@ def server_address(where: str, host: Any, port: Any) -> tuple[str, int]:
     return host, check_port(where, port)
 
 
+def pem_bytes(where: str, param: str, value: Any) -> Optional[bytes]:
+    """A PEM argument (certificates, a key) as bytes: bytes as they are, a str encoded (PEM is
+    text), None kept; DHError for anything else."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise DHError(f"{where}: {param} must be PEM bytes, got {_type_name(value)}")
+
+
 def check_bool(where: str, param: str, value: Any) -> bool:
     if not isinstance(value, bool):
         try:

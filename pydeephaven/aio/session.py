@@ -22,7 +22,7 @@ from pydeephaven._aio_transport import AsyncTransport
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
-from pydeephaven._utils import server_address, str_tuple
+from pydeephaven._utils import pem_bytes, server_address, str_tuple
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
 from pydeephaven.dherror import DHError, cause_of, rewrap
@@ -71,6 +71,9 @@ class AsyncSession:
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
         self._host, self._port = server_address("AsyncSession", host, port)
+        tls_root_certs = pem_bytes("AsyncSession", "tls_root_certs", tls_root_certs)
+        client_cert_chain = pem_bytes("AsyncSession", "client_cert_chain", client_cert_chain)
+        client_private_key = pem_bytes("AsyncSession", "client_private_key", client_private_key)
         self._auth_type = auth_type
         self._session_type = session_type
         self._never_timeout = never_timeout
