@@ -439,6 +439,8 @@ def write_stream(schema: pa.Schema, batches: Iterator[pa.RecordBatch], path: Pat
     """Write ``batches`` to ``path`` as ``kind`` ("csv", "json", "parquet", "arrow"), one batch at a
     time; returns the rows written. The file appears complete or not at all: it is written under a
     temporary name next to ``path`` and renamed at the end."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise DHError(f"{op or 'write'}: path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
     final = Path(path)
     if final.is_dir():
         raise DHError(f"{op or 'write'}: {str(path)!r} is a directory; give a file path")

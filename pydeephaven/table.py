@@ -347,6 +347,8 @@ class Table(TableInterface["Table"], ServerObject):
         from the server)."""
         from pydeephaven import formats
 
+        formats.check_options("to_string", formats.render_text, {"max_rows": max_rows, **options})
+        formats._check_layout("to_string", max_rows, options.get("max_col_width", 40))
         if self._pending is not None or self._closed or not self.session.is_connected:
             return repr(self)
         data, problem = self._preview(max_rows)
