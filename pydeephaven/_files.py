@@ -223,7 +223,7 @@ def _open_csv(p: Path, where: str, codec: Optional[str], delimiter: str, columns
     import pyarrow.csv as pacsv
 
     parts = _split_csv_options(pacsv, where, extra)
-    read_opts: dict[str, Any] = dict(block_size=CSV_BLOCK_BYTES, **parts["ReadOptions"])
+    read_opts: dict[str, Any] = {"block_size": CSV_BLOCK_BYTES, **parts["ReadOptions"]}
     if encoding is not None:
         if not isinstance(encoding, str):
             raise DHError(f"{where} failed: encoding must be a str such as 'latin-1', got {type(encoding).__name__}")
