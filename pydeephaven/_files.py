@@ -127,8 +127,10 @@ class FileSource:
 def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Sequence[str]] = None,
               delimiter: Optional[str] = None, column_types: Optional[dict[str, Any]] = None,
               batch_rows: Optional[int] = None, csv_options: Optional[dict[str, Any]] = None,
-              encoding: Optional[str] = None) -> FileSource:
-    """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming."""
+              encoding: Optional[str] = None, widened: Sequence[str] = ()) -> FileSource:
+    """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming.
+    ``widened``: the columns of ``column_types`` that an earlier read widened (CsvRetype), which
+    may be widened again; the others are the caller's and kept."""
     p = Path(path)
     where = f"import_file({str(path)!r})"
     if p.is_dir():
@@ -144,7 +146,7 @@ def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Se
     try:
         if kind in ("csv", "tsv"):
             return _open_csv(p, where, codec, delimiter or ("\t" if kind == "tsv" else ","), cols, column_types,
-                             csv_options or {}, encoding)
+                             csv_options or {}, encoding, set(widened))
         if codec is not None:
             raise DHError(f"{where} failed: a compressed {kind} file is not supported ({codec}); "
                           f"{kind} files compress inside (e.g. parquet with zstd)")
@@ -217,7 +219,8 @@ def _split_csv_options(pacsv: Any, where: str, extra: dict[str, Any]) -> dict[st
 
 
 def _open_csv(p: Path, where: str, codec: Optional[str], delimiter: str, columns: Optional[list[str]],
-              column_types: Optional[dict[str, Any]], extra: dict[str, Any], encoding: Optional[str]) -> FileSource:
+              column_types: Optional[dict[str, Any]], extra: dict[str, Any], encoding: Optional[str],
+              widened: set[str]) -> FileSource:
     import codecs
 
     import pyarrow.csv as pacsv
@@ -285,7 +288,8 @@ def _open_csv(p: Path, where: str, codec: Optional[str], delimiter: str, columns
                             "column_types={name: pyarrow type} for the columns that differ later")
                     m = _CONVERSION.search(text)
                     names = reader.schema.names
-                    if m and int(m.group(1)) < len(names) and names[int(m.group(1))] not in (column_types or {}):
+                    fixed = set(column_types or {}) - widened
+                    if m and int(m.group(1)) < len(names) and names[int(m.group(1))] not in fixed:
                         name = names[int(m.group(1))]
                         current = reader.schema.field(name).type
                         if not pa.types.is_string(current):

@@ -612,10 +612,12 @@ class Session:
         from pydeephaven import _files
 
         types = dict(column_types or {})
+        widened: list[str] = []
         start = _time.perf_counter()
         for _attempt in range(_files.MAX_CSV_RETYPES + 1):
             source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=types,
-                                      batch_rows=batch_rows, csv_options=csv_options, encoding=encoding)
+                                      batch_rows=batch_rows, csv_options=csv_options, encoding=encoding,
+                                      widened=widened)
             bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
             try:
                 table = self.import_table(source.reader(bar))
@@ -628,6 +630,7 @@ class Session:
                 _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
                                 e.new_type)
                 types[e.column] = e.new_type
+                widened.append(e.column)
             except DHError as e:
                 raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
             finally:

@@ -449,9 +449,10 @@ class AsyncSession:
                           f"{', '.join(sorted(_IMPORT_FILE_OPTIONS))}")
         progress = options.pop("progress", None)
         types = dict(options.pop("column_types", None) or {})
+        widened: list[str] = []
         for attempt in range(_files.MAX_CSV_RETYPES + 1):
             source = await self._blocking(functools.partial(_files.open_file, path, format, column_types=types,
-                                                            **options))
+                                                            widened=widened, **options))
             bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
             try:
                 return await self.import_table(source.reader(bar))
@@ -461,6 +462,7 @@ class AsyncSession:
                 _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
                                 e.new_type)
                 types[e.column] = e.new_type
+                widened.append(e.column)
             except DHError as e:
                 raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
             finally:
