@@ -131,6 +131,8 @@ def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Se
     """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming.
     ``widened``: the columns of ``column_types`` that an earlier read widened (CsvRetype), which
     may be widened again; the others are the caller's and kept."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise DHError(f"import_file: path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
     p = Path(path)
     where = f"import_file({str(path)!r})"
     if p.is_dir():

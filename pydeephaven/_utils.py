@@ -122,6 +122,13 @@ def pem_bytes(where: str, param: str, value: Any) -> Optional[bytes]:
     raise DHError(f"{where}: {param} must be PEM bytes, got {_type_name(value)}")
 
 
+def check_ticket(where: str, param: str, value: Any) -> Any:
+    """``value`` if it is a ticket (has ``pb_ticket``), else DHError."""
+    if not hasattr(value, "pb_ticket"):
+        raise DHError(f"{where}: {param} must be a Ticket (pydeephaven.ticket), got {_type_name(value)}: {value!r}")
+    return value
+
+
 def check_bool(where: str, param: str, value: Any) -> bool:
     if not isinstance(value, bool):
         try:

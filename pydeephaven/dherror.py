@@ -15,6 +15,11 @@ class DHError(Exception):
         return self.message
 
 
+class ArgumentError(DHError, ValueError):
+    """A DHError for a wrong argument where the official client raises ValueError, so that code
+    catching either one keeps working."""
+
+
 def cause_of(err: object, *ops: str) -> str:
     """The text of ``err`` without the leading "<op> failed: " of the first of ``ops`` it starts
     with: its cause, to put after another prefix."""

@@ -16,8 +16,8 @@ from pydeephaven import _arrow, _ops
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
-from pydeephaven._utils import pem_bytes, server_address
-from pydeephaven.dherror import DHError, cause_of, rewrap
+from pydeephaven._utils import check_number, check_str, check_ticket, pem_bytes, server_address
+from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
@@ -219,6 +219,7 @@ class Session:
     def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
         """The exports the server holds for this session right now (asked of the server, which
         streams the state of every export and then marks the end of that first run)."""
+        timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         t.flush_releases()
         live: dict[bytes, ExportTicket] = {}
@@ -249,6 +250,8 @@ class Session:
     def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
         """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
         SharedTicket) by other sessions, for as long as this session keeps the source."""
+        check_ticket("publish", "source_ticket", source_ticket)
+        check_ticket("publish", "result_ticket", result_ticket)
         t = self._transport
         t.unary("publish", t.session_stub.PublishFromTicket,
                 session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
@@ -256,6 +259,7 @@ class Session:
 
     def fetch(self, ticket: Ticket) -> ExportTicket:
         """Export the object behind ``ticket`` into a new ticket of this session."""
+        check_ticket("fetch", "ticket", ticket)
         t = self._transport
         result = self.make_export_ticket()
         t.unary("fetch", t.session_stub.ExportFromTicket,
@@ -270,6 +274,7 @@ class Session:
 
     def fetch_table(self, ticket: SharedTicket) -> Table:
         """A table another session published under ``ticket``."""
+        check_ticket("fetch_table", "ticket", ticket)
         return self._run_op(_ops.FetchTableOp(ticket), None)
 
     # -- scripts and scope ------------------------------------------------------------------------
@@ -291,6 +296,9 @@ class Session:
         Raises:
             DHError: carrying the server's error message when the script fails.
         """
+        check_str("run_script", "script", script, allow_empty=True)
+        if systemic not in _SYSTEMIC:
+            raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
         t = self._transport
         req = console_pb2.ExecuteCommandRequest(console_id=self._console(), code=script, systemic=_SYSTEMIC[systemic])
         resp = t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
@@ -299,8 +307,7 @@ class Session:
 
     def open_table(self, name: str) -> Table:
         """The table bound to ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("open_table: the name must not be empty")
+        check_str("open_table", "name", name)
         try:
             return self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
@@ -312,8 +319,7 @@ class Session:
 
     def bind_table(self, name: str, table: Table) -> None:
         """Bind ``table`` to the variable ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("bind_table: the name must not be empty")
+        check_str("bind_table", "name", name)
         if not isinstance(table, Table):
             raise DHError(f"bind_table: expected a Table, got {type(table).__name__}")
         table._check("bind_table")
@@ -484,7 +490,8 @@ class Session:
             blink_table: keep only the rows added in the latest update cycle (no keys allowed).
 
         Raises:
-            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols (a
+                DHError too: ``pydeephaven.dherror.ArgumentError``).
             DHError: the server refused the definition.
         """
         from pydeephaven import _arrow
@@ -492,10 +499,10 @@ class Session:
         from pydeephaven.table import InputTable
 
         if (schema is None) == (init_table is None):
-            raise ValueError("input_table: give exactly one of schema and init_table")
+            raise ArgumentError("input_table: give exactly one of schema and init_table")
         keys = str_tuple("input_table", "key_cols", key_cols)
         if blink_table and keys:
-            raise ValueError("input_table: a blink input table cannot have key columns")
+            raise ArgumentError("input_table: a blink input table cannot have key columns")
         schema_bytes = None
         if schema is not None:
             if not isinstance(schema, pa.Schema):

@@ -437,3 +437,37 @@ def test_cli_import_encoding(session: Session, server: EmbeddedServer, tmp_path:
     with session.open_table("errors_latin") as t:
         assert t.to_arrow()["Name"].to_pylist() == ["Anna", "José"]
     session.unbind("errors_latin")
+
+
+def _session_cases(s: Any, t: Any) -> list[tuple[Callable[[], Any], str]]:
+    return [(lambda: s.run_script(5), "run_script: script must be a str"),
+            (lambda: s.run_script("x = 1", systemic="yes"), "systemic must be None, True or False"),
+            (lambda: s.open_table(5), "open_table: name must be a str"),
+            (lambda: s.bind_table(5, t), "bind_table: name must be a str"),
+            (lambda: s.import_file(5), "import_file: path must be a str or os.PathLike"),
+            (lambda: s.publish(5, 6), "publish: source_ticket must be a Ticket"),
+            (lambda: s.fetch_table(5), "fetch_table: ticket must be a Ticket"),
+            (lambda: s.live_exports(timeout="x"), "live_exports: timeout must be a number"),
+            (lambda: s.merge_tables([t, t], order_by=5), "merge_tables("),
+            (lambda: s.input_table(), "give exactly one of schema and init_table")]
+
+
+def test_session_arguments_are_dherrors(session: Session) -> None:
+    t = session.empty_table(1)
+    for call, needle in _session_cases(session, t):
+        with pytest.raises(DHError) as e:
+            call()
+        _check_message(e.value, needle)
+    with pytest.raises(ValueError):  # as the official client raises it, and a DHError as well
+        session.input_table()
+
+
+def test_session_arguments_are_dherrors_async(arun) -> None:
+    async def body(s: AsyncSession) -> None:
+        t = await s.empty_table(1)
+        for call, needle in _session_cases(s, t):
+            with pytest.raises(DHError) as e:
+                await call()
+            _check_message(e.value, needle)
+
+    arun(body)

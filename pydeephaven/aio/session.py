@@ -22,10 +22,10 @@ from pydeephaven._aio_transport import AsyncTransport
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
-from pydeephaven._utils import pem_bytes, server_address, str_tuple
+from pydeephaven._utils import check_number, check_str, check_ticket, pem_bytes, server_address, str_tuple
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
-from pydeephaven.dherror import DHError, cause_of, rewrap
+from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["AsyncSession"]
@@ -255,6 +255,7 @@ class AsyncSession:
 
     async def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
         """The exports the server holds for this session right now (asked of the server)."""
+        timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         await t.flush_releases()
         live: dict[bytes, ExportTicket] = {}
@@ -283,6 +284,8 @@ class AsyncSession:
     async def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
         """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
         SharedTicket) by other sessions, for as long as this session keeps the source."""
+        check_ticket("publish", "source_ticket", source_ticket)
+        check_ticket("publish", "result_ticket", result_ticket)
         t = self._transport
         await t.unary("publish", t.session_stub.PublishFromTicket,
                       session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
@@ -290,6 +293,7 @@ class AsyncSession:
 
     async def fetch(self, ticket: Ticket) -> ExportTicket:
         """Export the object behind ``ticket`` into a new ticket of this session."""
+        check_ticket("fetch", "ticket", ticket)
         t = self._transport
         result = self.make_export_ticket()
         await t.unary("fetch", t.session_stub.ExportFromTicket,
@@ -305,6 +309,7 @@ class AsyncSession:
 
     async def fetch_table(self, ticket: SharedTicket) -> AsyncTable:
         """A table another session published under ``ticket``."""
+        check_ticket("fetch_table", "ticket", ticket)
         return await self._run_op(_ops.FetchTableOp(ticket), None)
 
     # -- scripts and scope --------------------------------------------------------------------------
@@ -329,6 +334,9 @@ class AsyncSession:
         Raises:
             DHError: carrying the server's error message when the script fails.
         """
+        check_str("run_script", "script", script, allow_empty=True)
+        if systemic not in _SYSTEMIC:
+            raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
         t = self._transport
         req = console_pb2.ExecuteCommandRequest(console_id=await self._console(), code=script,
                                                 systemic=_SYSTEMIC[systemic])
@@ -338,8 +346,7 @@ class AsyncSession:
 
     async def open_table(self, name: str) -> AsyncTable:
         """The table bound to ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("open_table: the name must not be empty")
+        check_str("open_table", "name", name)
         try:
             return await self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
@@ -351,8 +358,7 @@ class AsyncSession:
 
     async def bind_table(self, name: str, table: AsyncTable) -> None:
         """Bind ``table`` to the variable ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("bind_table: the name must not be empty")
+        check_str("bind_table", "name", name)
         self._own_table("bind_table", table)
         await table._resolve()
         t = self._transport
@@ -476,14 +482,15 @@ class AsyncSession:
         """A new input table, a table the client can add rows to; see ``Session.input_table``.
 
         Raises:
-            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols (a
+                DHError too: ``pydeephaven.dherror.ArgumentError``).
             DHError: the server refused the definition.
         """
         if (schema is None) == (init_table is None):
-            raise ValueError("input_table: give exactly one of schema and init_table")
+            raise ArgumentError("input_table: give exactly one of schema and init_table")
         keys = str_tuple("input_table", "key_cols", key_cols)
         if blink_table and keys:
-            raise ValueError("input_table: a blink input table cannot have key columns")
+            raise ArgumentError("input_table: a blink input table cannot have key columns")
         schema_bytes = None
         if schema is not None:
             if not isinstance(schema, pa.Schema):
