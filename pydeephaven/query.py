@@ -16,7 +16,7 @@ from pydeephaven import _ops
 from pydeephaven._proto import table_pb2
 from pydeephaven._table_interface import TableInterface
 from pydeephaven._transport import describe_args
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, cause_of
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
@@ -120,7 +120,7 @@ class Query(TableInterface["Query"]):
             elif is_last:
                 final = resp
         if broken is not None and failure is None:  # the stream broke before any op reported
-            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {broken}")
+            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {cause_of(broken, 'query')}")
         if failure is not None:
             index, info = failure
             info = _UUID_PREFIX.sub("", info or "")  # the server's id of the failed export, not useful here
