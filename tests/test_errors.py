@@ -396,6 +396,7 @@ def test_csv_later_values_widen_the_type(session: Session, tmp_path: Path, arun)
     async def body(s: AsyncSession) -> None:
         t = await s.import_file(p, csv_options={"block_size": 4096})
         assert (await t.to_arrow())["B"].to_pylist()[-2:] == ["2.5", "text"]
+        assert [e.bytes for e in await s.live_exports()] == [t.ticket.bytes]  # no truncated attempt left
 
     arun(body)
 

@@ -427,7 +427,11 @@ class AsyncSession:
         ``Session.import_table`` for the types taken and converted. The returned table's size is
         the server's count."""
         ticket = self.make_export_ticket()
-        rows = await self._blocking(self._flight.do_put, ticket.ticket_no, data)
+        try:
+            rows = await self._blocking(self._flight.do_put, ticket.ticket_no, data)
+        except DHError:
+            await self._release_quietly(ticket)  # the rows sent before the failure (as Session does)
+            raise
         t = self._transport
         try:
             resp = await t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
