@@ -81,9 +81,22 @@ class _PipeClosed(Exception):
 # -- output ---------------------------------------------------------------------------------------
 
 
+def _for_terminal(text: str) -> str:
+    """``text`` with the characters that would act on a terminal (ESC sequences, other controls,
+    bidirectional overrides) escaped visibly, line ends kept: for output a person reads (CSV rows
+    of ``tail`` or ``sql --format csv`` on a terminal, error lines). Output to a pipe or a file is
+    data and stays as it is."""
+    from pydeephaven.formats import visible
+
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 def _write(text: str) -> None:
-    """Write ``text`` to stdout and flush at once (followers of ``tail`` see each update)."""
+    """Write ``text`` to stdout and flush at once (followers of ``tail`` see each update); on a
+    terminal, with control characters escaped (``_for_terminal``)."""
     try:
+        if sys.stdout.isatty():
+            text = _for_terminal(text)
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
@@ -112,7 +125,7 @@ def one_line(message: str) -> str:
     """A one-line form of a (possibly multi-line) error message: its first line, then the last
     line that says something (for a server-side script, the exception that ended it), skipping
     stack frames."""
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    lines = [_for_terminal(ln.strip()) for ln in str(message).splitlines() if ln.strip()]
     if not lines:
         return "failed (no message)"
     if len(lines) == 1:

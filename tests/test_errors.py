@@ -472,3 +472,21 @@ def test_session_arguments_are_dherrors_async(arun) -> None:
             _check_message(e.value, needle)
 
     arun(body)
+
+
+def test_cli_csv_escaped_on_a_terminal_raw_in_a_pipe(session: Session, server: EmbeddedServer) -> None:
+    from tests.test_cli import _run_on_terminal
+
+    with session.import_table(pa.table({"S": ["\x1b[31mred", "ok"]})) as t:
+        session.bind_table("errors_ansi_csv", t)
+    args = ["--host", server.host, "--port", str(server.port), "sql", "SELECT * FROM errors_ansi_csv",
+            "--format", "csv"]
+    code, out, err = _run_on_terminal(args)
+    assert code == 0, err
+    assert "\x1b" not in out and "\\x1b[31mred" in out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DH_")}
+    piped = subprocess.run([sys.executable, "-m", "pydeephaven", *args], capture_output=True, text=True,
+                           timeout=120, env=env, cwd=ROOT)
+    assert piped.returncode == 0, piped.stderr
+    assert pacsv.read_csv(pa.py_buffer(piped.stdout.encode()))["S"].to_pylist() == ["\x1b[31mred", "ok"]  # data kept
+    session.unbind("errors_ansi_csv")
