@@ -452,6 +452,9 @@ def write_stream(schema: pa.Schema, batches: Iterator[pa.RecordBatch], path: Pat
         raise DHError(f"{op or 'write'}: {str(path)!r} is a directory; give a file path")
     if not final.parent.exists():
         raise DHError(f"{op or 'write'}: the directory {str(final.parent)!r} does not exist")
+    sink_class = formats._SINKS.get(kind)
+    if sink_class is not None and kind != "parquet":  # parquet passes its options on to pyarrow
+        formats.check_options(op or "write", sink_class, options)
     if kind in ("csv", "json"):
         options.setdefault("compression", formats._compression(final, "detect"))
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")

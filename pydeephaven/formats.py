@@ -67,11 +67,20 @@ def check_options(where: str, fn: Any, options: dict[str, Any]) -> None:
     import inspect
 
     params = inspect.signature(fn).parameters
-    takes = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+    takes = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes = [n for n in takes[1:] if n not in ("path", "schema")]  # the data (or self), and a sink's own
     unknown = sorted(k for k in options if k not in takes or k in ("total_rows",))
     if unknown:
         raise DHError(f"{where}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                       f"it takes {', '.join(t for t in takes if t != 'total_rows') or 'none'}")
+
+
+def check_convert_options(fmt: str, options: dict[str, Any]) -> None:
+    """The checks ``convert`` makes of ``options``, to make before fetching the data."""
+    if fmt in _FORMAT_FUNCTIONS:
+        check_options(f"fmt {fmt!r}", globals()[_FORMAT_FUNCTIONS[fmt]], options)
+    elif options and fmt in ("arrow", "polars"):
+        raise DHError(f"fmt {fmt!r} takes no options, got {sorted(options)}")
 
 
 def _require(module: str, what: str) -> Any:

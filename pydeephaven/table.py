@@ -279,6 +279,7 @@ class Table(TableInterface["Table"], ServerObject):
             return self.to_string(options.pop("max_rows"), **options)
         if fmt in ("pandas", "polars"):
             formats._require(fmt, f"to_format({fmt!r})")
+        formats.check_convert_options(fmt, options)
         return formats.convert(self.to_arrow(), fmt, **options)
 
     def to_csv(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, progress: Optional[bool] = None,

@@ -490,3 +490,25 @@ def test_cli_csv_escaped_on_a_terminal_raw_in_a_pipe(session: Session, server: E
     assert piped.returncode == 0, piped.stderr
     assert pacsv.read_csv(pa.py_buffer(piped.stdout.encode()))["S"].to_pylist() == ["\x1b[31mred", "ok"]  # data kept
     session.unbind("errors_ansi_csv")
+
+
+def test_file_writer_options_are_checked(session: Session, tmp_path: Path, arun) -> None:
+    t = session.empty_table(3).update("A = i")
+    errors = session.stats.errors
+    with pytest.raises(DHError, match="to_csv: unknown option bogus; it takes include_header"):
+        t._write_file("to_csv", "csv", tmp_path / "o.csv", None, bogus=1)
+    assert not (tmp_path / "o.csv").exists()
+    assert session.stats.errors == errors  # the DoGet opened was closed by us, not failed
+    with pytest.raises(DHError, match="fmt 'arrow' takes no options"):
+        t.to_format("arrow", x=1)
+
+    async def body(s: AsyncSession) -> None:
+        at = await s.empty_table(2)
+        with pytest.raises(DHError, match="to_csv: unknown option bogus"):
+            await at.write_csv(tmp_path / "a.csv", bogus=1)
+        with pytest.raises(DHError, match="delimiter must be one character"):
+            await at.write_csv(tmp_path / "a.csv", delimiter="ab")
+        with pytest.raises(DHError, match="fmt 'csv': unknown option bogus"):
+            await at.to_format("csv", bogus=2)
+
+    arun(body)

@@ -203,6 +203,7 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         fmt = formats.check_format(fmt)
         if fmt in ("pandas", "polars"):
             formats._require(fmt, f"to_format({fmt!r})")
+        formats.check_convert_options(fmt, options)
         data = await self.to_arrow()
         return await self.session._blocking(functools.partial(formats.convert, data, fmt, **options))
 
