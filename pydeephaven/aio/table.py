@@ -404,8 +404,8 @@ class RecordBatchStream:
                 self._reader = await session._blocking(_open_reader, session._flight, table.ticket.bytes)
                 session._streams.add(self)
             batch = await session._blocking(_next_chunk, self._reader)
-        except asyncio.CancelledError:
-            self._finish(False)
+        except asyncio.CancelledError:  # the caller's task was cancelled: its choice, not a failed transfer
+            self._finish(True, stop=True)
             raise
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             self._finish(False)
