@@ -122,6 +122,24 @@ def pem_bytes(where: str, param: str, value: Any) -> Optional[bytes]:
     raise DHError(f"{where}: {param} must be PEM bytes, got {_type_name(value)}")
 
 
+def check_connection_args(where: str, auth_type: Any, auth_token: Any, client_opts: Any,
+                          extra_headers: Any) -> None:
+    """DHError for connection arguments of the wrong shape (before gRPC sees them)."""
+    if not isinstance(auth_type, str) or not auth_type:
+        raise DHError(f"{where}: auth_type must be a non-empty str, got {_type_name(auth_type)}: {auth_type!r}")
+    if auth_token is not None and not isinstance(auth_token, str):
+        raise DHError(f"{where}: auth_token must be a str, got {_type_name(auth_token)}")
+    if client_opts is not None:
+        if not isinstance(client_opts, (list, tuple)) or not all(
+                isinstance(o, (list, tuple)) and len(o) == 2 and isinstance(o[0], str) for o in client_opts):
+            raise DHError(f"{where}: client_opts must be a list of (name, value) pairs such as "
+                          f"[('grpc.max_receive_message_length', -1)], got {client_opts!r}")
+    if extra_headers is not None:
+        if not isinstance(extra_headers, dict) or not all(isinstance(k, (str, bytes)) for k in extra_headers):
+            raise DHError(f"{where}: extra_headers must be a dict of header names (bytes or str) to values, "
+                          f"got {extra_headers!r}")
+
+
 def check_ticket(where: str, param: str, value: Any) -> Any:
     """``value`` if it is a ticket (has ``pb_ticket``), else DHError."""
     if not hasattr(value, "pb_ticket"):

@@ -16,7 +16,7 @@ from pydeephaven import _arrow, _ops
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
-from pydeephaven._utils import check_number, check_str, check_ticket, pem_bytes, server_address
+from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
 from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
@@ -72,6 +72,7 @@ class Session:
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
         self._host, self._port = server_address("Session", host, port)
+        check_connection_args("Session", auth_type, auth_token, client_opts, extra_headers)
         tls_root_certs = pem_bytes("Session", "tls_root_certs", tls_root_certs)
         client_cert_chain = pem_bytes("Session", "client_cert_chain", client_cert_chain)
         client_private_key = pem_bytes("Session", "client_private_key", client_private_key)

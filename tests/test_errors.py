@@ -110,6 +110,23 @@ def test_pem_of_the_wrong_type(server: EmbeddedServer) -> None:
         Session(server.host, server.port, use_tls=True, tls_root_certs=5)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("kwargs, needle", [({"client_opts": "bad"}, "client_opts must be a list of (name, value)"),
+                                            ({"client_opts": [("a",)]}, "client_opts must be"),
+                                            ({"extra_headers": 5}, "extra_headers must be a dict"),
+                                            ({"auth_type": 5}, "auth_type must be a non-empty str"),
+                                            ({"auth_token": 5}, "auth_token must be a str")])
+def test_connection_arguments_of_the_wrong_shape(server: EmbeddedServer, kwargs: dict, needle: str) -> None:
+    with pytest.raises(DHError) as e:
+        Session(server.host, server.port, **kwargs)
+    assert needle in str(e.value)
+    with pytest.raises(DHError) as e:
+        AsyncSession(server.host, server.port, **kwargs)
+    assert needle in str(e.value)
+    with Session(server.host, server.port, client_opts=[("grpc.max_receive_message_length", -1)],
+                 extra_headers={b"x-test": b"1"}) as s:
+        assert s.empty_table(1).size == 1
+
+
 def _csv(tmp_path: Path) -> Path:
     p = tmp_path / "x.csv"
     p.write_text("A,B\n1,2\n3,4\n")

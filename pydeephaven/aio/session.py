@@ -22,7 +22,15 @@ from pydeephaven._aio_transport import AsyncTransport
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
-from pydeephaven._utils import check_number, check_str, check_ticket, pem_bytes, server_address, str_tuple
+from pydeephaven._utils import (
+    check_connection_args,
+    check_number,
+    check_str,
+    check_ticket,
+    pem_bytes,
+    server_address,
+    str_tuple,
+)
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
 from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
@@ -71,6 +79,7 @@ class AsyncSession:
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
         self._host, self._port = server_address("AsyncSession", host, port)
+        check_connection_args("AsyncSession", auth_type, auth_token, client_opts, extra_headers)
         tls_root_certs = pem_bytes("AsyncSession", "tls_root_certs", tls_root_certs)
         client_cert_chain = pem_bytes("AsyncSession", "client_cert_chain", client_cert_chain)
         client_private_key = pem_bytes("AsyncSession", "client_private_key", client_private_key)
