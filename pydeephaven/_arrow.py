@@ -311,8 +311,7 @@ def _show(values: pa.Array, at: int) -> str:
 
 
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with its columns cast to ``target``'s types, checked for values the server cannot keep."""
-    check_values(batch)
+    """``batch`` with its columns cast to ``target``'s types (its values were checked by ``batches``)."""
     if batch.schema.equals(target, check_metadata=False):
         return batch
     cols = []
@@ -340,18 +339,30 @@ def _convert(col: pa.Array, t: pa.DataType) -> pa.Array:
 
 
 def batches(data: ArrowData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The schema and the record batches of a pyarrow Table, RecordBatch or RecordBatchReader."""
+    """The schema and the record batches of a pyarrow Table, RecordBatch or RecordBatchReader, each
+    checked by :func:`check_values`: in-memory data all at once, before anything is sent, a reader's
+    batches as they are read."""
     if isinstance(data, pa.Table):
+        for name, col in zip(data.column_names, data.columns):
+            for chunk in col.chunks:
+                _check(chunk, f"column {name!r}")
         return data.schema, iter(data.to_batches())
     if isinstance(data, pa.RecordBatch):
+        check_values(data)
         return data.schema, iter([data])
     if isinstance(data, pa.RecordBatchReader):
-        return data.schema, iter(data)
+        return data.schema, _checked(data)
     if hasattr(data, "__arrow_c_stream__"):
         reader = pa.RecordBatchReader.from_stream(data)
-        return reader.schema, iter(reader)
+        return reader.schema, _checked(reader)
     raise DHError(
         f"import_table takes a pyarrow Table, RecordBatch or RecordBatchReader, not {type(data).__name__}")
+
+
+def _checked(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        check_values(batch)
+        yield batch
 
 
 def sized(batch_iter: Iterator[pa.RecordBatch], max_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[pa.RecordBatch]:
@@ -380,7 +391,9 @@ def sized(batch_iter: Iterator[pa.RecordBatch], max_bytes: int = DEFAULT_BATCH_B
 
 
 def mend(data: Union[pa.Table, pa.RecordBatch]) -> Union[pa.Table, pa.RecordBatch]:
-    """``data`` without record batches of no rows (a batch of no rows becomes a freshly built one)."""
+    """``data`` without record batches of no rows (a batch of no rows becomes a freshly built one),
+    and with its map columns rebuilt where the server's message describes them wrongly."""
+    data = _mend_maps(data)
     if isinstance(data, pa.RecordBatch):
         if data.num_rows:
             return data
@@ -388,3 +401,33 @@ def mend(data: Union[pa.Table, pa.RecordBatch]) -> Union[pa.Table, pa.RecordBatc
     if all(len(chunk) for col in data.columns for chunk in col.chunks):
         return data
     return pa.Table.from_batches([b for b in data.to_batches() if b.num_rows], schema=data.schema)
+
+
+# A 42.7 server sends a map column's entries with the length of the column's offsets rather than the
+# number of entries (seen: 3 rows holding 10 entries arrive as entries of length 3, so pyarrow's
+# arrays fail validation and concatenation). The keys and values themselves come complete, so the
+# map is rebuilt from its offsets, keys and values. (A map column holding a null row fails earlier,
+# inside pyarrow's reader: "Map array child array should have no nulls".)
+
+
+def _mend_maps(data: Union[pa.Table, pa.RecordBatch]) -> Union[pa.Table, pa.RecordBatch]:
+    if not any(pa.types.is_map(f.type) for f in data.schema):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        cols = [_mend_map(c) if pa.types.is_map(c.type) else c for c in data.columns]
+        return pa.RecordBatch.from_arrays(cols, schema=data.schema)
+    chunked = [pa.chunked_array([_mend_map(c) for c in col.chunks], col.type) if pa.types.is_map(col.type) else col
+               for col in data.columns]
+    return pa.Table.from_arrays(chunked, schema=data.schema)
+
+
+def _mend_map(col: pa.Array) -> pa.Array:
+    try:
+        col.validate()
+        return col
+    except pa.ArrowInvalid:
+        pass
+    offsets = col.offsets
+    end = offsets[-1].as_py() if len(offsets) else 0
+    mask = col.is_null() if col.null_count else None
+    return pa.MapArray.from_arrays(offsets, col.keys.slice(0, end), col.items.slice(0, end), type=col.type, mask=mask)
