@@ -46,13 +46,18 @@ class Kind:
         self.name, self.t, self.draw, self.good, self.bad = name, t, draw, good, bad
 
     def values(self, rng: np.random.Generator, extra: list[int]) -> pa.Array:
+        return self.values_and_extras(rng, extra)[0]
+
+    def values_and_extras(self, rng: np.random.Generator, extra: list[int]) -> tuple[pa.Array, np.ndarray]:
+        """Random valid values, the valid extremes, and the ``extra`` values; and where the extras are."""
         drawn = self.draw(rng, N)
         drawn = drawn[~np.isin(drawn, np.array(self.bad, dtype=drawn.dtype))] if self.bad else drawn
         bits = np.concatenate([drawn, np.array(self.good + extra, dtype=drawn.dtype)])
         rng.shuffle(bits)
         nulls = rng.random(len(bits)) < 0.1
-        nulls[np.isin(bits, np.array(extra, dtype=bits.dtype))] = False  # the injected value itself stays
-        return _from_bits(self.t, bits, nulls)
+        where = np.isin(bits, np.array(extra, dtype=bits.dtype))
+        nulls[where] = False  # the injected value itself stays
+        return _from_bits(self.t, bits, nulls), where
 
 
 def _ints(lo: int, hi: int) -> Callable[[np.random.Generator, int], np.ndarray]:
@@ -150,6 +155,8 @@ def _leaf(a: pa.Array) -> pa.Array:
             a = a.dictionary_decode()
         elif pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t):
             a = a.flatten()
+        elif pa.types.is_union(t):
+            a = a.field(0).filter(pc.equal(a.type_codes, 0))
         elif pa.types.is_map(t):
             a = a.items.slice(a.offsets[0].as_py(), a.offsets[-1].as_py() - a.offsets[0].as_py())
         else:
@@ -162,7 +169,7 @@ def _same(sent: pa.Array, back: pa.Array) -> bool:
         return False
     if back.equals(sent):
         return True
-    if pa.types.is_list(sent.type) or pa.types.is_dictionary(sent.type) or pa.types.is_map(sent.type):
+    if not (pa.types.is_floating(sent.type) or pa.types.is_union(sent.type)):
         if not pc.is_null(back).equals(pc.is_null(sent)):
             return False
     a, b = _leaf(sent), _leaf(back)
@@ -173,24 +180,31 @@ def _same(sent: pa.Array, back: pa.Array) -> bool:
     return bool(np.all((fa == fb) | (np.isnan(fa) & np.isnan(fb)) | (pc.is_null(a).to_numpy(zero_copy_only=False))))
 
 
-def _wrap(how: str, values: pa.Array, rng: np.random.Generator) -> pa.Array:
+def _wrap(how: str, values: pa.Array, extras: np.ndarray, rng: np.random.Generator) -> pa.Array:
     if how == "plain":
         return values
     if how == "dict":
         return values.dictionary_encode()
+    if how == "fixed_size_list":
+        return pa.FixedSizeListArray.from_arrays(values, 1)
+    if how == "union":  # a sparse union of the values and strings; the extras are always selected
+        ids = np.where((rng.random(len(values)) < 0.3) & ~extras, 1, 0).astype(np.int8)
+        return pa.UnionArray.from_sparse(pa.array(ids), [values, pa.array(["s"] * len(values))], ["v", "s"])
     cuts = np.sort(rng.choice(np.arange(1, len(values)), size=min(20, len(values) - 1), replace=False))
     offsets = pa.array(np.concatenate([[0], cuts, [len(values)]]).astype(np.int32))
     if how == "list":
         return pa.ListArray.from_arrays(offsets, values)
+    if how == "list_view":
+        return pa.ListViewArray.from_arrays(offsets[:-1], pc.subtract(offsets[1:], offsets[:-1]), values)
     keys = pa.array([f"k{i}" for i in range(len(values))])  # one key per entry: never a key twice in a map
     return pa.MapArray.from_arrays(offsets, keys, values)
 
 
 def _column(rng: np.random.Generator, kind: Kind, how: str, extra: list[int]) -> pa.Array:
-    values = kind.values(rng, extra)
-    if how == "map":
-        values = values.fill_null(values.drop_null()[0])  # map values may be null; keep the check simple
-    return _wrap(how, values, rng)
+    values, extras = kind.values_and_extras(rng, extra)
+    if how in ("map", "union"):  # keep the comparison simple: no nulls inside
+        values = values.fill_null(values.drop_null()[0])
+    return _wrap(how, values, extras, rng)
 
 
 def _import_or_refusal(session: Any, data: pa.Table) -> tuple[Optional[pa.Table], Optional[str]]:
@@ -225,7 +239,7 @@ def _check_case(session: Any, col: pa.Array, expect_refusal: bool, monkeypatch: 
     assert _same(col, back.column("V").combine_chunks()), f"{col.type} changed on the way"
 
 
-WRAPS = ("plain", "list", "dict", "map")
+WRAPS = ("plain", "list", "dict", "map", "list_view", "fixed_size_list", "union")
 
 
 @pytest.mark.parametrize("how", WRAPS)
