@@ -63,9 +63,8 @@ def server_type(t: pa.DataType, where: str) -> pa.DataType:
     The server takes most Arrow types as they are (ints, unsigned ints, floats incl. float16, bool,
     string, binary incl. fixed size, dates, times, timestamps with or without zone, durations,
     decimals 128/256, month-day-nano intervals, null, dictionaries, lists, list views and fixed size
-    lists, maps, unions); it refuses the 64-bit-offset and view variants of strings and binaries,
-    large lists, 32/64-bit decimals and structs ("Schema did not include deephaven:type metadata for
-    field of type Struct").
+    lists, maps, unions, run-end encoded arrays); it refuses the 64-bit-offset and view variants of
+    strings, binaries and lists, 32/64-bit decimals and structs (it has no reader for them).
     """
     if pa.types.is_large_string(t) or _is(t, "is_string_view"):
         return pa.string()
@@ -86,7 +85,7 @@ def server_type(t: pa.DataType, where: str) -> pa.DataType:
         same = key.equals(t.key_type) and item.equals(t.item_type)
         return t if same else pa.map_(key, item, t.keys_sorted)
     if pa.types.is_struct(t):
-        raise DHError(f"{where} has Arrow type {t}: the server refuses struct columns; convert it first "
+        raise DHError(f"{where} has Arrow type {t}: the server has no reader for struct columns; convert it first "
                       f"(e.g. to one column per field, or to a map)")
     if isinstance(t, pa.ExtensionType):
         raise DHError(f"{where} has Arrow extension type {t}, which the server cannot store; convert it first "
@@ -140,6 +139,7 @@ def server_schema(schema: pa.Schema) -> pa.Schema:
 #   map                     java.util.Map             values as for their type (keys are kept); a key
 #                                                     twice in one map keeps only the last entry
 #   dense / sparse union    Object                    members as for their type
+#   run-end encoded         its value type            as for the value type
 #   bool, strings, binaries, decimals, month_day_nano intervals, null: kept as they are.
 #
 # ``check_values`` refuses a batch holding any such value, naming the column and the value: the data
@@ -193,6 +193,8 @@ def _check(values: pa.Array, where: str) -> None:
             _check(values.dictionary.take(used), where)
     elif _is_list(t):
         _check(values.flatten(), _inside(where, "a list item"))
+    elif pa.types.is_run_end_encoded(t):
+        _check(values.values, where)
     elif pa.types.is_map(t):
         offsets = values.offsets
         start, end = offsets[0].as_py(), offsets[-1].as_py()
@@ -323,6 +325,15 @@ def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
 
 
 def _convert(col: pa.Array, t: pa.DataType) -> pa.Array:
+    if pa.types.is_list(t) and (_is(col.type, "is_list_view") or _is(col.type, "is_large_list_view")):
+        # pyarrow's own cast gives a null view offset 0 and so a list that fails validation (the server
+        # refuses it); rebuild the offsets from the sizes instead
+        sizes = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+        values = col.flatten()
+        if not values.type.equals(t.value_type):
+            values = _convert(values, t.value_type)
+        return pa.ListArray.from_arrays(offsets, values, mask=col.is_null() if col.null_count else None)
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()
         if col.type.equals(t):

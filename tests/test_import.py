@@ -59,6 +59,8 @@ CONVERTED = {
     "llist_ls": (pa.array([["x"], None, []], pa.large_list(pa.large_string())), pa.list_(pa.string())),
     "dict_large": (pa.array(["p", None, "q"], pa.large_string()).dictionary_encode(), pa.string()),
     "dec32": (pa.array([D("1.5"), None, D("2.25")], pa.decimal32(5, 2)), pa.decimal128(5, 2)),
+    "llview": (pa.array([[1, 2], None, [3]], pa.large_list_view(pa.int64())), pa.list_(pa.int64())),
+    "lview_ls": (pa.array([["a"], None, ["b", None]], pa.list_view(pa.large_string())), pa.list_(pa.string())),
 }
 
 
