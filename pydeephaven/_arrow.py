@@ -136,8 +136,9 @@ def server_schema(schema: pa.Schema) -> pa.Schema:
 #   dictionary              its value type            as for the value type (unused entries are harmless)
 #   list, list view,        arrays of the item type   as for the item type, at any depth
 #   fixed size list
-#   map                     java.util.Map             values as for their type (keys are kept); a key
-#                                                     twice in one map keeps only the last entry
+#   map                     java.util.Map             values as for their type; keys keep the markers
+#                                                     but wrap as above (s/ms/us timestamps, durations);
+#                                                     a key twice in one map keeps only the last entry
 #   dense / sparse union    Object                    members as for their type
 #   run-end encoded         its value type            as for the value type
 #   bool, strings, binaries, decimals, month_day_nano intervals, null: kept as they are.
@@ -199,7 +200,11 @@ def _check(values: pa.Array, where: str) -> None:
         offsets = values.offsets
         start, end = offsets[0].as_py(), offsets[-1].as_py()
         _check(values.items.slice(start, end - start), _inside(where, "a map value"))
-        _check_keys_once(values.keys.slice(start, end - start), offsets, where)
+        keys = values.keys.slice(start, end - start)
+        found = _find(keys, as_key=True)
+        if found is not None:
+            raise DHError(_refusal(keys, _inside(where, "a map key"), *found))
+        _check_keys_once(keys, offsets, where)
     elif pa.types.is_union(t):
         for i, code in enumerate(t.type_codes):
             member = values.field(i)
@@ -243,10 +248,13 @@ def _check_keys_once(keys: pa.Array, offsets: pa.Array, where: str) -> None:
                   f"and would drop the others")
 
 
-def _find(values: pa.Array) -> _Found:
-    """The first value of ``values`` (not nested) the server would change, or None."""
+def _find(values: pa.Array, as_key: bool = False) -> _Found:
+    """The first value of ``values`` (not nested) the server would change, or None. Map keys
+    (``as_key``) keep the null markers but not the rest: a key of year 3000 in microseconds wraps."""
     t = values.type
     if len(values) == 0 or values.null_count == len(values):
+        return None
+    if as_key and (t in _MARKERS or ((pa.types.is_timestamp(t) or pa.types.is_duration(t)) and t.unit == "ns")):
         return None
     marker = _MARKERS.get(t)
     if marker is not None:

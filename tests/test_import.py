@@ -108,6 +108,14 @@ def test_maps_round_trip(session) -> None:
 def test_map_values_and_keys_the_server_would_change_are_refused(session) -> None:
     with pytest.raises(DHError, match="column 'M' \\(a map value\\).*null"):
         session.import_table(pa.table({"M": pa.array([[("a", -(2**31))]], pa.map_(pa.string(), pa.int32()))}))
+    key_3000 = pa.MapArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array([32503680000000000], pa.timestamp("us")),
+                                       pa.array([1], pa.int32()))
+    with pytest.raises(DHError, match="column 'M' \\(a map key\\).*wrap"):
+        session.import_table(pa.table({"M": key_3000}))
+    # keys keep the values that mark nulls elsewhere
+    keys = pa.MapArray.from_arrays(pa.array([0, 1, 2], pa.int32()), pa.array([-(2**63), 5]),
+                                   pa.array([1, 2], pa.int32()))
+    assert session.import_table(pa.table({"M": keys})).to_arrow().column("M").combine_chunks().equals(keys)
     with pytest.raises(DHError, match="column 'M'.*key 'a' more than once"):
         session.import_table(pa.table({"M": pa.array([[("a", 1), ("a", 2)]], pa.map_(pa.string(), pa.int32()))}))
 
