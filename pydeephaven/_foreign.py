@@ -23,7 +23,7 @@ from pydeephaven._proto import session_pb2
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, SharedTicket
 
-__all__ = ["is_foreign", "borrow", "borrow_async"]
+__all__ = ["is_foreign", "borrow", "borrow_async", "check_async"]
 
 
 def is_foreign(session: Any, table: Any) -> bool:
@@ -83,6 +83,13 @@ def borrow(session: Any, table: Any, op: str) -> ExportTicket:
     finally:
         owner._release_later(copy)
     return mine
+
+
+def check_async(session: Any, table: Any, op: str) -> None:
+    """The checks of ``borrow_async`` that need no round trip (for a failure at the call)."""
+    from pydeephaven.aio.session import AsyncSession
+
+    _check(session, table, op, AsyncSession)
 
 
 async def borrow_async(session: Any, table: Any, op: str) -> ExportTicket:

@@ -559,7 +559,10 @@ class AsyncSession:
         others = op.others
         src = _ops.ref_of(source) if source is not None else None
         method = getattr(t.table_stub, op.rpc)
-        if any(_foreign.is_foreign(self, o) for o in others):
+        foreign = [o for o in others if _foreign.is_foreign(self, o)]
+        for o in foreign:
+            _foreign.check_async(self, o, op.name)  # a wrong kind of table fails at the call
+        if foreign:
             task = asyncio.get_running_loop().create_task(self._run_borrowing(op, ticket, src, others, method))
             task.add_done_callback(_consume)
         else:
