@@ -7,6 +7,9 @@ fresh random SharedTicket, A exports the shared ticket into an export of its own
 ticket, which the operation then reads), and B releases its copy at once (which also retires the
 shared ticket). The caller releases the borrowed ticket when the operation has been answered.
 
+Every op taking tables does so except ``multi_join``, which keeps the official client's rule (the
+tables of one session; the official suite checks its words).
+
 When B's server is not A's, A's server does not know the shared ticket (NOT_FOUND): the operation
 is refused with a DHError saying so. A Table of a Session works in a Session's operations and an
 AsyncTable of an AsyncSession in an AsyncSession's; mixing the two kinds is refused.

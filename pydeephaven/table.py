@@ -496,8 +496,14 @@ def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002
     else:
         raise DHError(f"multi_join: input must hold only {name}s or only MultiJoinInputs, got "
                       + ", ".join(type(x).__name__ for x in items))
-    session = inputs[0].table.session  # the others may be of other sessions: they are borrowed
+    session = inputs[0].table.session
     for mi in inputs:
+        # the official client's rule, kept (its suite checks these words), although other ops
+        # borrow tables of other sessions: multi_join takes the tables of one session
+        if mi.table.session is not session:
+            raise DHError("multi_join: all tables must be from the same session; this input table belongs to "
+                          "another session (fetch it into this one with publish_table and fetch_table, or join it "
+                          "with natural_join, which takes tables of other sessions)")
         mi.table._check("multi_join")
     return session, _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
 

@@ -5,8 +5,9 @@ through the sync and the asyncio API:
   DHError that is also a TypeError (the official client raises TypeError);
 - an int where a bool is expected is a bool; arguments the server takes are not refused early;
 - tables of another session work in an op of this one (borrowed through a fresh shared ticket,
-  released after) and never name this session's table of the same export number; tables of
-  another server are refused with a clear error;
+  released after) and never name this session's table of the same export number; multi_join
+  keeps the official rule (one session, the official words); tables of another server are
+  refused with a clear error;
 - a published table stays fetchable by other sessions while the publishing session lives, after
   its Table object is closed or collected, also when it was still being made (pipelined).
 """
@@ -164,15 +165,18 @@ def test_table_of_another_session_sync(server: Any) -> None:
             ta.natural_join(tb, on="K", joins="B"),
             ta.where_in(tb.where("B > 100"), "K"),
             a.query(ta).natural_join(tb, on="K", joins="B").exec(),
-            multi_join([MultiJoinInput(ta, "K", "A"), MultiJoinInput(tb, "K", "B")]).table,
             a.merge_tables([ta.view(["K", "A"]), tb.view(["K", "A"])]),
         ]
         got = [r.to_arrow().to_pydict() for r in results]
         assert got[0] == {"K": [1, 2, 3], "A": [10, 20, 30], "B": [100, 200, 300]}
         assert got[1] == {"K": [2, 3], "A": [20, 30]}
         assert got[2] == got[0]
-        assert got[3] == got[0]
-        assert got[4] == {"K": [1, 2, 3, 1, 2, 3], "A": [10, 20, 30, -1, -2, -3]}
+        assert got[3] == {"K": [1, 2, 3, 1, 2, 3], "A": [10, 20, 30, -1, -2, -3]}
+        # multi_join keeps the official rule: the tables of one session (checked before any call)
+        before = a.stats.total_calls
+        with pytest.raises(DHError, match="all tables must be from the same session"):
+            multi_join([MultiJoinInput(ta, "K", "A"), MultiJoinInput(tb, "K", "B")])
+        assert a.stats.total_calls == before
         # input tables: rows of B's table added to and deleted from A's keyed input table
         it = a.input_table(schema=pa.schema([("K", pa.int64()), ("B", pa.int64())]), key_cols="K")
         it.add(tb.view(["K", "B"]))
@@ -213,15 +217,16 @@ def test_table_of_another_session_async(arun: Any, server: Any) -> None:
             results = [
                 ta.natural_join(tb, on="K", joins="B"),
                 await a.query(ta).natural_join(tb, on="K", joins="B").exec(),
-                (await async_multi_join([AsyncMultiJoinInput(ta, "K", "A"), AsyncMultiJoinInput(tb, "K", "B")])).table,
                 await a.merge_tables([ta.view(["K", "A"]), tb.view(["K", "A"])]),
                 ta.natural_join(tb.update("B = B + 1"), on="K", joins="B"),  # still being made in B
             ]
             got = [(await r.to_arrow()).to_pydict() for r in results]
             expected = {"K": [1, 2, 3], "A": [10, 20, 30], "B": [100, 200, 300]}
-            assert got[:3] == [expected] * 3
-            assert got[3] == {"K": [1, 2, 3, 1, 2, 3], "A": [10, 20, 30, -1, -2, -3]}
-            assert got[4]["B"] == [101, 201, 301]
+            assert got[:2] == [expected] * 2
+            assert got[2] == {"K": [1, 2, 3, 1, 2, 3], "A": [10, 20, 30, -1, -2, -3]}
+            assert got[3]["B"] == [101, 201, 301]
+            with pytest.raises(DHError, match="all tables must be from the same session"):
+                await async_multi_join([AsyncMultiJoinInput(ta, "K", "A"), AsyncMultiJoinInput(tb, "K", "B")])
             it = await a.input_table(schema=pa.schema([("K", pa.int64()), ("B", pa.int64())]), key_cols="K")
             await it.add(tb.view(["K", "B"]))
 
