@@ -345,8 +345,9 @@ class Session:
 
     def empty_table(self, size: int) -> Table:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if isinstance(size, bool) or not hasattr(type(size), "__index__") or size < 0:
             raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
+        size = int(size)  # numpy ints too
         return self._run_op(_ops.EmptyTableOp(size), None)
 
     def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,

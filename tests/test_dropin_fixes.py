@@ -315,3 +315,12 @@ def test_published_table_outlives_its_table_object_async(arun: Any, server: Any)
         assert got.to_pydict() == {"X": [0, 5, 10]}
 
     arun(body)
+
+
+def test_numpy_int_sizes(session: Session, arun: Any) -> None:
+    assert session.empty_table(np.int64(3)).to_arrow().num_rows == 3
+
+    async def body(s: AsyncSession) -> None:
+        assert (await (await s.empty_table(np.int32(2))).to_arrow()).num_rows == 2
+
+    arun(body)

@@ -409,8 +409,9 @@ class AsyncSession:
 
     async def empty_table(self, size: int) -> AsyncTable:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if isinstance(size, bool) or not hasattr(type(size), "__index__") or size < 0:
             raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
+        size = int(size)  # numpy ints too
         return await self._run_op(_ops.EmptyTableOp(size), None)
 
     async def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
