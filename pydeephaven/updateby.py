@@ -146,9 +146,8 @@ def _ticks(func: str, param: str, value: Any) -> Any:
 
 
 def _decay_ticks(func: str, value: Any) -> Any:
+    # any number: the server takes 0 and negative decays too (it does not refuse them)
     n = check_number(f"updateby.{func}", "decay_ticks", value)
-    if not n > 0:
-        raise DHError(f"updateby.{func}: decay_ticks must be > 0, got {value!r}")
     return _Scale(ticks=_Scale.UpdateByWindowTicks(ticks=n))
 
 
