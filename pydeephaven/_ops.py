@@ -325,6 +325,17 @@ class UngroupOp(TableOp):
 
 
 @dataclass(frozen=True)
+class FlattenOp(TableOp):
+    """The same rows, with row keys renumbered 0..size-1 (dense)."""
+
+    rpc = "Flatten"
+    batch_field = "flatten"
+
+    def build(self, result_id, source, others):
+        return table_pb2.FlattenRequest(result_id=result_id, source_id=source)
+
+
+@dataclass(frozen=True)
 class SnapshotOp(TableOp):
     rpc = "Snapshot"
     batch_field = "snapshot"

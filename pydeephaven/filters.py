@@ -283,3 +283,40 @@ def gt(left: Any, right: Any) -> Filter:
 def ge(left: Any, right: Any) -> Filter:
     """True where ``left >= right``."""
     return _compare("ge", _Cmp.GREATER_THAN_OR_EQUAL, left, right)
+
+
+# -- names of the official client's module that its test suite and other packages use ---------------
+
+
+def _datetime_to_nanos(dt: DatetimeLike) -> int:
+    """Nanoseconds since the epoch for a datetime, date, numpy.datetime64 or pandas.Timestamp
+    (a naive datetime is taken as UTC). Raises TypeError for anything else."""
+    nanos = _datetime_nanos(dt)
+    if nanos is None:
+        raise TypeError(f"Unsupported datetime type: {type(dt)}")
+    return nanos
+
+
+def _to_proto_value(v: Any) -> table_pb2.Value:
+    """The protobuf Value of a filter operand: a ColumnName is a column reference, anything else a
+    literal. Raises TypeError for a type a filter cannot hold."""
+    try:
+        return _value("filters", v)
+    except DHError as e:
+        raise TypeError(f"Unsupported type for proto value: {type(v)} ({e})") from None
+
+
+class _CompareFilter(Filter):
+    """A comparison ``left <op> right`` with a CompareCondition operation ``op`` as given (no
+    rewriting: ``eq``, ``lt`` ... are the functions to use)."""
+
+    def __init__(self, op: Any, left: Any, right: Any, case_sensitive: bool = True) -> None:
+        super().__init__(f"compare({_Cmp.CompareOperation.Name(op)}, {left!r}, {right!r})")
+        self._op = op
+        self._lhs = _to_proto_value(left)
+        self._rhs = _to_proto_value(right)
+        self._case_sensitivity = _case(case_sensitive, "filters._CompareFilter")
+
+    def make_grpc_message(self) -> table_pb2.Condition:
+        return table_pb2.Condition(compare=_Cmp(operation=self._op, case_sensitivity=self._case_sensitivity,
+                                                lhs=self._lhs, rhs=self._rhs))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
+from pydeephaven._compat import SessionCompat
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
@@ -35,7 +36,7 @@ _SYSTEMIC = {
 }
 
 
-class Session:
+class Session(SessionCompat):  # SessionCompat: the official client's internals (pydeephaven._compat)
     """A connection to a Deephaven server.
 
     Args:

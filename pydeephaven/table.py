@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _ops
+from pydeephaven._compat import TableCompat
 from pydeephaven._table_interface import SortDirection, TableInterface
 from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import DHError
@@ -47,7 +48,7 @@ def _estimated_bytes(schema: Optional[pa.Schema], rows: int) -> int:
     return width * rows
 
 
-class Table(TableInterface["Table"], ServerObject):
+class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat: see pydeephaven._compat
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
     ``size`` is the row count when the server answered; for a refreshing (ticking) table it may have
