@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pydeephaven.table import InputTable, Table
     from pydeephaven.ticket import ExportTicket, Ticket
 
-__all__ = ["SessionCompat", "TableCompat", "TableService", "SessionService", "ConsoleService",
+__all__ = ["SessionCompat", "TableCompat", "QueryCompat", "TableService", "SessionService", "ConsoleService",
            "ArrowFlightService", "AppService", "ConfigService", "InputTableService", "PluginObjService"]
 
 _LAZY_LOCK = threading.Lock()  # guards the lazy creation of per-session compat objects
@@ -301,6 +301,14 @@ class SessionCompat:
         response = stub_call(*args, **kwargs)
         self.update_metadata(response.initial_metadata())
         return response
+
+
+class QueryCompat:
+    """Mixin of ``Query``: ``table_op_handler`` adds an op object (official ``_table_ops`` or ours)."""
+
+    def table_op_handler(self, table_op: Any) -> Any:
+        op = table_op if isinstance(table_op, _ops.TableOp) else table_op.model()
+        return self._apply(op)  # type: ignore[attr-defined]
 
 
 class TableCompat:

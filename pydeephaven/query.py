@@ -17,6 +17,13 @@ from pydeephaven._proto import table_pb2
 from pydeephaven._table_interface import TableInterface
 from pydeephaven._transport import describe_args
 from pydeephaven.dherror import DHError
+from pydeephaven._compat import QueryCompat
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: F401
+from pydeephaven.filters import Filter  # noqa: F401
+from pydeephaven.table import Table  # noqa: F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: F401
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
@@ -27,7 +34,7 @@ __all__ = ["Query"]
 _UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
 
 
-class Query(TableInterface["Query"]):
+class Query(QueryCompat, TableInterface["Query"]):  # QueryCompat: see pydeephaven._compat
     """A chain of table operations on ``table``, run as one batch by ``exec()``. Made by
     ``Session.query(table)``."""
 

@@ -18,14 +18,13 @@ from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven.dherror import DHError
-from pydeephaven.table import Table
+from pydeephaven.table import InputTable, Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 if TYPE_CHECKING:
     from pydeephaven._temporary import BoundName, TemporaryScope
     from pydeephaven.experimental.plugin_client import PluginClient
     from pydeephaven.query import Query
-    from pydeephaven.table import InputTable
 
 __all__ = ["Session"]
 
@@ -674,3 +673,16 @@ def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
 
 
 atexit.register(close_all)
+
+
+def __getattr__(name: str) -> object:
+    # names the official client's module also offers, imported on first use (they import this one)
+    if name == "Query":
+        from pydeephaven.query import Query
+
+        return Query
+    if name == "PluginClient":
+        from pydeephaven.experimental.plugin_client import PluginClient
+
+        return PluginClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,11 @@ from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
+
 if TYPE_CHECKING:
     import os
 
