@@ -118,3 +118,14 @@ def test_batch_and_query_take_official_ops(session: Session, tables: dict[str, A
     assert req.WhichOneof("op") == "head" and req.head.num_rows == 1
     with pytest.raises(AssertionError):
         ops.NoneOp(left).make_grpc_request(None, None)
+
+
+def test_is_deephaven_compatible() -> None:
+    from pydeephaven.utils import is_deephaven_compatible
+
+    for t in (pa.int8(), pa.uint64(), pa.float16(), pa.bool_(), pa.string(), pa.binary(), pa.date32(),
+              pa.timestamp("ns", "UTC"), pa.duration("us"), pa.decimal128(10, 2), pa.list_(pa.int32()),
+              pa.large_string()):  # large_string: converted to string on import
+        assert is_deephaven_compatible(t), t
+    assert not is_deephaven_compatible(pa.struct([("a", pa.int8())]))
+    assert not is_deephaven_compatible("int")  # type: ignore[arg-type]

@@ -170,6 +170,20 @@ def test_table_with_ticket_cleared_is_not_released(session: Session) -> None:
         session.table_service.fetch_etcr(ticket.pb_ticket)
 
 
+def test_dropped_table_with_ticket_cleared_is_not_released(session: Session) -> None:
+    import gc
+
+    t = session.empty_table(2).update("B = i")
+    ticket = t.ticket
+    t.ticket = None
+    del t
+    gc.collect()
+    session._transport.flush_releases()
+    assert ticket in session.live_exports()
+    session.release(ticket)
+    assert ticket not in session.live_exports()
+
+
 def test_fetch_etcr_of_a_shared_table(session: Session, server: Any) -> None:
     src = session.import_table(pa.table({"V": [1.5, 2.5, 4.0]}))
     shared = SharedTicket.random_ticket()
