@@ -129,3 +129,20 @@ def test_is_deephaven_compatible() -> None:
         assert is_deephaven_compatible(t), t
     assert not is_deephaven_compatible(pa.struct([("a", pa.int8())]))
     assert not is_deephaven_compatible("int")  # type: ignore[arg-type]
+
+
+def test_case_insensitive_compare_keeps_the_official_message_and_correct_rows(session: Session) -> None:
+    """make_grpc_message() is the compare form the official client builds; what is sent is the
+    equivalent form the 42.7 server evaluates correctly (its case-insensitive NOT_EQUALS keeps the
+    equal rows)."""
+    from pydeephaven.filters import eq, ne, not_
+    from pydeephaven._proto import table_pb2
+
+    f = ne(ColumnName("S"), "Active", case_sensitive=False)
+    msg = f.make_grpc_message()
+    assert msg.WhichOneof("data") == "compare" and msg.compare.case_sensitivity == table_pb2.IGNORE_CASE
+    assert msg.compare.operation == table_pb2.CompareCondition.NOT_EQUALS
+    t = session.empty_table(4).update("S = i == 0 ? `Active` : i == 1 ? `active` : i == 2 ? `ACTIVE` : `Inactive`")
+    assert _col(t.where(f), "S") == ["Inactive"]
+    assert _col(t.where(not_(eq(ColumnName("S"), "ACTIVE", case_sensitive=False))), "S") == ["Inactive"]
+    assert _col(t.where(eq(ColumnName("S"), "active", case_sensitive=False)), "S") == ["Active", "active", "ACTIVE"]
