@@ -280,3 +280,19 @@ async def _poll_size(table: Any, want: int, timeout: float = 20.0) -> int:
             return size
         await asyncio.sleep(0.2)
     return size
+
+
+def test_async_table_with_ticket_cleared_is_not_released(arun: Any) -> None:
+    """The same rule in the asyncio API: a table whose ticket was set to None releases nothing."""
+
+    async def body(s: Any) -> tuple[bool, bool]:
+        t = await s.empty_table(3)
+        ticket = t.ticket
+        t.ticket = None
+        await t.close()
+        kept = ticket in await s.live_exports()
+        await s.release(ticket)
+        gone = ticket not in await s.live_exports()
+        return kept, gone
+
+    assert arun(body) == (True, True)
