@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
-from pydeephaven._compat import SessionCompat
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven.dherror import DHError
-from pydeephaven.table import InputTable, Table
+from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+from pydeephaven._compat import SessionCompat  # noqa: E402 (the compatibility layer, see its module)
+from pydeephaven.table import InputTable  # noqa: F401 (the official client's module offers it)
 
 if TYPE_CHECKING:
     from pydeephaven._temporary import BoundName, TemporaryScope
