@@ -3,9 +3,10 @@
 - ``deephaven-coreplus-client`` (the Enterprise Core+ client): its module imports with ours, and
   ``DndSession``'s table-fetch path (``Table(session=, ticket=)``, ``FetchTableOp``,
   ``table_service.grpc_table_op`` under ``_r_lock``, then ``ticket``/``schema`` cleared so the
-  borrowed table is not released) runs on a plain server. ``DndSession.__init__`` itself needs an
-  Enterprise login (a TLS front end and an Enterprise token), so the test session skips only it
-  and runs the class's own methods.
+  borrowed table is not released) runs on a plain server. ``DndSession.__init__`` always connects
+  with TLS and the manager's truststore: it runs against a TLS server of its own, with anonymous
+  auth in place of an Enterprise token; the other tests build the session on the shared plain
+  server without it and run the class's own methods.
 - ``deephaven-mcp``: its asyncio wrappers (``CoreSession``: Session calls in worker threads) and
   its query helpers (``deephaven_mcp.queries``: open_table, head/tail, meta_table, to_arrow,
   run_script) against our Session.
@@ -113,6 +114,48 @@ def test_dnd_session_close_unregisters(server: Any) -> None:
     s.close()
     assert manager.active_sessions == [] and not s.is_connected
     s.close()  # idempotent
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: Any) -> Iterator[Any]:
+    """A TLS server: DndSession's own constructor always connects with TLS."""
+    from pydeephaven.embedded import start_server
+    from tests.support.certs import make_pki
+
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    srv = start_server(heap="1g", jvm_args=["-Dssl.identity.type=privatekey",
+                                            f"-Dssl.identity.certChainPath={pki.server_cert}",
+                                            f"-Dssl.identity.privateKeyPath={pki.server_key}"])
+    try:
+        yield srv, pki
+    finally:
+        srv.stop()
+
+
+def test_dnd_session_own_constructor_over_tls(tls_server: Any) -> None:
+    """DndSession.__init__ as the Enterprise client runs it (use_tls, the manager's truststore,
+    extra headers, session_type), with anonymous auth instead of an Enterprise token."""
+    srv, pki = tls_server
+    manager = _Manager()
+    manager.frontend_truststore = pki.read("ca")
+    dnd = enterprise.DndSession(manager, "pq", host=srv.host, port=srv.port, auth_type="Anonymous",
+                                extra_headers={b"x-client": b"downstream-test"},
+                                session_arguments={"never_timeout": False})
+    try:
+        assert dnd.init_complete and dnd.is_connected and dnd.pqinfo() == "pq"
+        dnd.run_script("from deephaven import empty_table\ntls_src = empty_table(4).update(['V = i + 1'])")
+        t = dnd._DndSession__fetch_table_(ScopeTicket.scope_ticket("tls_src"))
+        assert t.to_arrow().column("V").to_pylist() == [1, 2, 3, 4]
+    finally:
+        dnd.close()
+    assert not dnd.is_connected
+
+
+def test_dnd_session_constructor_failure_is_reported(server: Any) -> None:
+    """TLS to a plaintext server: the Enterprise client wraps our DHError in its RuntimeError."""
+    with pytest.raises(RuntimeError, match="couldn't make a Deephaven Core Session") as info:
+        enterprise.DndSession(_Manager(), "pq", host="127.0.0.1", port=server.port, auth_type="Anonymous")
+    assert isinstance(info.value.__cause__, DHError)
 
 
 def test_enterprise_ticket_kinds_build_on_ours() -> None:
