@@ -151,6 +151,22 @@ def test_dnd_session_own_constructor_over_tls(tls_server: Any) -> None:
     assert not dnd.is_connected
 
 
+def test_mcp_session_from_config_over_tls(tls_server: Any) -> None:
+    """deephaven-mcp makes its Session from a worker config (here with TLS and a CA file it loads)."""
+    srv, pki = tls_server
+
+    async def main() -> list[Any]:
+        core = await mcp_client.CoreSession.from_config(
+            {"host": srv.host, "port": srv.port, "use_tls": True, "tls_root_certs": str(pki.ca)})
+        try:
+            t = await core.empty_table(3)
+            return await asyncio.to_thread(lambda: t.update("W = i * 7").to_arrow().column("W").to_pylist())
+        finally:
+            await core.close()
+
+    assert asyncio.run(asyncio.wait_for(main(), 120)) == [0, 7, 14]
+
+
 def test_dnd_session_constructor_failure_is_reported(server: Any) -> None:
     """TLS to a plaintext server: the Enterprise client wraps our DHError in its RuntimeError."""
     with pytest.raises(RuntimeError, match="couldn't make a Deephaven Core Session") as info:
@@ -283,6 +299,16 @@ def test_mcp_query_helpers(session: Session) -> None:
     assert out["meta"].column("Name").to_pylist() == ["N", "Name"]
     assert out["version"].count(".") >= 1  # e.g. "3.11.7"
     assert "mcp_t" in out["tables"] and out["alive"] is True
+
+
+def test_mcp_session_from_config(server: Any) -> None:
+    async def main() -> tuple[bool, bool]:
+        core = await mcp_client.CoreSession.from_config({"host": "127.0.0.1", "port": server.port})
+        alive = await core.is_alive()
+        await core.close()
+        return alive, core.wrapped.is_connected
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == (True, False)
 
 
 def test_mcp_core_session_wrappers(session: Session) -> None:
