@@ -274,6 +274,18 @@ class SessionCompat:
     def plugin_object_service(self) -> PluginObjService:
         return _lazy(self, "_compat_plugin_object_service", lambda: PluginObjService(self))  # type: ignore[arg-type]
 
+    def __del__(self) -> None:
+        # The official Session calls close() when collected, and subclasses rely on it (the
+        # Enterprise DndSession deletes the persistent query it owns in its close()). Ours closes
+        # its connection through a finalizer; a subclass's own close() is called here.
+        try:
+            from pydeephaven.session import Session
+
+            if getattr(type(self), "close", None) is not Session.close and "_finalizer" in self.__dict__:
+                self.close()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
     def update_metadata(self, metadata: Iterable[tuple[str, Union[str, bytes]]]) -> None:
         """Take a new bearer token from a call's response headers, if they carry one."""
         pairs = []

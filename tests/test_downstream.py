@@ -174,6 +174,30 @@ def test_dnd_session_constructor_failure_is_reported(server: Any) -> None:
     assert isinstance(info.value.__cause__, DHError)
 
 
+def test_subclass_close_runs_when_collected(server: Any) -> None:
+    """As with the official client, a collected Session subclass gets its own close() called (the
+    Enterprise DndSession deletes the persistent query it owns there)."""
+    import gc
+
+    calls: list[str] = []
+
+    class Sub(Session):
+        def close(self) -> None:
+            calls.append("close")
+            super().close()
+
+    s = Sub(host="127.0.0.1", port=server.port)
+    transport = s._transport
+    del s
+    gc.collect()
+    assert calls == ["close"] and transport.is_closed
+    plain = Session(host="127.0.0.1", port=server.port)
+    transport = plain._transport
+    del plain
+    gc.collect()
+    assert transport.is_closed
+
+
 def test_enterprise_ticket_kinds_build_on_ours() -> None:
     db = enterprise.DatabaseTicket.historical_ticket("Market", "Trades")
     assert db.bytes == b"d/hist/Market/Trades" and db.pb_ticket.ticket == db.bytes
