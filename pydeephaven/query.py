@@ -17,19 +17,20 @@ from pydeephaven._proto import table_pb2
 from pydeephaven._table_interface import TableInterface
 from pydeephaven._transport import describe_args
 from pydeephaven.dherror import DHError
-from pydeephaven._compat import QueryCompat
-
-# names the official client's module also offers (pydeephaven._compat)
-from pydeephaven.agg import Aggregation  # noqa: F401
-from pydeephaven.filters import Filter  # noqa: F401
-from pydeephaven.table import Table  # noqa: F401
-from pydeephaven.updateby import UpdateByOperation  # noqa: F401
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
     from pydeephaven.table import Table
 
 __all__ = ["Query"]
+
+from pydeephaven._compat import QueryCompat  # noqa: E402
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.table import Table  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
 _UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
 
