@@ -24,10 +24,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Query"]
 
+from pydeephaven._compat import QueryCompat  # noqa: E402
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.table import Table  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
+
 _UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
 
 
-class Query(TableInterface["Query"]):
+class Query(QueryCompat, TableInterface["Query"]):  # QueryCompat: see pydeephaven._compat
     """A chain of table operations on ``table``, run as one batch by ``exec()``. Made by
     ``Session.query(table)``."""
 

@@ -19,12 +19,13 @@ from pydeephaven._transport import CallStats, Transport, close_all
 from pydeephaven.dherror import DHError
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+from pydeephaven._compat import SessionCompat  # noqa: E402 (the compatibility layer, see its module)
+from pydeephaven.table import InputTable  # noqa: F401 (the official client's module offers it)
 
 if TYPE_CHECKING:
     from pydeephaven._temporary import BoundName, TemporaryScope
     from pydeephaven.experimental.plugin_client import PluginClient
     from pydeephaven.query import Query
-    from pydeephaven.table import InputTable
 
 __all__ = ["Session"]
 
@@ -35,7 +36,7 @@ _SYSTEMIC = {
 }
 
 
-class Session:
+class Session(SessionCompat):  # SessionCompat: the official client's internals (pydeephaven._compat)
     """A connection to a Deephaven server.
 
     Args:
@@ -739,3 +740,16 @@ def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
 
 
 atexit.register(close_all)
+
+
+def __getattr__(name: str) -> object:
+    # names the official client's module also offers, imported on first use (they import this one)
+    if name == "Query":
+        from pydeephaven.query import Query
+
+        return Query
+    if name == "PluginClient":
+        from pydeephaven.experimental.plugin_client import PluginClient
+
+        return PluginClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _ops
+from pydeephaven._compat import TableCompat
 from pydeephaven._table_interface import SortDirection, TableInterface
 from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
 if TYPE_CHECKING:
     import os
@@ -47,7 +53,7 @@ def _estimated_bytes(schema: Optional[pa.Schema], rows: int) -> int:
     return width * rows
 
 
-class Table(TableInterface["Table"], ServerObject):
+class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat: see pydeephaven._compat
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
     ``size`` is the row count when the server answered; for a refreshing (ticking) table it may have
