@@ -287,7 +287,7 @@ class FilterOp(TableOp):
 
     def build(self, result_id, source, others):
         return table_pb2.FilterTableRequest(result_id=result_id, source_id=source,
-                                            filters=[f.make_grpc_message() for f in self.filters])
+                                            filters=[f._wire_message() for f in self.filters])
 
 
 @dataclass(frozen=True)
@@ -363,6 +363,17 @@ class UngroupOp(TableOp):
     def build(self, result_id, source, others):
         return table_pb2.UngroupRequest(result_id=result_id, source_id=source, null_fill=self.null_fill,
                                         columns_to_ungroup=self.cols)
+
+
+@dataclass(frozen=True)
+class FlattenOp(TableOp):
+    """The same rows, with row keys renumbered 0..size-1 (dense)."""
+
+    rpc = "Flatten"
+    batch_field = "flatten"
+
+    def build(self, result_id, source, others):
+        return table_pb2.FlattenRequest(result_id=result_id, source_id=source)
 
 
 @dataclass(frozen=True)

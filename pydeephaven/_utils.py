@@ -10,6 +10,11 @@ from typing import Any, Iterable, Optional
 from pydeephaven.dherror import DHError
 
 
+class ArgTypeError(DHError, TypeError):
+    """A DHError for an argument of a type the call cannot take; also a TypeError, where the
+    official client raises one."""
+
+
 def to_list(value: Any) -> list[Any]:
     """None -> [], a single value -> [value], a list or tuple -> a list of its items."""
     if value is None:
@@ -147,17 +152,24 @@ def check_ticket(where: str, param: str, value: Any) -> Any:
     return value
 
 
-def check_bool(where: str, param: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        try:
-            import numpy as np  # optional: a numpy bool is fine
+def check_int32(where: str, param: str, value: Any) -> int:
+    """``value`` as an int that fits the protocol's int32 field (any sign: the server decides)."""
+    n = check_int(where, param, value)
+    if not -2**31 <= n < 2**31:
+        raise DHError(f"{where}: {param} must fit in 32 bits (-2**31 to 2**31 - 1), got {n}")
+    return n
 
-            if isinstance(value, np.bool_):
-                return bool(value)
-        except ImportError:  # pragma: no cover
-            pass
-        raise DHError(f"{where}: {param} must be a bool, got {_type_name(value)}: {value!r}")
-    return value
+
+def check_bool(where: str, param: str, value: Any) -> bool:
+    """``value`` as a bool: a bool, a numpy bool, or an int (any int is a bool, as in Python's
+    ``if``: 0 is False, others True). Floats, strings and None are refused."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return bool(value)
+    raise DHError(f"{where}: {param} must be a bool, got {_type_name(value)}: {value!r}")
 
 
 def check_number(where: str, param: str, value: Any) -> float:

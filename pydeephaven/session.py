@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
+from pydeephaven import _arrow, _foreign, _ops
 from pydeephaven._flight import FlightPath, fan_out
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, Transport, close_all
@@ -20,12 +20,13 @@ from pydeephaven._utils import check_connection_args, check_number, check_str, c
 from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+from pydeephaven._compat import SessionCompat  # noqa: E402 (the compatibility layer, see its module)
+from pydeephaven.table import InputTable  # noqa: F401 (the official client's module offers it)
 
 if TYPE_CHECKING:
     from pydeephaven._temporary import BoundName, TemporaryScope
     from pydeephaven.experimental.plugin_client import PluginClient
     from pydeephaven.query import Query
-    from pydeephaven.table import InputTable
 
 __all__ = ["Session"]
 
@@ -36,7 +37,7 @@ _SYSTEMIC = {
 }
 
 
-class Session:
+class Session(SessionCompat):  # SessionCompat: the official client's internals (pydeephaven._compat)
     """A connection to a Deephaven server.
 
     Args:
@@ -98,6 +99,8 @@ class Session:
         #: The size above which ``import_table`` uses parallel streams.
         self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()
+        #: exports kept for the session's life (the copies published tables are shared from)
+        self._pinned: set[bytes] = set()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
     # -- properties -------------------------------------------------------------------------------
@@ -270,8 +273,23 @@ class Session:
 
     def publish_table(self, ticket: SharedTicket, table: Table) -> None:
         """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
+        if not isinstance(table, Table):
+            raise DHError(f"publish_table: expected a Table, got {type(table).__name__}")
         table._check("publish_table")
-        self.publish(table.ticket, ticket)
+        copy = self._pinned_copy("publish_table", table)
+        self.publish(copy, ticket)
+
+    def _pinned_copy(self, op: str, table: Table) -> ExportTicket:
+        """A new export of this session holding ``table``, kept until the session ends: what a
+        published table is published from, so that it outlives the Table object (its close or its
+        collection) and the source's own export, also when the source is still being made."""
+        if _foreign.is_foreign(self, table):
+            copy = _foreign.borrow(self, table, op)
+        else:
+            table._resolve()  # a pipelined source's failure is reported as its own op's
+            copy = self.fetch(table.ticket)
+        self._pinned.add(copy.bytes)
+        return copy
 
     def fetch_table(self, ticket: SharedTicket) -> Table:
         """A table another session published under ``ticket``."""
@@ -325,10 +343,15 @@ class Session:
             raise DHError(f"bind_table: expected a Table, got {type(table).__name__}")
         table._check("bind_table")
         t = self._transport
-        t.unary("bind_table", t.console_stub.BindTableToVariable,
-                console_pb2.BindTableToVariableRequest(console_id=self._console(), variable_name=name,
-                                                       table_id=table.pb_ticket),
-                args={"name": name})
+        ticket, borrowed = self._own_ticket("bind_table", table)
+        try:
+            t.unary("bind_table", t.console_stub.BindTableToVariable,
+                    console_pb2.BindTableToVariableRequest(console_id=self._console(), variable_name=name,
+                                                           table_id=ticket.pb_ticket),
+                    args={"name": name})
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
     # -- making tables ----------------------------------------------------------------------------
 
@@ -457,18 +480,58 @@ class Session:
     def _run_op(self, op: _ops.TableOp, source: Optional[Table], cls: type[Table] = Table) -> Table:
         """Run one op as a unary call into a new export ticket (without waiting for the answer in
         pipelined mode)."""
-        ticket = self.make_export_ticket()
         others = op.others
-        req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
-                       [_ops.ref_of(o) for o in others])
+        refs, borrowed = self._refs(op.name, others)
+        ticket = self.make_export_ticket()
+        try:
+            req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None, refs)
+        except DHError:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
         t = self._transport
         method = getattr(t.table_stub, op.rpc)
         if self._is_pipelined():
             table = cls(self, ticket)
-            table._pending = (t.unary_future(op.name, method, req, args=op.args()), (source, *others))
+            call = t.unary_future(op.name, method, req, args=op.args())
+            if borrowed:
+                call.future.add_done_callback(_releaser(t, borrowed))
+            table._pending = (call, (source, *others))
             return table
-        resp = t.unary(op.name, method, req, args=op.args())
+        try:
+            resp = t.unary(op.name, method, req, args=op.args())
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
         return self._table_from(resp, ticket, op.name, cls)
+
+    def _refs(self, op: str, tables: Sequence[Any]) -> tuple[list[table_pb2.TableReference], list[ExportTicket]]:
+        """References to ``tables`` (an op's inputs besides its source) for a request of this
+        session, and the tickets borrowed for tables of other sessions (see ``_foreign``), which the
+        caller releases once the request has been answered."""
+        refs: list[table_pb2.TableReference] = []
+        borrowed: list[ExportTicket] = []
+        try:
+            for tb in tables:
+                if _foreign.is_foreign(self, tb):
+                    tk = _foreign.borrow(self, tb, op)
+                    borrowed.append(tk)
+                    refs.append(table_pb2.TableReference(ticket=tk.pb_ticket))
+                else:
+                    refs.append(_ops.ref_of(tb))
+        except BaseException:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
+        return refs, borrowed
+
+    def _own_ticket(self, op: str, table: Table) -> tuple[Ticket, list[ExportTicket]]:
+        """``table``'s ticket for a request of this session (borrowed when the table belongs to
+        another session; release the borrowed tickets after the request)."""
+        if _foreign.is_foreign(self, table):
+            tk = _foreign.borrow(self, table, op)
+            return tk, [tk]
+        return table.ticket, []
 
     # -- table API (issue 4) --
 
@@ -693,9 +756,30 @@ class Session:
         self.run_script(unbind_script(name))
 
 
+def _releaser(transport: Transport, tickets: list[ExportTicket]) -> Any:
+    """A callback releasing ``tickets`` in the background (holds the transport, not the session)."""
+    def release(_: Any) -> None:
+        for tk in tickets:
+            transport.release_later(tk.pb_ticket)
+    return release
+
+
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
     flight_path.close()
     transport.close()
 
 
 atexit.register(close_all)
+
+
+def __getattr__(name: str) -> object:
+    # names the official client's module also offers, imported on first use (they import this one)
+    if name == "Query":
+        from pydeephaven.query import Query
+
+        return Query
+    if name == "PluginClient":
+        from pydeephaven.experimental.plugin_client import PluginClient
+
+        return PluginClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

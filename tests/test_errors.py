@@ -35,7 +35,7 @@ def _table_cases(t: Any) -> list[tuple[str, Callable[[], Any], str]]:
         ("slice start", lambda: t.slice(-BIG - 1, 0), "start must be >= -9223372036854775808"),
         ("head_by", lambda: t.head_by(BIG, "A"), "head_by: num_rows"),
         ("tail_by", lambda: t.tail_by(BIG, "A"), "tail_by: num_rows"),
-        ("join bits", lambda: t.join(t, reserve_bits=2**40), "join("),
+        ("join bits", lambda: t.join(t, reserve_bits=2**40), "reserve_bits"),
         ("update_by time", lambda: t.update_by(uby.rolling_sum_time("T", "A", rev_time=BIG)), "rev_time"),
     ]
 

@@ -17,8 +17,8 @@ from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, Type
 
 import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
-from pydeephaven._aio_transport import AsyncTransport
+from pydeephaven import _arrow, _foreign, _ops
+from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._flight import FlightPath
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
@@ -101,6 +101,8 @@ class AsyncSession:
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: exports kept for the session's life (the copies published tables are shared from)
+        self._pinned: set[bytes] = set()
         self._finalizer = weakref.finalize(self, _abandon, self._transport, self._flight, self._executor)
 
     # -- connecting and closing ---------------------------------------------------------------------
@@ -314,7 +316,14 @@ class AsyncSession:
         """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
         self._own_table("publish_table", table)
         await table._resolve()
-        await self.publish(table.ticket, ticket)
+        # published from a copy kept for the session's life: the shared table outlives the
+        # AsyncTable object and its own export (see Session._pinned_copy)
+        if _foreign.is_foreign(self, table):
+            copy = await _foreign.borrow_async(self, table, "publish_table")
+        else:
+            copy = await self.fetch(table.ticket)
+        self._pinned.add(copy.bytes)
+        await self.publish(copy, ticket)
 
     async def fetch_table(self, ticket: SharedTicket) -> AsyncTable:
         """A table another session published under ``ticket``."""
@@ -371,10 +380,15 @@ class AsyncSession:
         self._own_table("bind_table", table)
         await table._resolve()
         t = self._transport
-        await t.unary("bind_table", t.console_stub.BindTableToVariable,
-                      console_pb2.BindTableToVariableRequest(console_id=await self._console(), variable_name=name,
-                                                             table_id=table.pb_ticket),
-                      args={"name": name})
+        ticket, borrowed = await self._own_ticket("bind_table", table)
+        try:
+            await t.unary("bind_table", t.console_stub.BindTableToVariable,
+                          console_pb2.BindTableToVariableRequest(console_id=await self._console(), variable_name=name,
+                                                                 table_id=ticket.pb_ticket),
+                          args={"name": name})
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
     async def sql(self, query: str, fmt: str = "arrow", **options: Any) -> Any:
         """Run a SQL query on the server over Arrow Flight SQL, as ``Session.sql`` does, and return
@@ -531,11 +545,37 @@ class AsyncSession:
     # -- running ops --------------------------------------------------------------------------------
 
     def _own_table(self, op: str, table: Any) -> None:
+        """Check a table argument (a table of another AsyncSession is borrowed, see ``_foreign``)."""
         if not isinstance(table, AsyncTable):
             raise DHError(f"{op}: expected an AsyncTable, got {type(table).__name__}")
-        if table.session is not self:
-            raise DHError(f"{op}: the table belongs to another session")
         table._check(op)
+
+    async def _own_ticket(self, op: str, table: Any) -> tuple[Ticket, list[ExportTicket]]:
+        """``table``'s ticket for a request of this session (borrowed when the table belongs to
+        another session; release the borrowed tickets after the request)."""
+        if _foreign.is_foreign(self, table):
+            tk = await _foreign.borrow_async(self, table, op)
+            return tk, [tk]
+        return table.ticket, []
+
+    async def _refs(self, op: str, tables: Sequence[Any]) -> tuple[list[Any], list[ExportTicket]]:
+        """References to ``tables`` for a request of this session and the tickets borrowed for
+        tables of other sessions (release them once the request has been answered)."""
+        refs: list[Any] = []
+        borrowed: list[ExportTicket] = []
+        try:
+            for tb in tables:
+                if _foreign.is_foreign(self, tb):
+                    tk = await _foreign.borrow_async(self, tb, op)
+                    borrowed.append(tk)
+                    refs.append(table_pb2.TableReference(ticket=tk.pb_ticket))
+                else:
+                    refs.append(_ops.ref_of(tb))
+        except BaseException:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
+        return refs, borrowed
 
     async def _table_from(self, resp: table_pb2.ExportedTableCreationResponse, ticket: Ticket, op: str,
                           cls: type[AsyncTable] = AsyncTable) -> AsyncTable:
@@ -552,12 +592,31 @@ class AsyncSession:
         t.check_loop(op.name)
         ticket = self.make_export_ticket()
         others = op.others
-        req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
-                       [_ops.ref_of(o) for o in others])
-        task = t.start_unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
+        src = _ops.ref_of(source) if source is not None else None
+        method = getattr(t.table_stub, op.rpc)
+        foreign = [o for o in others if _foreign.is_foreign(self, o)]
+        for o in foreign:
+            _foreign.check_async(self, o, op.name)  # a wrong kind of table fails at the call
+        if foreign:
+            task = asyncio.get_running_loop().create_task(self._run_borrowing(op, ticket, src, others, method))
+            task.add_done_callback(_consume)
+        else:
+            req = op.request(ticket.pb_ticket, src, [_ops.ref_of(o) for o in others])
+            task = t.start_unary(op.name, method, req, args=op.args())
         table = cls(self, ticket)
         table._pending = (task, op.name, (source, *others))
         return table
+
+
+    async def _run_borrowing(self, op: _ops.TableOp, ticket: ExportTicket, src: Any, others: Sequence[Any],
+                             method: Any) -> Any:
+        """The call of an op reading tables of other sessions: borrow them, call, release them."""
+        refs, borrowed = await self._refs(op.name, others)
+        try:
+            return await self._transport.unary(op.name, method, op.request(ticket.pb_ticket, src, refs), args=op.args())
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
 
 def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: ThreadPoolExecutor) -> None:

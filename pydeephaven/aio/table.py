@@ -329,8 +329,6 @@ class AsyncInputTable(AsyncTable):
     async def _table_arg(self, op: str, table: Any) -> AsyncTable:
         if not isinstance(table, AsyncTable):
             raise DHError(f"InputTable.{op}: expected an AsyncTable, got {type(table).__name__}")
-        if table.session is not self.session:
-            raise DHError(f"InputTable.{op}: the table belongs to another session")
         table._check(f"InputTable.{op}")
         self._check(f"InputTable.{op}")
         await self._resolve()
@@ -340,10 +338,16 @@ class AsyncInputTable(AsyncTable):
         """Add the rows of ``table`` (same columns); on a keyed table, rows whose keys exist
         replace the old ones. The rows show in the input table from the server's next update cycle."""
         await self._table_arg("add", table)
-        t = self.session._transport
-        await t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
-                      inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=table.pb_ticket),
-                      args={"rows": table._size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = await session._own_ticket("InputTable.add", table)
+        try:
+            await t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
+                          inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=ticket.pb_ticket),
+                          args={"rows": table._size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
     async def delete(self, table: AsyncTable) -> None:
         """Delete the rows whose keys are in ``table`` (which needs only the key columns). Only
@@ -352,10 +356,17 @@ class AsyncInputTable(AsyncTable):
             raise PermissionError("InputTable.delete: this input table is not keyed (append-only or blink); "
                                   "rows can only be deleted from a keyed input table")
         await self._table_arg("delete", table)
-        t = self.session._transport
-        await t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
-                      inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=table.pb_ticket),
-                      args={"rows": table._size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = await session._own_ticket("InputTable.delete", table)
+        try:
+            await t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
+                          inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket,
+                                                            table_to_remove=ticket.pb_ticket),
+                          args={"rows": table._size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
 
 def _next_chunk(reader: Any) -> Optional[pa.RecordBatch]:
