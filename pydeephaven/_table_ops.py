@@ -65,7 +65,7 @@ class TableOp(ABC):  # noqa: B024 (the official base is abstract; ours renders t
 
     def make_grpc_request(self, result_id: Optional[ticket_pb2.Ticket], source_id: Optional[Ref]) -> Any:
         op = self.model()
-        return op.build(result_id, source_id if op.chained else None, [_ops.ref_of(t) for t in op.others])
+        return op.request(result_id, source_id if op.chained else None, [_ops.ref_of(t) for t in op.others])
 
     def make_grpc_request_for_batch(self, result_id: Optional[ticket_pb2.Ticket], source_id: Ref) -> Any:
         return table_pb2.BatchTableRequest.Operation(
@@ -358,7 +358,7 @@ class FetchTableOp(TableOp):
 
     def make_grpc_request(self, result_id: Optional[ticket_pb2.Ticket], source_id: Optional[Ref]) -> Any:
         # our FetchTableOp reads its ticket as its one "other" input; here it arrives as source_id
-        return _ops.FetchTableOp(None).build(result_id, None, [source_id])
+        return _ops.FetchTableOp(None).request(result_id, None, [source_id])
 
 
 class UpdateByOp(TableOp):

@@ -359,10 +359,10 @@ class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat:
         if self._pending is not None or self._closed or not self.session.is_connected:
             return repr(self)
         data, problem = self._preview(max_rows)
-        title = "Table (static)" if self._is_static else "Table (refreshing)"
+        options.setdefault("title", "Table (static)" if self._is_static else "Table (refreshing)")
         if data is None:
             return f"{repr(self)}\n(rows unavailable: {problem})"
-        return formats.render_text(data, self._size, title=title, max_rows=max_rows, **options)
+        return formats.render_text(data, self._size, max_rows=max_rows, **options)
 
     def _preview(self, max_rows: int) -> tuple[Optional[pa.Table], str]:
         try:
