@@ -29,6 +29,7 @@ from pydeephaven._transport import (
     auth_header,
     describe_args,
     rpc_error,
+    tls_hint,
 )
 from pydeephaven.dherror import DHError
 
@@ -143,22 +144,12 @@ class AsyncTransport(TransportBase):
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"no Deephaven server answered at {self.target} within {self._connect_timeout:g} s"
         if code == grpc.StatusCode.UNAVAILABLE:
-            if self.use_tls and ("certificate" in low or "handshake" in low or "ssl" in low or "tsi_" in low):
-                return f"TLS handshake failed: {self._tls_cause(low)} ({details})"
-            if not self.use_tls and ("socket closed" in low or "ssl" in low or "tls" in low):
-                return (f"the server closed the connection at once: it may require TLS "
-                        f"(use_tls=True, tls_root_certs=...) ({details})")
+            hint = tls_hint(details, self.use_tls, all(self._tls[1:]))
+            if hint:
+                return f"{hint} ({details})"
             return f"cannot reach a Deephaven server at {self.target}: {details}"
         name = code.name if code is not None else ""
         return f"the server at {self.target} did not answer as a Deephaven server does: {name} {details}"
-
-    def _tls_cause(self, low: str) -> str:
-        if "certificate_verify_failed" in low or "certificate verify failed" in low:
-            return ("the server's certificate is not signed by a CA in tls_root_certs (or the system roots when "
-                    "tls_root_certs is None), or does not name this host")
-        if not all(self._tls[1:]):
-            return "the server may require a client certificate (client_cert_chain and client_private_key)"
-        return "the server refused the client certificate or the TLS settings"
 
     # -- state ----------------------------------------------------------------------------------
 

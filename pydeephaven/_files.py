@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -38,6 +39,9 @@ _SUFFIXES = {
 }
 _COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
 FILE_FORMATS = ("csv", "tsv", "parquet", "arrow")
+#: How many times import_file reads a CSV file again to widen a column whose later values do not
+#: fit the type guessed from the first block (each time one column: int to float, or to string).
+MAX_CSV_RETYPES = 32
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -136,19 +140,31 @@ class FileSource:
 
 def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Sequence[str]] = None,
               delimiter: Optional[str] = None, column_types: Optional[dict[str, Any]] = None,
-              batch_rows: Optional[int] = None, csv_options: Optional[dict[str, Any]] = None) -> FileSource:
-    """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming."""
+              batch_rows: Optional[int] = None, csv_options: Optional[dict[str, Any]] = None,
+              encoding: Optional[str] = None, widened: Sequence[str] = ()) -> FileSource:
+    """Open ``path`` (CSV/TSV, Parquet or Arrow IPC, optionally compressed) for streaming.
+    ``widened``: the columns of ``column_types`` that an earlier read widened (CsvRetype), which
+    may be widened again; the others are the caller's and kept."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise DHError(f"import_file: path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
     p = Path(path)
+    where = f"import_file({str(path)!r})"
+    if p.is_dir():
+        raise DHError(f"{where} failed: it is a directory; give the path of a file in it")
+    if not p.exists():
+        raise DHError(f"{where} failed: no such file")
     if not p.is_file():
-        raise DHError(f"import_file: no such file: {str(path)!r}")
+        raise DHError(f"{where} failed: not a regular file")
     kind, codec = detect_format(p, fmt)
     cols = list(columns) if columns is not None else None
+    if encoding is not None and kind not in ("csv", "tsv"):
+        raise DHError(f"{where} failed: encoding= applies to CSV/TSV files only, this is {kind}")
     try:
         if kind in ("csv", "tsv"):
-            return _open_csv(p, codec, delimiter or ("\t" if kind == "tsv" else ","), cols, column_types,
-                             csv_options or {})
+            return _open_csv(p, where, codec, delimiter or ("\t" if kind == "tsv" else ","), cols, column_types,
+                             csv_options or {}, encoding, set(widened))
         if codec is not None:
-            raise DHError(f"import_file: a compressed {kind} file is not supported ({codec}); "
+            raise DHError(f"{where} failed: a compressed {kind} file is not supported ({codec}); "
                           f"{kind} files compress inside (e.g. parquet with zstd)")
         if kind == "parquet":
             return _open_parquet(p, cols, batch_rows)
@@ -156,51 +172,149 @@ def open_file(path: PathLike, fmt: Optional[str] = None, *, columns: Optional[Se
     except DHError:
         raise
     except (pa.ArrowException, OSError) as e:
-        raise DHError(f"import_file({str(path)!r}) failed: cannot read it as {kind}: {e}") from None
+        raise DHError(f"{where} failed: cannot read it as {kind}: {e}") from None
 
 
-def _open_csv(p: Path, codec: Optional[str], delimiter: str, columns: Optional[list[str]],
-              column_types: Optional[dict[str, Any]], extra: dict[str, Any]) -> FileSource:
+class CsvRetype(DHError):
+    """A CSV column held a value its type (guessed from the first block) cannot: reading the file
+    again with ``column`` as ``new_type`` gets further (``Session.import_file`` does so)."""
+
+    def __init__(self, message: str, column: str, new_type: pa.DataType) -> None:
+        super().__init__(message)
+        self.column = column
+        self.new_type = new_type
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def _wider_type(current: pa.DataType, value: str) -> pa.DataType:
+    """The type pyarrow's own inference moves a column to when it meets ``value``."""
+    if pa.types.is_integer(current):
+        try:
+            float(value)
+            return pa.float64()
+        except ValueError:
+            pass
+    return pa.string()
+
+
+_CSV_OPTION_CLASSES = ("ReadOptions", "ParseOptions", "ConvertOptions")
+#: set by import_file's own arguments, so not taken from csv_options
+_CSV_OWN = {"delimiter": "delimiter", "include_columns": "columns", "column_types": "column_types",
+            "encoding": "encoding"}
+
+
+def _csv_option_names(pacsv: Any) -> dict[str, str]:
+    """Every option pyarrow.csv takes, by name: which options class holds it (read from pyarrow
+    itself, so that a newer pyarrow's options are taken too)."""
+    out: dict[str, str] = {}
+    for cls_name in _CSV_OPTION_CLASSES:
+        cls = getattr(pacsv, cls_name)
+        for name in dir(cls):
+            if not name.startswith("_") and type(getattr(cls, name)).__name__ == "getset_descriptor":
+                out[name] = cls_name
+    return out
+
+
+def _split_csv_options(pacsv: Any, where: str, extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if not isinstance(extra, dict):
+        raise DHError(f"{where} failed: csv_options must be a dict of pyarrow.csv options, "
+                      f"got {type(extra).__name__}")
+    known = _csv_option_names(pacsv)
+    parts: dict[str, dict[str, Any]] = {c: {} for c in _CSV_OPTION_CLASSES}
+    for key, value in extra.items():
+        if key in _CSV_OWN:
+            raise DHError(f"{where} failed: csv_options {key!r} is an argument of import_file: "
+                          f"pass {_CSV_OWN[key]}= instead")
+        if key not in known:
+            raise DHError(f"{where} failed: csv_options has an unknown option {key!r}; pyarrow.csv takes "
+                          f"{', '.join(sorted(k for k in known if k not in _CSV_OWN))}")
+        parts[known[key]][key] = value
+    return parts
+
+
+def _open_csv(p: Path, where: str, codec: Optional[str], delimiter: str, columns: Optional[list[str]],
+              column_types: Optional[dict[str, Any]], extra: dict[str, Any], encoding: Optional[str],
+              widened: set[str]) -> FileSource:
+    import codecs
+
     import pyarrow.csv as pacsv
 
-    read_opts = dict(block_size=CSV_BLOCK_BYTES)
-    parse_opts: dict[str, Any] = dict(delimiter=delimiter)
-    convert_opts: dict[str, Any] = {}
+    parts = _split_csv_options(pacsv, where, extra)
+    read_opts: dict[str, Any] = {"block_size": CSV_BLOCK_BYTES, **parts["ReadOptions"]}
+    if encoding is not None:
+        if not isinstance(encoding, str):
+            raise DHError(f"{where} failed: encoding must be a str such as 'latin-1', got {type(encoding).__name__}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise DHError(f"{where} failed: unknown encoding {encoding!r}") from None
+        read_opts["encoding"] = encoding
+    parse_opts: dict[str, Any] = dict(delimiter=delimiter, **parts["ParseOptions"])
+    convert_opts: dict[str, Any] = dict(parts["ConvertOptions"])
     if columns is not None:
         convert_opts["include_columns"] = columns
-    if column_types:
-        convert_opts["column_types"] = column_types
-    for key, value in extra.items():
-        if key in ("skip_rows", "column_names", "autogenerate_column_names", "encoding", "block_size",
-                   "skip_rows_after_names"):
-            read_opts[key] = value
-        elif key in ("quote_char", "double_quote", "escape_char", "newlines_in_values", "ignore_empty_lines"):
-            parse_opts[key] = value
-        else:
-            convert_opts[key] = value
-    raw = pa.OSFile(str(p), "rb")
-    size = p.stat().st_size
+    types = dict(column_types or {})
     try:
-        source = pa.CompressedInputStream(raw, codec) if codec else raw
-        reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(**read_opts),
-                                parse_options=pacsv.ParseOptions(**parse_opts),
-                                convert_options=pacsv.ConvertOptions(**convert_opts))
-    except BaseException:
+        options = (pacsv.ReadOptions(**read_opts), pacsv.ParseOptions(**parse_opts))
+        pacsv.ConvertOptions(**convert_opts, column_types=types)
+    except (TypeError, ValueError, pa.ArrowException) as e:
+        raise DHError(f"{where} failed: the CSV options are not valid: {e}") from None
+    size = p.stat().st_size
+
+    def open_reader(types: dict[str, Any]) -> tuple[Any, Any]:
+        raw = pa.OSFile(str(p), "rb")
+        try:
+            source = pa.CompressedInputStream(raw, codec) if codec else raw
+            return raw, pacsv.open_csv(source, read_options=options[0], parse_options=options[1],
+                                       convert_options=pacsv.ConvertOptions(**convert_opts, column_types=types))
+        except BaseException:
+            raw.close()
+            raise
+
+    raw, reader = open_reader(types)
+    # A column with no value in the first block is typed null, and its first later value would fail
+    # (pyarrow's read_csv re-types such a column; a stream cannot): read it as text instead.
+    empty = [f.name for f in reader.schema if pa.types.is_null(f.type) and f.name not in types]
+    if empty:
         raw.close()
-        raise
+        types.update({name: pa.string() for name in empty})
+        raw, reader = open_reader(types)
+        log.debug("import_file %s: columns %s are empty in the first block; read as string", p, empty)
+    # Bytes that are not UTF-8 make pyarrow type a column binary: refuse that unless asked for.
+    undecoded = [f.name for f in reader.schema
+                 if pa.types.is_binary(f.type) and f.name not in types and encoding is None]
 
     def batches() -> Iterator[pa.RecordBatch]:
+        rows = 0
         while True:
             try:
                 b = reader.read_next_batch()
             except StopIteration:
                 return
             except pa.ArrowInvalid as e:
+                text = str(e)
                 hint = ""
-                if "conversion error" in str(e).lower() or "In CSV column" in str(e):
-                    hint = (" (the column types were guessed from the first block of the file; give "
-                            "column_types={name: pyarrow type} for the columns that differ later)")
-                raise DHError(f"import_file({str(p)!r}) failed while reading CSV: {e}{hint}") from None
+                if "invalid UTF8" in text:
+                    hint = (f" (the file is not UTF-8 text after row {rows:,}; give encoding=, e.g. "
+                            f"encoding='latin-1', for a file in another encoding)")
+                elif "conversion error" in text.lower() or "In CSV column" in text:
+                    hint = ("; the column types were guessed from the first block of the file: give "
+                            "column_types={name: pyarrow type} for the columns that differ later")
+                    m = _CONVERSION.search(text)
+                    names = reader.schema.names
+                    fixed = set(column_types or {}) - widened
+                    if m and int(m.group(1)) < len(names) and names[int(m.group(1))] not in fixed:
+                        name = names[int(m.group(1))]
+                        current = reader.schema.field(name).type
+                        if not pa.types.is_string(current):
+                            raise CsvRetype(f"{where} failed while reading CSV after row {rows:,}: {text}{hint}",
+                                            name, _wider_type(current, m.group(3))) from None
+                raise DHError(f"{where} failed while reading CSV after row {rows:,}: {text}{hint}") from None
+            if undecoded:
+                _refuse_undecoded(where, b, undecoded, rows)
+            rows += b.num_rows
             yield b
 
     def position(_rows: int) -> int:
@@ -209,7 +323,22 @@ def _open_csv(p: Path, codec: Optional[str], delimiter: str, columns: Optional[l
         except Exception:
             return 0
 
-    return FileSource(reader.schema, batches(), size, "B", position, raw.close)
+    return FileSource(reader.schema, batches(), size, "B", position, lambda: raw.close())
+
+
+def _refuse_undecoded(where: str, batch: pa.RecordBatch, names: list[str], rows_before: int) -> None:
+    for name in names:
+        for i, value in enumerate(batch.column(name).to_pylist()):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = value[max(0, e.start - 10): e.end + 10]
+                raise DHError(f"{where} failed: column {name!r} is not UTF-8 text: data row {rows_before + i + 1:,} "
+                              f"holds {bad!r} (byte {e.start} of the value); give encoding= (e.g. "
+                              f"encoding='latin-1') to read a file in another encoding, or "
+                              f"column_types={{{name!r}: pyarrow.binary()}} to keep the bytes") from None
 
 
 def _open_parquet(p: Path, columns: Optional[list[str]], batch_rows: Optional[int]) -> FileSource:
@@ -291,6 +420,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
     def batches() -> Iterator[pa.RecordBatch]:
         rows = nbytes = 0
         ok = False
+        detail = ""
         try:
             while True:
                 try:
@@ -304,7 +434,12 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                 b = _arrow.mend(chunk.data)
                 rows += b.num_rows
                 nbytes += b.nbytes
-                yield b
+                try:
+                    yield b
+                except GeneratorExit:  # the caller closed the iterator early: its choice, not an error
+                    ok, detail = True, " (closed early by the caller)"
+                    reader.cancel()
+                    raise
             ok = True
         finally:
             if not ok:
@@ -312,7 +447,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                     reader.cancel()
                 except Exception:
                     pass
-            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes")
+            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes{detail}")
             transport.stats.add_transfer(f"DoGet:{op}", rows, nbytes)
 
     return schema, batches()
@@ -324,11 +459,16 @@ def write_stream(schema: pa.Schema, batches: Iterator[pa.RecordBatch], path: Pat
     """Write ``batches`` to ``path`` as ``kind`` ("csv", "json", "parquet", "arrow"), one batch at a
     time; returns the rows written. The file appears complete or not at all: it is written under a
     temporary name next to ``path`` and renamed at the end."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise DHError(f"{op or 'write'}: path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
     final = Path(path)
     if final.is_dir():
         raise DHError(f"{op or 'write'}: {str(path)!r} is a directory; give a file path")
     if not final.parent.exists():
         raise DHError(f"{op or 'write'}: the directory {str(final.parent)!r} does not exist")
+    sink_class = formats._SINKS.get(kind)
+    if sink_class is not None and kind != "parquet":  # parquet passes its options on to pyarrow
+        formats.check_options(op or "write", sink_class, options)
     if kind in ("csv", "json"):
         options.setdefault("compression", formats._compression(final, "detect"))
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.part")

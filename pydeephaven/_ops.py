@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Protocol, Sequence
 
 from pydeephaven._proto import table_pb2, ticket_pb2
+from pydeephaven._utils import check_int
+from pydeephaven.dherror import DHError
 
 Ref = table_pb2.TableReference
 
@@ -59,6 +61,21 @@ class TableOp:
     def build(self, result_id: Optional[ticket_pb2.Ticket], source: Optional[Ref], others: Sequence[Ref]) -> Any:
         raise NotImplementedError
 
+    def request(self, result_id: Optional[ticket_pb2.Ticket], source: Optional[Ref], others: Sequence[Ref]) -> Any:
+        """``build``, with a value protobuf refuses (out of its field's range, of the wrong type)
+        reported as a DHError naming the op and its arguments. The public API checks its
+        arguments before this; this is the net for what a check missed."""
+        try:
+            return self.build(result_id, source, others)
+        except (ValueError, TypeError, OverflowError) as e:
+            shown = ", ".join(f"{k}={_short_repr(v)}" for k, v in self.args().items())
+            raise DHError(f"{self.name}({shown}) failed: an argument cannot be sent to the server: {e}") from None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
 
 @functools.lru_cache(maxsize=None)
 def _snake(name: str) -> str:
@@ -86,6 +103,30 @@ class EmptyTableOp(TableOp):
 
     def build(self, result_id, source, others):
         return table_pb2.EmptyTableRequest(result_id=result_id, size=self.size)
+
+
+def empty_table(size: Any) -> EmptyTableOp:
+    """The op of ``Session.empty_table(size)``, its argument checked."""
+    return EmptyTableOp(check_int("empty_table", "size", size, minimum=0))
+
+
+def time_table(period: Any, start_time: Any = None, blink_table: Any = False) -> "TimeTableOp":
+    """The op of ``Session.time_table``, its arguments checked."""
+    if isinstance(period, str):
+        if not period.strip():
+            raise DHError("time_table: period must not be an empty string")
+    else:
+        try:
+            period = check_int("time_table", "period", period, minimum=1)
+        except DHError as e:
+            raise DHError(f"{e} (period is a positive int of nanoseconds or a duration string such as "
+                          f"'PT1S')") from None
+    if start_time is not None and not isinstance(start_time, str):
+        try:
+            start_time = check_int("time_table", "start_time", start_time)
+        except DHError as e:
+            raise DHError(f"{e} (start_time is nanoseconds since the epoch or a datetime string)") from None
+    return TimeTableOp(period, start_time, blink_table)
 
 
 @dataclass(frozen=True)
@@ -246,7 +287,7 @@ class FilterOp(TableOp):
 
     def build(self, result_id, source, others):
         return table_pb2.FilterTableRequest(result_id=result_id, source_id=source,
-                                            filters=[f.make_grpc_message() for f in self.filters])
+                                            filters=[f._wire_message() for f in self.filters])
 
 
 @dataclass(frozen=True)
@@ -322,6 +363,17 @@ class UngroupOp(TableOp):
     def build(self, result_id, source, others):
         return table_pb2.UngroupRequest(result_id=result_id, source_id=source, null_fill=self.null_fill,
                                         columns_to_ungroup=self.cols)
+
+
+@dataclass(frozen=True)
+class FlattenOp(TableOp):
+    """The same rows, with row keys renumbered 0..size-1 (dense)."""
+
+    rpc = "Flatten"
+    batch_field = "flatten"
+
+    def build(self, result_id, source, others):
+        return table_pb2.FlattenRequest(result_id=result_id, source_id=source)
 
 
 @dataclass(frozen=True)

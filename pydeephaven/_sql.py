@@ -66,9 +66,17 @@ def check_query(query: Any) -> str:
     bare = _NOISE.sub(" ", query)
     m = _OUTER_JOIN.search(bare)
     if m:
+        kind = m.group(1).upper()
+        if kind == "FULL":
+            instead = ("Table methods instead: pydeephaven.table.multi_join (a row for every key of any input, "
+                       "nulls where an input lacks it; at most one row per key in each input)")
+        else:
+            side = "left" if kind == "LEFT" else "right"
+            instead = (f"Table methods instead: {side}.natural_join(other, on=...) keeps every {side} row, with "
+                       f"nulls where no row matches (type=NaturalJoinType.FIRST_MATCH or LAST_MATCH when "
+                       f"several rows match)")
         raise DHError(f"sql: {m.group(0).upper()} is refused: the server (42.7) runs outer joins as inner joins "
-                      f"and would silently drop the unmatched rows; use Table.natural_join / left_outer_join "
-                      f"(or exact_join) on tables instead")
+                      f"and would silently drop the unmatched rows; use {instead}")
     return query
 
 

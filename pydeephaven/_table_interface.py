@@ -14,7 +14,7 @@ from typing import Any, Generic, Optional, TypeVar, Union
 
 from pydeephaven import _ops, agg as _agg
 from pydeephaven._proto import table_pb2
-from pydeephaven._utils import check_bool, check_int, check_str, str_tuple
+from pydeephaven._utils import check_bool, check_int, check_int32, check_str, str_tuple
 from pydeephaven.agg import Aggregation
 from pydeephaven.dherror import DHError
 from pydeephaven.filters import Filter
@@ -70,8 +70,7 @@ class TableInterface(ABC, Generic[T]):
             raise DHError(f"{op}: {param} must be a Table, got {type(table).__name__}")
         if getattr(table, "is_closed", False):
             raise DHError(f"{op}: {param} was closed (its server copy released)")
-        if getattr(table, "session", None) is not self._owner_session:
-            raise DHError(f"{op}: {param} belongs to another session; tables of one session cannot be used in another")
+        # a table of another session is fine: the session borrows it for the op (see _foreign)
         return table
 
     # -- columns and formulas --------------------------------------------------------------------
@@ -301,7 +300,7 @@ class TableInterface(ABC, Generic[T]):
     def join(self, table: Any, on: Cols = None, joins: Cols = None, reserve_bits: int = 10) -> T:
         """Every pair of left and right rows that match on ``on`` (all pairs when None)."""
         t = self._other("join", "table", table)
-        bits = check_int("join", "reserve_bits", reserve_bits, minimum=0)
+        bits = check_int32("join", "reserve_bits", reserve_bits)
         return self._apply(_ops.CrossJoinOp(t, str_tuple("join", "on", on), str_tuple("join", "joins", joins), bits))
 
     def aj(self, table: Any, on: Union[str, list[str]], joins: Cols = None) -> T:

@@ -61,7 +61,7 @@ class TemporaryScope:
         self._end = session.next_export_ticket_number()
         assert self._first is not None
         console = getattr(session, "_console_id", None)
-        skip = set(self._kept)
+        skip = set(self._kept) | set(getattr(session, "_pinned", ()))
         if console is not None:
             skip.add(console.ticket)
         tickets = [tk for tk in (ExportTicket.export_ticket(n) for n in range(self._first, self._end))

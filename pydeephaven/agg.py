@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Optional, Union
 
 from pydeephaven._proto import table_pb2
-from pydeephaven._utils import check_bool, check_number, check_str, str_tuple
+from pydeephaven._utils import ArgTypeError, check_bool, check_number, check_str, str_tuple
 from pydeephaven.dherror import DHError
 
 __all__ = [
@@ -246,12 +246,18 @@ def unique(cols: ColsArg = None, include_nulls: bool = False, non_unique_sentine
     ``non_unique_sentinel`` (null when None) when it has more than one distinct value.
 
     The sentinel's Python type picks the server type: bool, str, int (long), float (double), or a
-    numpy scalar for an exact width (int8 byte, int16 short, int32 int, int64 long, float32 float,
-    float64 double). It must suit the aggregated columns' type.
+    numpy scalar for an exact width (int8 byte, int16 short, uint16 char, int32 int, int64 long,
+    float32 float, float64 double). It must suit the aggregated columns' type. Other numpy types
+    (uint8, uint32, uint64, float16 ...) raise a DHError that is also a TypeError.
     """
     flag = check_bool("agg.unique", "include_nulls", include_nulls)
     sub = _Spec.AggSpecUnique(include_nulls=flag, non_unique_sentinel=_sentinel(non_unique_sentinel))
     return _columns("unique", "unique", cols, sub, include_nulls=flag, non_unique_sentinel=non_unique_sentinel)
+
+
+_SENTINEL_FIELDS = {"int8": "byte_value", "int16": "short_value", "uint16": "char_value", "int32": "int_value",
+                    "int64": "long_value", "float32": "float_value", "float64": "double_value",
+                    "bool": "bool_value"}
 
 
 def _sentinel(value: Any) -> table_pb2.AggSpec.AggSpecNonUniqueSentinel:
@@ -262,14 +268,15 @@ def _sentinel(value: Any) -> table_pb2.AggSpec.AggSpecNonUniqueSentinel:
         return S(bool_value=value)
     if isinstance(value, str):
         return S(string_value=value)
-    kind = type(value).__module__ == "numpy" and type(value).__name__
-    if kind:
-        by_kind = {"int8": "byte_value", "int16": "short_value", "int32": "int_value", "int64": "long_value",
-                   "float32": "float_value", "float64": "double_value", "bool_": "bool_value",
-                   "bool": "bool_value"}
-        field = by_kind.get(kind)
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        kind = value.dtype.name  # e.g. np.longlong is int64 here
+        field = _SENTINEL_FIELDS.get(kind)
         if field is None:
-            raise DHError(f"agg.unique: non_unique_sentinel of numpy type {kind} is not supported")
+            # the server has no unsigned types but char (16 bits): uint8/32/64 and the other numpy
+            # types have no exact server type; a TypeError, as with the official client
+            raise ArgTypeError(f"agg.unique: non_unique_sentinel of numpy type {kind} has no server type; use "
+                               f"int8, int16, uint16 (a char), int32, int64, float32, float64 or bool_ "
+                               f"(or a Python int, float, bool or str)")
         return S(**{field: value.item()})
     if isinstance(value, int):
         if not -2**63 <= value < 2**63:
@@ -277,8 +284,8 @@ def _sentinel(value: Any) -> table_pb2.AggSpec.AggSpecNonUniqueSentinel:
         return S(long_value=value)
     if isinstance(value, float):
         return S(double_value=value)
-    raise DHError(f"agg.unique: non_unique_sentinel must be a bool, str, int, float or numpy scalar, "
-                  f"got {type(value).__name__}")
+    raise ArgTypeError(f"agg.unique: non_unique_sentinel must be a bool, str, int, float or numpy scalar, "
+                       f"got {type(value).__name__}")
 
 
 def count_(col: str) -> Aggregation:

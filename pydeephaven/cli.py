@@ -81,9 +81,22 @@ class _PipeClosed(Exception):
 # -- output ---------------------------------------------------------------------------------------
 
 
+def _for_terminal(text: str) -> str:
+    """``text`` with the characters that would act on a terminal (ESC sequences, other controls,
+    bidirectional overrides) escaped visibly, line ends kept: for output a person reads (CSV rows
+    of ``tail`` or ``sql --format csv`` on a terminal, error lines). Output to a pipe or a file is
+    data and stays as it is."""
+    from pydeephaven.formats import visible
+
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 def _write(text: str) -> None:
-    """Write ``text`` to stdout and flush at once (followers of ``tail`` see each update)."""
+    """Write ``text`` to stdout and flush at once (followers of ``tail`` see each update); on a
+    terminal, with control characters escaped (``_for_terminal``)."""
     try:
+        if sys.stdout.isatty():
+            text = _for_terminal(text)
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
@@ -112,7 +125,7 @@ def one_line(message: str) -> str:
     """A one-line form of a (possibly multi-line) error message: its first line, then the last
     line that says something (for a server-side script, the exception that ended it), skipping
     stack frames."""
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    lines = [_for_terminal(ln.strip()) for ln in str(message).splitlines() if ln.strip()]
     if not lines:
         return "failed (no message)"
     if len(lines) == 1:
@@ -421,13 +434,16 @@ def _binary(data: "pa.Table", fmt: str) -> bytes:
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "parquet", "arrow"], case_sensitive=False),
               help="The file's format [default: from its name: .csv .tsv (optionally .gz .bz2 .zst), "
                    ".parquet .pq, .arrow .feather .ipc].")
+@click.option("--encoding", metavar="NAME", help="The text encoding of a CSV file, e.g. latin-1 [default: UTF-8, "
+              "and a file that is not UTF-8 is refused].")
 @_PROGRESS
 @click.pass_context
-def import_(ctx: click.Context, file: str, name: str, fmt: Optional[str], progress: Optional[bool]) -> None:
+def import_(ctx: click.Context, file: str, name: str, fmt: Optional[str], encoding: Optional[str],
+            progress: Optional[bool]) -> None:
     """Load a CSV, Parquet or Arrow IPC FILE into the server table NAME (streamed; files larger
     than memory load)."""
     session = _conn(ctx).session()
-    table = session.import_file(file, fmt.lower() if fmt else None, progress=progress)
+    table = session.import_file(file, fmt.lower() if fmt else None, progress=progress, encoding=encoding)
     with table:
         session.bind_table(name, table)
         cols = len(table.schema) if table.schema is not None else 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from abc import ABC, abstractmethod
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from pydeephaven._proto import table_pb2
 from pydeephaven._utils import check_bool, check_str
@@ -48,22 +48,35 @@ class Filter(ABC):
 
     @abstractmethod
     def make_grpc_message(self) -> table_pb2.Condition:
-        """The filter as a protobuf Condition."""
+        """The filter as a protobuf Condition (the form the official client builds)."""
+
+    def _wire_message(self) -> table_pb2.Condition:
+        """The Condition sent to the server: the same, except where the 42.7 server evaluates that
+        form wrongly and an equivalent one is sent instead (see ``_compare``)."""
+        return self.make_grpc_message()
 
     def __repr__(self) -> str:
         return self._desc
 
 
 class _Condition(Filter):
-    __slots__ = ("_cond",)
+    __slots__ = ("_cond", "_wire")
 
-    def __init__(self, desc: str, cond: table_pb2.Condition) -> None:
+    def __init__(self, desc: str, cond: table_pb2.Condition, wire: Optional[table_pb2.Condition] = None) -> None:
         super().__init__(desc)
         self._cond = cond
+        self._wire = wire
 
     def make_grpc_message(self) -> table_pb2.Condition:
         out = table_pb2.Condition()
         out.CopyFrom(self._cond)
+        return out
+
+    def _wire_message(self) -> table_pb2.Condition:
+        if self._wire is None:
+            return self.make_grpc_message()
+        out = table_pb2.Condition()
+        out.CopyFrom(self._wire)
         return out
 
 
@@ -150,21 +163,24 @@ def and_(filters: Union[Filter, Sequence[Filter]]) -> Filter:
     """True when every one of ``filters`` is."""
     fs = _filters("filters.and_", filters)
     cond = table_pb2.Condition(**{"and": table_pb2.AndCondition(filters=[f.make_grpc_message() for f in fs])})
-    return _Condition(f"and_({fs!r})", cond)
+    wire = table_pb2.Condition(**{"and": table_pb2.AndCondition(filters=[f._wire_message() for f in fs])})
+    return _Condition(f"and_({fs!r})", cond, wire)
 
 
 def or_(filters: Union[Filter, Sequence[Filter]]) -> Filter:
     """True when any one of ``filters`` is."""
     fs = _filters("filters.or_", filters)
     cond = table_pb2.Condition(**{"or": table_pb2.OrCondition(filters=[f.make_grpc_message() for f in fs])})
-    return _Condition(f"or_({fs!r})", cond)
+    wire = table_pb2.Condition(**{"or": table_pb2.OrCondition(filters=[f._wire_message() for f in fs])})
+    return _Condition(f"or_({fs!r})", cond, wire)
 
 
 def not_(filter_: Filter) -> Filter:
     """True when ``filter_`` is false."""
     (f,) = _filters("filters.not_", [filter_])
     cond = table_pb2.Condition(**{"not": table_pb2.NotCondition(filter=f.make_grpc_message())})
-    return _Condition(f"not_({f!r})", cond)
+    wire = table_pb2.Condition(**{"not": table_pb2.NotCondition(filter=f._wire_message())})
+    return _Condition(f"not_({f!r})", cond, wire)
 
 
 # -- null checks ----------------------------------------------------------------------------------
@@ -242,17 +258,18 @@ def _compare(func: str, op: table_pb2.CompareCondition.CompareOperation, left: A
         # The server (42.7) mirrors a literal-on-the-left comparison wrongly (5 < X is taken as
         # X >= 5), so the column goes on the left here, with the operator mirrored.
         lhs, rhs, op = rhs, lhs, _MIRROR[op]
+    msg = table_pb2.Condition(compare=_Cmp(operation=op, case_sensitivity=case, lhs=lhs, rhs=rhs))
     if case == table_pb2.IGNORE_CASE and op in (_Cmp.EQUALS, _Cmp.NOT_EQUALS):
         # The server (42.7) gets a case-insensitive NOT_EQUALS compare wrong (it keeps the equal
         # rows), and so any negated case-insensitive EQUALS. A column against a string is sent as
-        # the equivalent set-membership condition instead, which the server negates correctly.
+        # the equivalent set-membership condition instead, which the server negates correctly;
+        # make_grpc_message() still gives the compare form, as the official client builds it.
         if lhs.HasField("reference") and rhs.HasField("literal") and rhs.literal.HasField("string_value"):
             msg_in = table_pb2.InCondition(
                 target=lhs, candidates=[rhs], case_sensitivity=case,
                 match_type=table_pb2.REGULAR if op == _Cmp.EQUALS else table_pb2.INVERTED)
-            return _Condition(desc, table_pb2.Condition(**{"in": msg_in}))
-    msg = _Cmp(operation=op, case_sensitivity=case, lhs=lhs, rhs=rhs)
-    return _Condition(desc, table_pb2.Condition(compare=msg))
+            return _Condition(desc, msg, table_pb2.Condition(**{"in": msg_in}))
+    return _Condition(desc, msg)
 
 
 def eq(left: Any, right: Any, case_sensitive: bool = True) -> Filter:
@@ -283,3 +300,40 @@ def gt(left: Any, right: Any) -> Filter:
 def ge(left: Any, right: Any) -> Filter:
     """True where ``left >= right``."""
     return _compare("ge", _Cmp.GREATER_THAN_OR_EQUAL, left, right)
+
+
+# -- names of the official client's module that its test suite and other packages use ---------------
+
+
+def _datetime_to_nanos(dt: DatetimeLike) -> int:
+    """Nanoseconds since the epoch for a datetime, date, numpy.datetime64 or pandas.Timestamp
+    (a naive datetime is taken as UTC). Raises TypeError for anything else."""
+    nanos = _datetime_nanos(dt)
+    if nanos is None:
+        raise TypeError(f"Unsupported datetime type: {type(dt)}")
+    return nanos
+
+
+def _to_proto_value(v: Any) -> table_pb2.Value:
+    """The protobuf Value of a filter operand: a ColumnName is a column reference, anything else a
+    literal. Raises TypeError for a type a filter cannot hold."""
+    try:
+        return _value("filters", v)
+    except DHError as e:
+        raise TypeError(f"Unsupported type for proto value: {type(v)} ({e})") from None
+
+
+class _CompareFilter(Filter):
+    """A comparison ``left <op> right`` with a CompareCondition operation ``op`` as given (no
+    rewriting: ``eq``, ``lt`` ... are the functions to use)."""
+
+    def __init__(self, op: Any, left: Any, right: Any, case_sensitive: bool = True) -> None:
+        super().__init__(f"compare({_Cmp.CompareOperation.Name(op)}, {left!r}, {right!r})")
+        self._op = op
+        self._lhs = _to_proto_value(left)
+        self._rhs = _to_proto_value(right)
+        self._case_sensitivity = _case(case_sensitive, "filters._CompareFilter")
+
+    def make_grpc_message(self) -> table_pb2.Condition:
+        return table_pb2.Condition(compare=_Cmp(operation=self._op, case_sensitivity=self._case_sensitivity,
+                                                lhs=self._lhs, rhs=self._rhs))

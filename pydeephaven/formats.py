@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import unicodedata
 from typing import Any, Iterable, Optional, Union
 
 import pyarrow as pa
@@ -58,6 +59,30 @@ def check_format(fmt: Any, allowed: Iterable[str] = FORMATS, what: str = "fmt") 
     return fmt.lower()
 
 
+_FORMAT_FUNCTIONS = {"pandas": "to_pandas", "csv": "to_csv_text", "json": "to_json_text", "pretty": "render_text"}
+
+
+def check_options(where: str, fn: Any, options: dict[str, Any]) -> None:
+    """DHError unless ``fn`` takes every keyword of ``options``, naming those it takes."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    takes = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes = [n for n in takes[1:] if n not in ("path", "schema")]  # the data (or self), and a sink's own
+    unknown = sorted(k for k in options if k not in takes or k in ("total_rows",))
+    if unknown:
+        raise DHError(f"{where}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                      f"it takes {', '.join(t for t in takes if t != 'total_rows') or 'none'}")
+
+
+def check_convert_options(fmt: str, options: dict[str, Any]) -> None:
+    """The checks ``convert`` makes of ``options``, to make before fetching the data."""
+    if fmt in _FORMAT_FUNCTIONS:
+        check_options(f"fmt {fmt!r}", globals()[_FORMAT_FUNCTIONS[fmt]], options)
+    elif options and fmt in ("arrow", "polars"):
+        raise DHError(f"fmt {fmt!r} takes no options, got {sorted(options)}")
+
+
 def _require(module: str, what: str) -> Any:
     """Import an optional library, or explain which pip extra provides it."""
     import importlib
@@ -76,6 +101,8 @@ def convert(data: pa.Table, fmt: str = "arrow", *, title: Optional[str] = None,
     the "pretty" rendering; ``options`` go to the format's function (e.g. ``lines=True`` for
     json, ``dtype_backend=`` for pandas, ``max_rows=`` for pretty)."""
     fmt = check_format(fmt)
+    if fmt in _FORMAT_FUNCTIONS:
+        check_options(f"fmt {fmt!r}", globals()[_FORMAT_FUNCTIONS[fmt]], options)
     if fmt == "arrow":
         if options:
             raise DHError(f"fmt 'arrow' takes no options, got {sorted(options)}")
@@ -333,11 +360,20 @@ def _join(rows: pa.Array, separator: str) -> str:
 # -- CSV and JSON as text ---------------------------------------------------------------------------
 
 
+def _check_delimiter(op: str, delimiter: Any) -> str:
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise DHError(f"{op}: delimiter must be one character, got {delimiter!r}")
+    if delimiter in ('"', "\n", "\r"):
+        raise DHError(f"{op}: delimiter cannot be {delimiter!r} (CSV uses it for quoting or line ends)")
+    return delimiter
+
+
 def to_csv_text(data: Union[pa.Table, pa.RecordBatch], *, include_header: bool = True,
                 delimiter: str = ",") -> str:
     """``data`` as CSV text (a header row, then one line per row; nulls are empty fields)."""
     import pyarrow.csv as pacsv
 
+    _check_delimiter("to_csv", delimiter)
     buf = io.BytesIO()
     ready = _csv_ready(data)
     pacsv.write_csv(ready, buf, pacsv.WriteOptions(include_header=include_header, delimiter=delimiter))
@@ -364,6 +400,64 @@ def _type_name(field: pa.Field) -> str:
     return str(field.type)
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+#: Characters shown escaped in text renderings: besides controls (category Cc), those that reorder
+#: or break the lines a terminal shows (bidirectional overrides and isolates, line separators).
+_REORDERING = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+
+
+def _escape_char(ch: str) -> str:
+    named = _NAMED_ESCAPES.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every character that would act on a terminal instead of showing (ESC and the
+    other controls, bidirectional overrides, line separators) written as an escape such as
+    ``\\x1b``, ``\\n`` or ``\\u202e``."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(ch) if unicodedata.category(ch) == "Cc" or ch in _REORDERING else ch
+                   for ch in text)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes: wide (CJK, most emoji) characters two,
+    combining marks and other zero-width characters none."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(ch) for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` columns, ending in "..." when cut."""
+    if display_width(text) <= width:
+        return text
+    room = max(1, width - 3)
+    out, used = [], 0
+    for ch in text:
+        w = _char_width(ch)
+        if used + w > room:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "..."
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * max(0, width - display_width(text))
+    return gap + text if right else text + gap
+
+
 def _cell(v: Any, width: int) -> str:
     if v is None:
         text = "null"
@@ -373,10 +467,7 @@ def _cell(v: Any, width: int) -> str:
         text = v.hex()
     else:
         text = str(v)
-    text = text.replace("\n", "\\n").replace("\t", "\\t")
-    if len(text) > width:
-        text = text[: max(1, width - 3)] + "..."
-    return text
+    return _fit(visible(text), width)
 
 
 def _rows_for_display(data: Union[pa.Table, pa.RecordBatch], max_rows: int) -> tuple[list[pa.Field], list[list[Any]]]:
@@ -402,31 +493,37 @@ def _describe(rows_total: Optional[int], ncols: int, title: Optional[str]) -> st
     return f"{title}: {head}" if title else head
 
 
+def _check_layout(where: str, max_rows: Any, max_col_width: Any) -> None:
+    from pydeephaven._utils import check_int
+
+    check_int(where, "max_rows", max_rows, minimum=0)
+    check_int(where, "max_col_width", max_col_width, minimum=4)
+
+
 def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int] = None, *,
                 title: Optional[str] = None, max_rows: int = 10, max_col_width: int = 40) -> str:
     """A readable text table: a title line with the size, the column names and types, the first
     ``max_rows`` rows of ``data`` and, when rows are left out, how many.
 
     ``total_rows`` is the size of the whole table when ``data`` holds only its first rows."""
+    _check_layout("pretty", max_rows, max_col_width)
     total = data.num_rows if total_rows is None else total_rows
     fields, rows = _rows_for_display(data, max_rows)
-    lines = [_describe(total, len(fields), title)]
+    lines = [visible(_describe(total, len(fields), title))]
     if not fields:
         return lines[0]
-    headers = [f.name for f in fields]
-    types = [_type_name(f) for f in fields]
+    headers = [_fit(visible(f.name), max_col_width) for f in fields]
+    types = [_fit(visible(_type_name(f)), max_col_width) for f in fields]
     cells = [[_cell(v, max_col_width) for v in r] for r in rows]
-    widths = [min(max_col_width, max([len(headers[i]), len(types[i])] + [len(r[i]) for r in cells]))
+    widths = [min(max_col_width, max([display_width(headers[i]), display_width(types[i])]
+                                     + [display_width(r[i]) for r in cells]))
               for i in range(len(fields))]
     numeric = [(pa.types.is_integer(f.type) and not _is_char(f)) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type) for f in fields]
 
     def line(values: list[str], align_numbers: bool) -> str:
-        out = []
-        for i, v in enumerate(values):
-            v = v if len(v) <= widths[i] else v[: widths[i] - 3] + "..."
-            out.append(v.rjust(widths[i]) if align_numbers and numeric[i] else v.ljust(widths[i]))
-        return "| " + " | ".join(out) + " |"
+        return "| " + " | ".join(_pad(_fit(v, widths[i]), widths[i], align_numbers and numeric[i])
+                                 for i, v in enumerate(values)) + " |"
 
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     lines += [rule, line(headers, False), line(types, False), rule]
@@ -440,12 +537,13 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
 def render_html(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int] = None, *,
                 title: Optional[str] = None, max_rows: int = 10, max_col_width: int = 80) -> str:
     """An HTML table of the first ``max_rows`` rows with a caption giving the size (notebooks)."""
+    _check_layout("html", max_rows, max_col_width)
     total = data.num_rows if total_rows is None else total_rows
     fields, rows = _rows_for_display(data, max_rows)
     esc = html.escape
-    parts = ["<table>", f"<caption>{esc(_describe(total, len(fields), title))}</caption>", "<thead><tr>"]
-    parts += [f"<th title=\"{esc(_type_name(f))}\">{esc(f.name)}<br><small>{esc(_type_name(f))}</small></th>"
-              for f in fields]
+    parts = ["<table>", f"<caption>{esc(visible(_describe(total, len(fields), title)))}</caption>", "<thead><tr>"]
+    parts += [f"<th title=\"{esc(visible(_type_name(f)))}\">{esc(visible(f.name))}<br>"
+              f"<small>{esc(visible(_type_name(f)))}</small></th>" for f in fields]
     parts.append("</tr></thead><tbody>")
     for r in rows:
         parts.append("<tr>" + "".join(f"<td>{esc(_cell(v, max_col_width))}</td>" for v in r) + "</tr>")
@@ -483,6 +581,7 @@ class CsvSink(_Sink):
                  compression: str = "detect") -> None:
         import pyarrow.csv as pacsv
 
+        _check_delimiter("to_csv", delimiter)
         self._stream = _output(path, compression)
         self._schema = _csv_schema(schema)
         self._writer = pacsv.CSVWriter(self._stream, self._schema,

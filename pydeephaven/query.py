@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Optional
 
-from pydeephaven import _ops
+from pydeephaven import _foreign, _ops
 from pydeephaven._proto import table_pb2
 from pydeephaven._table_interface import TableInterface
 from pydeephaven._transport import describe_args
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, cause_of
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
@@ -24,10 +24,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Query"]
 
+from pydeephaven._compat import QueryCompat  # noqa: E402
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.table import Table  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
+
 _UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
 
 
-class Query(TableInterface["Query"]):
+class Query(QueryCompat, TableInterface["Query"]):  # QueryCompat: see pydeephaven._compat
     """A chain of table operations on ``table``, run as one batch by ``exec()``. Made by
     ``Session.query(table)``."""
 
@@ -36,8 +44,6 @@ class Query(TableInterface["Query"]):
             raise DHError("invalid session or table value.")
         if getattr(table, "type", None) != "Table":
             raise DHError(f"Query: table must be a Table, got {type(table).__name__}")
-        if getattr(table, "session", session) is not session:
-            raise DHError("Query: the table belongs to another session")
         self.session = session
         self.table = table
         self._ops: list[_ops.TableOp] = []
@@ -67,15 +73,25 @@ class Query(TableInterface["Query"]):
         """
         from pydeephaven.table import Table
 
-        ticket, batch = self._batch()
-        t = self.session._transport
-        responses: list[Any] = []
-        broken = None
+        session = self.session
+        self._check_tables()
+        borrowed: dict[int, Any] = {}
         try:
-            for resp in t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops}):
-                responses.append(resp)
-        except DHError as e:
-            broken = e
+            for tb in self._tables():
+                if _foreign.is_foreign(session, tb) and id(tb) not in borrowed:
+                    borrowed[id(tb)] = _foreign.borrow(session, tb, "query")
+            ticket, batch = self._batch(borrowed)
+            t = session._transport
+            responses: list[Any] = []
+            broken = None
+            try:
+                for resp in t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops}):
+                    responses.append(resp)
+            except DHError as e:
+                broken = e
+        finally:
+            for tk in borrowed.values():
+                session._release_later(tk)
         outcome = self._outcome(ticket, responses, broken)
         if isinstance(outcome, DHError):
             self.session._release_quietly(ticket)
@@ -84,9 +100,7 @@ class Query(TableInterface["Query"]):
 
     # The two halves of exec without I/O, shared with pydeephaven.aio's AsyncQuery.
 
-    def _batch(self) -> tuple[Any, table_pb2.BatchTableRequest]:
-        """Check the recorded ops and build the Batch request; the last op's result goes to the
-        returned export ticket."""
+    def _check_tables(self) -> None:
         if not self._ops:
             raise DHError("Query.exec: the query has no operations")
         if getattr(self.table, "is_closed", False):
@@ -95,12 +109,28 @@ class Query(TableInterface["Query"]):
             for other in op.others:
                 if getattr(other, "is_closed", False):
                     raise DHError(f"Query.exec: a table given to {op.name} was closed")
+
+    def _tables(self) -> list[Any]:
+        """The source table and every table the recorded ops read."""
+        return [self.table, *(o for op in self._ops for o in op.others)]
+
+    def _batch(self, borrowed: Optional[dict[int, Any]] = None) -> tuple[Any, table_pb2.BatchTableRequest]:
+        """Check the recorded ops and build the Batch request; the last op's result goes to the
+        returned export ticket. ``borrowed`` maps ``id(table)`` of tables of other sessions to the
+        tickets borrowed for them (see ``_foreign``)."""
+        self._check_tables()
+        subs = borrowed or {}
+
+        def ref(tb: Any) -> table_pb2.TableReference:
+            tk = subs.get(id(tb))
+            return table_pb2.TableReference(ticket=tk.pb_ticket) if tk is not None else _ops.ref_of(tb)
+
         ticket = self.session.make_export_ticket()
         n = len(self._ops)
         batch = table_pb2.BatchTableRequest()
         for i, op in enumerate(self._ops):
-            source = _ops.ref_of(self.table) if i == 0 else table_pb2.TableReference(batch_offset=i - 1)
-            req = op.build(ticket.pb_ticket if i == n - 1 else None, source, [_ops.ref_of(o) for o in op.others])
+            source = ref(self.table) if i == 0 else table_pb2.TableReference(batch_offset=i - 1)
+            req = op.request(ticket.pb_ticket if i == n - 1 else None, source, [ref(o) for o in op.others])
             getattr(batch.ops.add(), op.batch_field).CopyFrom(req)
         return ticket, batch
 
@@ -120,7 +150,7 @@ class Query(TableInterface["Query"]):
             elif is_last:
                 final = resp
         if broken is not None and failure is None:  # the stream broke before any op reported
-            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {broken}")
+            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {cause_of(broken, 'query')}")
         if failure is not None:
             index, info = failure
             info = _UUID_PREFIX.sub("", info or "")  # the server's id of the failed export, not useful here

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 import grpc
 import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
+from pydeephaven import _arrow, _foreign, _ops
 from pydeephaven._flight import (
     UPLOAD_SETTLE_SECONDS,
     FlightPath,
@@ -25,15 +25,17 @@ from pydeephaven._flight import (
 )
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, PendingCall, Transport, close_all
-from pydeephaven.dherror import DHError
+from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
+from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+from pydeephaven._compat import SessionCompat  # noqa: E402 (the compatibility layer, see its module)
+from pydeephaven.table import InputTable  # noqa: F401 (the official client's module offers it)
 
 if TYPE_CHECKING:
     from pydeephaven._temporary import BoundName, TemporaryScope
     from pydeephaven.experimental.plugin_client import PluginClient
     from pydeephaven.query import Query
-    from pydeephaven.table import InputTable
 
 __all__ = ["Session"]
 
@@ -44,7 +46,7 @@ _SYSTEMIC = {
 }
 
 
-class Session:
+class Session(SessionCompat):  # SessionCompat: the official client's internals (pydeephaven._compat)
     """A connection to a Deephaven server.
 
     Args:
@@ -79,8 +81,11 @@ class Session:
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
-        self._host = host or os.environ.get("DH_HOST") or "localhost"
-        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._host, self._port = server_address("Session", host, port)
+        check_connection_args("Session", auth_type, auth_token, client_opts, extra_headers)
+        tls_root_certs = pem_bytes("Session", "tls_root_certs", tls_root_certs)
+        client_cert_chain = pem_bytes("Session", "client_cert_chain", client_cert_chain)
+        client_private_key = pem_bytes("Session", "client_private_key", client_private_key)
         self._auth_type = auth_type
         self._session_type = session_type
         self._never_timeout = never_timeout
@@ -103,6 +108,8 @@ class Session:
         #: The size above which ``import_table`` uses parallel streams.
         self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()
+        #: exports kept for the session's life (the copies published tables are shared from)
+        self._pinned: set[bytes] = set()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
     # -- properties -------------------------------------------------------------------------------
@@ -225,6 +232,7 @@ class Session:
     def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
         """The exports the server holds for this session right now (asked of the server, which
         streams the state of every export and then marks the end of that first run)."""
+        timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         t.flush_releases()
         live: dict[bytes, ExportTicket] = {}
@@ -255,6 +263,8 @@ class Session:
     def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
         """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
         SharedTicket) by other sessions, for as long as this session keeps the source."""
+        check_ticket("publish", "source_ticket", source_ticket)
+        check_ticket("publish", "result_ticket", result_ticket)
         t = self._transport
         t.unary("publish", t.session_stub.PublishFromTicket,
                 session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
@@ -262,6 +272,7 @@ class Session:
 
     def fetch(self, ticket: Ticket) -> ExportTicket:
         """Export the object behind ``ticket`` into a new ticket of this session."""
+        check_ticket("fetch", "ticket", ticket)
         t = self._transport
         result = self.make_export_ticket()
         t.unary("fetch", t.session_stub.ExportFromTicket,
@@ -271,11 +282,27 @@ class Session:
 
     def publish_table(self, ticket: SharedTicket, table: Table) -> None:
         """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
+        if not isinstance(table, Table):
+            raise DHError(f"publish_table: expected a Table, got {type(table).__name__}")
         table._check("publish_table")
-        self.publish(table.ticket, ticket)
+        copy = self._pinned_copy("publish_table", table)
+        self.publish(copy, ticket)
+
+    def _pinned_copy(self, op: str, table: Table) -> ExportTicket:
+        """A new export of this session holding ``table``, kept until the session ends: what a
+        published table is published from, so that it outlives the Table object (its close or its
+        collection) and the source's own export, also when the source is still being made."""
+        if _foreign.is_foreign(self, table):
+            copy = _foreign.borrow(self, table, op)
+        else:
+            table._resolve()  # a pipelined source's failure is reported as its own op's
+            copy = self.fetch(table.ticket)
+        self._pinned.add(copy.bytes)
+        return copy
 
     def fetch_table(self, ticket: SharedTicket) -> Table:
         """A table another session published under ``ticket``."""
+        check_ticket("fetch_table", "ticket", ticket)
         return self._run_op(_ops.FetchTableOp(ticket), None)
 
     # -- scripts and scope ------------------------------------------------------------------------
@@ -297,6 +324,9 @@ class Session:
         Raises:
             DHError: carrying the server's error message when the script fails.
         """
+        check_str("run_script", "script", script, allow_empty=True)
+        if systemic not in _SYSTEMIC:
+            raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
         t = self._transport
         req = console_pb2.ExecuteCommandRequest(console_id=self._console(), code=script, systemic=_SYSTEMIC[systemic])
         resp = t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
@@ -305,36 +335,38 @@ class Session:
 
     def open_table(self, name: str) -> Table:
         """The table bound to ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("open_table: the name must not be empty")
+        check_str("open_table", "name", name)
         try:
             return self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
             if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                cause = cause_of(e, "fetch_table")
                 raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {e})") from None
+                              f"(server said: {cause})") from None
             raise
 
     def bind_table(self, name: str, table: Table) -> None:
         """Bind ``table`` to the variable ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("bind_table: the name must not be empty")
+        check_str("bind_table", "name", name)
         if not isinstance(table, Table):
             raise DHError(f"bind_table: expected a Table, got {type(table).__name__}")
         table._check("bind_table")
         t = self._transport
-        t.unary("bind_table", t.console_stub.BindTableToVariable,
-                console_pb2.BindTableToVariableRequest(console_id=self._console(), variable_name=name,
-                                                       table_id=table.pb_ticket),
-                args={"name": name})
+        ticket, borrowed = self._own_ticket("bind_table", table)
+        try:
+            t.unary("bind_table", t.console_stub.BindTableToVariable,
+                    console_pb2.BindTableToVariableRequest(console_id=self._console(), variable_name=name,
+                                                           table_id=ticket.pb_ticket),
+                    args={"name": name})
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
     # -- making tables ----------------------------------------------------------------------------
 
     def empty_table(self, size: int) -> Table:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
-        return self._run_op(_ops.EmptyTableOp(size), None)
+        return self._run_op(_ops.empty_table(size), None)
 
     def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
                    blink_table: bool = False) -> Table:
@@ -346,12 +378,7 @@ class Session:
                 now when None.
             blink_table: keep only the rows added in the latest update cycle.
         """
-        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
-                          f"got {period!r}")
-        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
-            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
-        return self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+        return self._run_op(_ops.time_table(period, start_time, blink_table), None)
 
     def merge_tables(self, tables: Sequence[Table], order_by: str = "") -> Table:
         """The rows of ``tables`` one after another (same columns needed)."""
@@ -392,7 +419,7 @@ class Session:
                 resp = confirm[0].result()
             except DHError as e:
                 raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                              f"{e}") from None
+                              f"{cause_of(e, 'import_table')}") from None
             if not resp.success:
                 reason = resp.error_info or "the server reported a failure without details"
                 raise DHError(f"import_table failed: {reason}")
@@ -512,18 +539,58 @@ class Session:
     def _run_op(self, op: _ops.TableOp, source: Optional[Table], cls: type[Table] = Table) -> Table:
         """Run one op as a unary call into a new export ticket (without waiting for the answer in
         pipelined mode)."""
-        ticket = self.make_export_ticket()
         others = op.others
-        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
-                       [_ops.ref_of(o) for o in others])
+        refs, borrowed = self._refs(op.name, others)
+        ticket = self.make_export_ticket()
+        try:
+            req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None, refs)
+        except DHError:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
         t = self._transport
         method = getattr(t.table_stub, op.rpc)
         if self._is_pipelined():
             table = cls(self, ticket)
-            table._pending = (t.unary_future(op.name, method, req, args=op.args()), (source, *others))
+            call = t.unary_future(op.name, method, req, args=op.args())
+            if borrowed:
+                call.future.add_done_callback(_releaser(t, borrowed))
+            table._pending = (call, (source, *others))
             return table
-        resp = t.unary(op.name, method, req, args=op.args())
+        try:
+            resp = t.unary(op.name, method, req, args=op.args())
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
         return self._table_from(resp, ticket, op.name, cls)
+
+    def _refs(self, op: str, tables: Sequence[Any]) -> tuple[list[table_pb2.TableReference], list[ExportTicket]]:
+        """References to ``tables`` (an op's inputs besides its source) for a request of this
+        session, and the tickets borrowed for tables of other sessions (see ``_foreign``), which the
+        caller releases once the request has been answered."""
+        refs: list[table_pb2.TableReference] = []
+        borrowed: list[ExportTicket] = []
+        try:
+            for tb in tables:
+                if _foreign.is_foreign(self, tb):
+                    tk = _foreign.borrow(self, tb, op)
+                    borrowed.append(tk)
+                    refs.append(table_pb2.TableReference(ticket=tk.pb_ticket))
+                else:
+                    refs.append(_ops.ref_of(tb))
+        except BaseException:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
+        return refs, borrowed
+
+    def _own_ticket(self, op: str, table: Table) -> tuple[Ticket, list[ExportTicket]]:
+        """``table``'s ticket for a request of this session (borrowed when the table belongs to
+        another session; release the borrowed tickets after the request)."""
+        if _foreign.is_foreign(self, table):
+            tk = _foreign.borrow(self, table, op)
+            return tk, [tk]
+        return table.ticket, []
 
     # -- table API (issue 4) --
 
@@ -546,7 +613,8 @@ class Session:
             blink_table: keep only the rows added in the latest update cycle (no keys allowed).
 
         Raises:
-            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols (a
+                DHError too: ``pydeephaven.dherror.ArgumentError``).
             DHError: the server refused the definition.
         """
         from pydeephaven import _arrow
@@ -554,10 +622,10 @@ class Session:
         from pydeephaven.table import InputTable
 
         if (schema is None) == (init_table is None):
-            raise ValueError("input_table: give exactly one of schema and init_table")
+            raise ArgumentError("input_table: give exactly one of schema and init_table")
         keys = str_tuple("input_table", "key_cols", key_cols)
         if blink_table and keys:
-            raise ValueError("input_table: a blink input table cannot have key columns")
+            raise ArgumentError("input_table: a blink input table cannot have key columns")
         schema_bytes = None
         if schema is not None:
             if not isinstance(schema, pa.Schema):
@@ -641,7 +709,8 @@ class Session:
     def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None, *,  # noqa: A002
                     columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
                     column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
-                    csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None) -> Table:
+                    csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None,
+                    encoding: Optional[str] = None) -> Table:
         """Load a CSV (or TSV), Parquet or Arrow IPC (Feather) file into a new server table, streamed
         in record batches: a file larger than memory loads.
 
@@ -658,6 +727,11 @@ class Session:
                 null_values, timestamp_parsers, ...).
             progress: a progress bar on stderr: None shows one on a terminal for transfers longer
                 than a second, True always, False never.
+            encoding: the text encoding of a CSV file (e.g. "latin-1"); None reads UTF-8 and refuses
+                a file that is not UTF-8, naming the column and row.
+
+        A CSV column with no value in the first megabyte is read as string (a stream cannot re-type
+        it later); give ``column_types`` for another type.
 
         Raises:
             DHError: the file is missing or unreadable, or the server refused the data.
@@ -667,17 +741,31 @@ class Session:
 
         from pydeephaven import _files
 
-        source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=column_types,
-                                  batch_rows=batch_rows, csv_options=csv_options)
-        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+        types = dict(column_types or {})
+        widened: list[str] = []
         start = _time.perf_counter()
-        try:
-            table = self.import_table(source.reader(bar))
-        except DHError as e:
-            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
-        finally:
-            bar.close()
-            source.close()
+        for _attempt in range(_files.MAX_CSV_RETYPES + 1):
+            source = _files.open_file(path, format, columns=columns, delimiter=delimiter, column_types=types,
+                                      batch_rows=batch_rows, csv_options=csv_options, encoding=encoding,
+                                      widened=widened)
+            bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+            try:
+                table = self.import_table(source.reader(bar))
+                break
+            except _files.CsvRetype as e:
+                # a later value does not fit the type guessed from the first block: read it again
+                # with that column widened, as pyarrow's read_csv would type it
+                if _attempt == _files.MAX_CSV_RETYPES:
+                    raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+                _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
+                                e.new_type)
+                types[e.column] = e.new_type
+                widened.append(e.column)
+            except DHError as e:
+                raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+            finally:
+                bar.close()
+                source.close()
         logging.getLogger("pydeephaven").debug("import_file %s: %s rows in %.2f ms", path, table.size,
                                                (_time.perf_counter() - start) * 1e3)
         return table
@@ -738,9 +826,30 @@ def _settled(call: PendingCall, timeout: float) -> bool:
     return True
 
 
+def _releaser(transport: Transport, tickets: list[ExportTicket]) -> Any:
+    """A callback releasing ``tickets`` in the background (holds the transport, not the session)."""
+    def release(_: Any) -> None:
+        for tk in tickets:
+            transport.release_later(tk.pb_ticket)
+    return release
+
+
 def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
     flight_path.close()
     transport.close()
 
 
 atexit.register(close_all)
+
+
+def __getattr__(name: str) -> object:
+    # names the official client's module also offers, imported on first use (they import this one)
+    if name == "Query":
+        from pydeephaven.query import Query
+
+        return Query
+    if name == "PluginClient":
+        from pydeephaven.experimental.plugin_client import PluginClient
+
+        return PluginClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _ops
+from pydeephaven._compat import TableCompat
 from pydeephaven._table_interface import SortDirection, TableInterface
 from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
+
+# names the official client's module also offers (pydeephaven._compat)
+from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
+from pydeephaven.filters import Filter  # noqa: E402,F401
+from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
 if TYPE_CHECKING:
     import os
@@ -47,7 +53,7 @@ def _estimated_bytes(schema: Optional[pa.Schema], rows: int) -> int:
     return width * rows
 
 
-class Table(TableInterface["Table"], ServerObject):
+class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat: see pydeephaven._compat
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
     ``size`` is the row count when the server answered; for a refreshing (ticking) table it may have
@@ -287,6 +293,7 @@ class Table(TableInterface["Table"], ServerObject):
             return self.to_string(options.pop("max_rows"), **options)
         if fmt in ("pandas", "polars"):
             formats._require(fmt, f"to_format({fmt!r})")
+        formats.check_convert_options(fmt, options)
         return formats.convert(self.to_arrow(), fmt, **options)
 
     def to_csv(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, progress: Optional[bool] = None,
@@ -355,13 +362,15 @@ class Table(TableInterface["Table"], ServerObject):
         from the server)."""
         from pydeephaven import formats
 
+        formats.check_options("to_string", formats.render_text, {"max_rows": max_rows, **options})
+        formats._check_layout("to_string", max_rows, options.get("max_col_width", 40))
         if self._pending is not None or self._closed or not self.session.is_connected:
             return repr(self)
         data, problem = self._preview(max_rows)
-        title = "Table (static)" if self._is_static else "Table (refreshing)"
+        options.setdefault("title", "Table (static)" if self._is_static else "Table (refreshing)")
         if data is None:
             return f"{repr(self)}\n(rows unavailable: {problem})"
-        return formats.render_text(data, self._size, title=title, max_rows=max_rows, **options)
+        return formats.render_text(data, self._size, max_rows=max_rows, **options)
 
     def _preview(self, max_rows: int) -> tuple[Optional[pa.Table], str]:
         try:
@@ -410,8 +419,6 @@ class InputTable(Table):
     def _table_arg(self, op: str, table: Any) -> "Table":
         if not isinstance(table, Table):
             raise DHError(f"InputTable.{op}: expected a Table, got {type(table).__name__}")
-        if table.session is not self.session:
-            raise DHError(f"InputTable.{op}: the table belongs to another session")
         table._check(f"InputTable.{op}")
         self._check(f"InputTable.{op}")
         return table
@@ -422,10 +429,16 @@ class InputTable(Table):
         from pydeephaven._proto import inputtable_pb2
 
         self._table_arg("add", table)
-        t = self.session._transport
-        t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
-                inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=table.pb_ticket),
-                args={"rows": table.size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = session._own_ticket("InputTable.add", table)
+        try:
+            t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
+                    inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=ticket.pb_ticket),
+                    args={"rows": table.size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
     def delete(self, table: Table) -> None:
         """Delete the rows whose keys are in ``table`` (which needs only the key columns). Only
@@ -436,10 +449,16 @@ class InputTable(Table):
             raise PermissionError("InputTable.delete: this input table is not keyed (append-only or blink); "
                                   "rows can only be deleted from a keyed input table")
         self._table_arg("delete", table)
-        t = self.session._transport
-        t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
-                inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=table.pb_ticket),
-                args={"rows": table.size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = session._own_ticket("InputTable.delete", table)
+        try:
+            t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
+                    inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=ticket.pb_ticket),
+                    args={"rows": table.size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
 
 # -- multi-join -----------------------------------------------------------------------------------
@@ -488,15 +507,20 @@ def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002
         inputs = [input_kind(t, list(keys)) for t in tables]
     elif len(given) == len(items):
         if on is not None:
-            raise DHError("multi_join: on must be None when the inputs are MultiJoinInputs (each has its own on)")
+            raise DHError("multi_join: on parameter is not permitted when the inputs are MultiJoinInputs "
+                          "(each has its own on); pass on=None")
         inputs = given
     else:
         raise DHError(f"multi_join: input must hold only {name}s or only MultiJoinInputs, got "
                       + ", ".join(type(x).__name__ for x in items))
     session = inputs[0].table.session
     for mi in inputs:
+        # the official client's rule, kept (its suite checks these words), although other ops
+        # borrow tables of other sessions: multi_join takes the tables of one session
         if mi.table.session is not session:
-            raise DHError("multi_join: all tables must belong to the same session")
+            raise DHError("multi_join: all tables must be from the same session; this input table belongs to "
+                          "another session (fetch it into this one with publish_table and fetch_table, or join it "
+                          "with natural_join, which takes tables of other sessions)")
         mi.table._check("multi_join")
     return session, _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
 

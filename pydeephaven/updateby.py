@@ -112,10 +112,18 @@ class UpdateByOperation:
 
     __slots__ = ("_desc", "_spec", "_cols")
 
-    def __init__(self, desc: str, spec: Any, cols: tuple[str, ...]) -> None:
+    def __init__(self, ub_column: Any = None, *, desc: str = "", spec: Any = None, cols: tuple[str, ...] = ()) -> None:
+        if ub_column is not None:  # the official client's form: a protobuf UpdateByColumn
+            spec, cols = ub_column.spec, tuple(ub_column.match_pairs)
+            desc = desc or f"UpdateByOperation({spec.WhichOneof('type')}, cols={list(cols)})"
         self._desc = desc
         self._spec = spec
         self._cols = cols
+
+    @property
+    def ub_column(self) -> Any:
+        """The operation as a protobuf UpdateByColumn (the official client's attribute)."""
+        return _Col(spec=self._spec, match_pairs=list(self._cols))
 
     @property
     def cols(self) -> tuple[str, ...]:
@@ -146,9 +154,8 @@ def _ticks(func: str, param: str, value: Any) -> Any:
 
 
 def _decay_ticks(func: str, value: Any) -> Any:
+    # any number: the server takes 0 and negative decays too (it does not refuse them)
     n = check_number(f"updateby.{func}", "decay_ticks", value)
-    if not n > 0:
-        raise DHError(f"updateby.{func}: decay_ticks must be > 0, got {value!r}")
     return _Scale(ticks=_Scale.UpdateByWindowTicks(ticks=n))
 
 
@@ -173,7 +180,7 @@ def _time(func: str, param: str, ts_col: str, value: Any) -> Any:
             raise DHError(f"updateby.{func}: {param} must not be an empty string")
         w.duration_string = value
     elif isinstance(value, int) and not isinstance(value, bool):
-        w.nanos = value
+        w.nanos = check_int(f"updateby.{func}", param, value)
     else:
         n = _nanos(value)
         if n is None:
@@ -182,12 +189,12 @@ def _time(func: str, param: str, ts_col: str, value: Any) -> Any:
             except DHError:
                 raise DHError(f"updateby.{func}: {param} must be nanoseconds (int) or a duration string "
                               f"such as 'PT10s', got {type(value).__name__}: {value!r}") from None
-        w.nanos = n
+        w.nanos = check_int(f"updateby.{func}", param, n)
     return _Scale(time=w)
 
 
 def _op(desc: str, field: str, sub: Any, cols: tuple[str, ...]) -> UpdateByOperation:
-    return UpdateByOperation(desc, _Spec(**{field: sub}), cols)
+    return UpdateByOperation(desc=desc, spec=_Spec(**{field: sub}), cols=cols)
 
 
 def _em_options(func: str, op_control: Optional[OperationControl]) -> Optional[table_pb2.UpdateByEmOptions]:

@@ -50,14 +50,25 @@ def test_mtls_round_trip(mtls_server, pki) -> None:
     ("no client cert", "TLS.*client certificate"),
     ("wrong CA", "TLS.*not signed by a CA in tls_root_certs"),
     ("plaintext", "may require TLS"),
+    ("foreign client cert", "refused the client certificate"),
+    ("other host name", "does not name this host"),
+    ("bad pem", "not valid PEM"),
 ])
-def test_tls_failures_say_so_quickly(mtls_server, pki, case, match) -> None:
+def test_tls_failures_say_so_quickly(mtls_server, pki, case, match, tmp_path) -> None:
     kwargs: dict = {"use_tls": True, "tls_root_certs": pki.read("ca")}
     if case == "wrong CA":
         kwargs.update(tls_root_certs=pki.read("other_ca"), client_cert_chain=pki.read("client_cert"),
                       client_private_key=pki.read("client_key"))
     if case == "plaintext":
         kwargs = {}
+    if case == "foreign client cert":
+        other = make_pki(tmp_path)  # a client certificate of a CA the server does not trust
+        kwargs.update(client_cert_chain=other.read("client_cert"), client_private_key=other.read("client_key"))
+    if case == "other host name":
+        kwargs.update(client_cert_chain=pki.read("client_cert"), client_private_key=pki.read("client_key"),
+                      client_opts=[("grpc.ssl_target_name_override", "other.example")])
+    if case == "bad pem":
+        kwargs.update(tls_root_certs=b"not a certificate")
 
     async def main() -> None:
         start = time.monotonic()

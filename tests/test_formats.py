@@ -247,3 +247,10 @@ def test_json_escaping_and_special_values(session: Session) -> None:
     assert json.loads(formats.to_json_text(data, indent=2)) == want
     with session.import_table(data.drop_columns(["weird \"key\""])) as t:  # the same through the server
         assert json.loads(t.to_json()) == [{k: v for k, v in r.items() if k != "weird \"key\""} for r in want]
+
+
+def test_to_string_takes_a_title_of_the_callers(session: Session, data: pa.Table) -> None:
+    with session.import_table(data) as t:
+        text = t.to_string(max_rows=2, title="Trades")
+    assert text.splitlines()[0] == "Trades: 25 rows x 4 columns"
+    assert len(_cells(text)) == 2 + 2

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pydeephaven import DHError
+from pydeephaven import DHError, _arrow
 
 D = decimal.Decimal
 
@@ -59,6 +59,8 @@ CONVERTED = {
     "llist_ls": (pa.array([["x"], None, []], pa.large_list(pa.large_string())), pa.list_(pa.string())),
     "dict_large": (pa.array(["p", None, "q"], pa.large_string()).dictionary_encode(), pa.string()),
     "dec32": (pa.array([D("1.5"), None, D("2.25")], pa.decimal32(5, 2)), pa.decimal128(5, 2)),
+    "llview": (pa.array([[1, 2], None, [3]], pa.large_list_view(pa.int64())), pa.list_(pa.int64())),
+    "lview_ls": (pa.array([["a"], None, ["b", None]], pa.list_view(pa.large_string())), pa.list_(pa.string())),
 }
 
 
@@ -80,18 +82,91 @@ def test_converted_types_keep_their_values(session) -> None:
         assert col.to_pylist() == arr.to_pylist(), name
 
 
-@pytest.mark.parametrize("arr", [pa.array([{"x": 1}, None]),
-                                 pa.array([[("a", 1)], None], pa.map_(pa.string(), pa.int64()))],
-                         ids=["struct", "map"])
-def test_types_the_server_cannot_hold_are_named(session, arr) -> None:
-    with pytest.raises(DHError, match="column 'Bad'"):
-        session.import_table(pa.table({"Ok": [1, 2], "Bad": arr}))
+def test_structs_are_refused_naming_the_column(session) -> None:
+    before = len(session.live_exports())
+    with pytest.raises(DHError, match="column 'Bad'.*struct"):
+        session.import_table(pa.table({"Ok": [1, 2], "Bad": pa.array([{"x": 1}, None])}))
+    assert len(session.live_exports()) == before
 
 
-@pytest.mark.parametrize("name", ["has space", "1st", "class", "i", "ii", "k", "", "a-b"])
+def test_maps_round_trip(session) -> None:
+    n = 1000  # more entries than rows: the server's answer describes the entries wrongly, to_arrow mends it
+    maps = {
+        "M": pa.array([{"a": 1, "b": 2}, {"c": 3}], pa.map_(pa.string(), pa.int32())),
+        "Big": pa.MapArray.from_arrays(pa.array([0, 1, n], pa.int32()), pa.array([f"k{i}" for i in range(n)]),
+                                       pa.array(np.arange(n, dtype=np.int64))),
+        "Nested": pa.array([[("x", [1, None])], []], pa.map_(pa.string(), pa.list_(pa.int16()))),
+        "Large": pa.array([[("p", "q")], [("r", None)]], pa.map_(pa.large_string(), pa.large_string())),
+    }
+    for name, arr in maps.items():
+        back = session.import_table(pa.table({name: arr})).to_arrow().column(name).combine_chunks()
+        back.validate(full=True)
+        expected = arr.cast(pa.map_(pa.string(), pa.string())) if name == "Large" else arr
+        assert back.equals(expected), name
+
+
+def test_map_values_and_keys_the_server_would_change_are_refused(session) -> None:
+    with pytest.raises(DHError, match="column 'M' \\(a map value\\).*null"):
+        session.import_table(pa.table({"M": pa.array([[("a", -(2**31))]], pa.map_(pa.string(), pa.int32()))}))
+    key_3000 = pa.MapArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array([32503680000000000], pa.timestamp("us")),
+                                       pa.array([1], pa.int32()))
+    with pytest.raises(DHError, match="column 'M' \\(a map key\\).*wrap"):
+        session.import_table(pa.table({"M": key_3000}))
+    # keys keep the values that mark nulls elsewhere
+    keys = pa.MapArray.from_arrays(pa.array([0, 1, 2], pa.int32()), pa.array([-(2**63), 5]),
+                                   pa.array([1, 2], pa.int32()))
+    assert session.import_table(pa.table({"M": keys})).to_arrow().column("M").combine_chunks().equals(keys)
+    with pytest.raises(DHError, match="column 'M'.*key 'a' more than once"):
+        session.import_table(pa.table({"M": pa.array([[("a", 1), ("a", 2)]], pa.map_(pa.string(), pa.int32()))}))
+
+
+@pytest.mark.parametrize("name", ["has space", "1st", "class", "i", "ii", "k", "", "a-b", "_", "in", "not", "ç",
+                                  "null", "non-sealed"])
 def test_unusable_column_names_are_refused(session, name) -> None:
     with pytest.raises(DHError, match="column name"):
         session.import_table(pa.table({name: [1]}))
+
+
+def test_contextual_keywords_are_usable_names(session) -> None:
+    made = session.empty_table(2).update(["var = 5", "yield = var + 1", "record = yield * 2"]).to_arrow()
+    back = session.import_table(made).to_arrow()
+    assert back.column_names == ["var", "yield", "record"]
+    assert back.column("record").to_pylist() == [12, 12]
+
+
+# Candidates for column names: every reserved and contextual Java keyword, the literals, the formula
+# language's own names, and odd but plausible identifiers.
+NAME_CANDIDATES = sorted(set(_arrow._JAVA_WORDS) | {
+    "var", "yield", "record", "sealed", "permits", "non-sealed", "module", "exports", "open", "opens", "requires",
+    "transitive", "to", "with", "uses", "provides", "when", "_", "__", "_a", "a_", "$x", "$", "x$", "$1", "i", "ii",
+    "k", "I", "II", "K", "in", "not", "and", "or", "is", "lambda", "def", "None", "True", "pass", "ç", "名前", "Δx",
+    "µ", "abç", "a1", "1a", "a b", "a-b", "a.b", "Integer", "Math", "String", "isNull", "t", "x", "inn", "not_"})
+
+
+def _server_takes(session, name: str) -> bool:
+    try:
+        t = session.import_table(pa.table({name: [1, 2]}))
+        formula = t.update([f"Y = {name} + 1"]).to_arrow()
+        back = t.to_arrow()
+    except DHError:
+        return False
+    return formula.column("Y").to_pylist() == [2, 3] and back.column_names == [name]
+
+
+def test_column_name_rule_matches_the_server(session, monkeypatch) -> None:
+    def ours(name: str) -> bool:
+        try:
+            _arrow.check_column_name(name)
+        except DHError:
+            return False
+        return True
+
+    verdicts = {name: ours(name) for name in NAME_CANDIDATES}
+    monkeypatch.setattr(_arrow, "check_column_name", lambda name: None)
+    differ = {name: ("client takes" if mine else "client refuses")
+              for name, mine in verdicts.items() if _server_takes(session, name) != mine}
+    assert not differ, differ
+    assert verdicts["var"] and not verdicts["_"] and not verdicts["in"]
 
 
 def test_usable_odd_names(session) -> None:

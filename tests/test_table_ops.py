@@ -298,11 +298,9 @@ def test_multi_join(session):
 def test_multi_join_argument_errors(session):
     a = session.import_table(pa.table({"K": [1]}))
     assert "on" in no_round_trip(session, lambda: multi_join([a, a]))
-    assert "on must be None" in no_round_trip(session, lambda: multi_join(MultiJoinInput(a, "K"), on="K"))
+    assert "on parameter is not permitted" in no_round_trip(session,
+                                                            lambda: multi_join(MultiJoinInput(a, "K"), on="K"))
     assert "only Tables or only" in no_round_trip(session, lambda: multi_join([a, MultiJoinInput(a, "K")]))
-    with Session_like(session) as other:
-        b = other.import_table(pa.table({"K": [1]}))
-        assert "same session" in no_round_trip(session, lambda: multi_join([a, b], "K"))
 
 
 class Session_like:
@@ -445,7 +443,7 @@ def test_argument_mistakes_are_caught_before_any_round_trip(session, t):
         (lambda: t.natural_join("not a table", "Sym"), "table must be a Table"),
         (lambda: t.natural_join(t, "Sym", type="first"), "NaturalJoinType"),
         (lambda: t.aj(t, []), "on must not be empty"),
-        (lambda: t.join(t, reserve_bits=-1), "reserve_bits must be >= 0"),
+        (lambda: t.join(t, reserve_bits=2**31), "reserve_bits must fit in 32 bits"),
         (lambda: t.where_in(t, []), "cols must not be empty"),
         (lambda: t.count_by(""), "col must not be empty"),
         (lambda: t.agg_by([], "Sym"), "aggs must not be empty"),
@@ -460,8 +458,3 @@ def test_argument_mistakes_are_caught_before_any_round_trip(session, t):
         msg = no_round_trip(session, fn)
         assert expected in msg, (expected, msg)
 
-
-def test_table_from_another_session_is_refused(session, t):
-    with Session_like(session) as other:
-        foreign = other.import_table(pa.table({"Sym": ["a"]}))
-        assert "another session" in no_round_trip(session, lambda: t.where_in(foreign, "Sym"))

@@ -77,3 +77,46 @@ def test_mtls(mtls_server, pki) -> None:
 def test_mtls_missing_client_cert(mtls_server, pki) -> None:
     _fails_fast("client certificate", host=mtls_server.host, port=mtls_server.port, use_tls=True,
                 tls_root_certs=pki.read("ca"))
+
+
+def _foreign_client(tmp_path) -> tuple[bytes, bytes]:
+    """A client certificate from a CA the server does not trust."""
+    from tests.support.certs import _ca, _leaf, _write_cert, _write_key
+
+    ca, ca_key = _ca("a CA the server does not trust")
+    cert, key = _leaf("foreign client", ca, ca_key, server=False)
+    _write_cert(cert, tmp_path / "foreign.pem")
+    _write_key(key, tmp_path / "foreign.key")
+    return (tmp_path / "foreign.pem").read_bytes(), (tmp_path / "foreign.key").read_bytes()
+
+
+def test_tls_bad_pem_is_a_client_side_problem(tls_server, pki) -> None:
+    """gRPC cannot even start the handshake: nothing was refused by the server."""
+    text = _fails_fast("not valid PEM", host=tls_server.host, port=tls_server.port, use_tls=True,
+                       tls_root_certs=b"not a certificate")
+    assert "refused" not in text
+    text = _fails_fast("private key does not belong", host=tls_server.host, port=tls_server.port, use_tls=True,
+                       tls_root_certs=pki.read("ca"), client_cert_chain=pki.read("client_cert"),
+                       client_private_key=pki.read("server_key"))
+    assert "refused" not in text
+
+
+def test_tls_certificate_for_another_host(tls_server, pki) -> None:
+    text = _fails_fast("TLS handshake failed", host=tls_server.host, port=tls_server.port, use_tls=True,
+                       tls_root_certs=pki.read("ca"),
+                       client_opts=[("grpc.ssl_target_name_override", "other.example")])
+    assert "does not name this host" in text and "client certificate" not in text
+
+
+def test_mtls_foreign_client_cert(mtls_server, pki, tmp_path) -> None:
+    chain, key = _foreign_client(tmp_path)
+    text = _fails_fast("refused the client certificate", host=mtls_server.host, port=mtls_server.port, use_tls=True,
+                       tls_root_certs=pki.read("ca"), client_cert_chain=chain, client_private_key=key)
+    assert "may require" not in text
+
+
+def test_tls_client_on_plain_text_tls_server_port(tls_server) -> None:
+    """The mirror case: a TLS client on a plain-text port says the server does not speak TLS
+    (the shared plain server is the other side of this: see test_errors)."""
+    text = _fails_fast("may require TLS", host=tls_server.host, port=tls_server.port)
+    assert "client certificate" not in text

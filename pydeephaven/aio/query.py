@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydeephaven import _foreign
 from pydeephaven.dherror import DHError
 from pydeephaven.query import Query
 
@@ -40,23 +41,32 @@ class AsyncQuery(Query):
                 server's message.
         """
         session: Any = self.session
-        ticket, batch = self._batch()
+        self._check_tables()
         await self._source._resolve()  # an unanswered source table reports its own failure
         for op in self._ops:
             for other in op.others:
                 if hasattr(other, "_resolve"):
                     await other._resolve()
-        t = session._transport
-        responses: list[Any] = []
-        broken = None
-        stream = t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops})
+        borrowed: dict[int, Any] = {}
         try:
-            async for resp in stream:
-                responses.append(resp)
-        except DHError as e:
-            broken = e
+            for tb in self._tables():
+                if _foreign.is_foreign(session, tb) and id(tb) not in borrowed:
+                    borrowed[id(tb)] = await _foreign.borrow_async(session, tb, "query")
+            ticket, batch = self._batch(borrowed)
+            t = session._transport
+            responses: list[Any] = []
+            broken = None
+            stream = t.stream("query", t.table_stub.Batch, batch, args={"ops": self.ops})
+            try:
+                async for resp in stream:
+                    responses.append(resp)
+            except DHError as e:
+                broken = e
+            finally:
+                await stream.aclose()
         finally:
-            await stream.aclose()
+            for tk in borrowed.values():
+                session._release_later(tk)
         outcome = self._outcome(ticket, responses, broken)
         if isinstance(outcome, DHError):
             await session._release_quietly(ticket)

@@ -19,18 +19,28 @@ from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, Type
 
 import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
-from pydeephaven._aio_transport import AsyncTransport
+from pydeephaven import _arrow, _foreign, _ops
+from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
-from pydeephaven._utils import str_tuple
+from pydeephaven._utils import (
+    check_connection_args,
+    check_number,
+    check_str,
+    check_ticket,
+    pem_bytes,
+    server_address,
+    str_tuple,
+)
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["AsyncSession"]
+
+_IMPORT_FILE_OPTIONS = {"columns", "delimiter", "column_types", "batch_rows", "csv_options", "progress", "encoding"}
 
 R = TypeVar("R")
 
@@ -70,8 +80,11 @@ class AsyncSession:
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
     ) -> None:
-        self._host = host or os.environ.get("DH_HOST") or "localhost"
-        self._port = int(port or os.environ.get("DH_PORT") or 10000)
+        self._host, self._port = server_address("AsyncSession", host, port)
+        check_connection_args("AsyncSession", auth_type, auth_token, client_opts, extra_headers)
+        tls_root_certs = pem_bytes("AsyncSession", "tls_root_certs", tls_root_certs)
+        client_cert_chain = pem_bytes("AsyncSession", "client_cert_chain", client_cert_chain)
+        client_private_key = pem_bytes("AsyncSession", "client_private_key", client_private_key)
         self._auth_type = auth_type
         self._session_type = session_type
         self._never_timeout = never_timeout
@@ -90,6 +103,8 @@ class AsyncSession:
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: exports kept for the session's life (the copies published tables are shared from)
+        self._pinned: set[bytes] = set()
         self._finalizer = weakref.finalize(self, _abandon, self._transport, self._flight, self._executor)
 
     # -- connecting and closing ---------------------------------------------------------------------
@@ -253,6 +268,7 @@ class AsyncSession:
 
     async def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
         """The exports the server holds for this session right now (asked of the server)."""
+        timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         await t.flush_releases()
         live: dict[bytes, ExportTicket] = {}
@@ -281,6 +297,8 @@ class AsyncSession:
     async def publish(self, source_ticket: Ticket, result_ticket: Ticket) -> None:
         """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
         SharedTicket) by other sessions, for as long as this session keeps the source."""
+        check_ticket("publish", "source_ticket", source_ticket)
+        check_ticket("publish", "result_ticket", result_ticket)
         t = self._transport
         await t.unary("publish", t.session_stub.PublishFromTicket,
                       session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
@@ -288,6 +306,7 @@ class AsyncSession:
 
     async def fetch(self, ticket: Ticket) -> ExportTicket:
         """Export the object behind ``ticket`` into a new ticket of this session."""
+        check_ticket("fetch", "ticket", ticket)
         t = self._transport
         result = self.make_export_ticket()
         await t.unary("fetch", t.session_stub.ExportFromTicket,
@@ -299,10 +318,18 @@ class AsyncSession:
         """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``."""
         self._own_table("publish_table", table)
         await table._resolve()
-        await self.publish(table.ticket, ticket)
+        # published from a copy kept for the session's life: the shared table outlives the
+        # AsyncTable object and its own export (see Session._pinned_copy)
+        if _foreign.is_foreign(self, table):
+            copy = await _foreign.borrow_async(self, table, "publish_table")
+        else:
+            copy = await self.fetch(table.ticket)
+        self._pinned.add(copy.bytes)
+        await self.publish(copy, ticket)
 
     async def fetch_table(self, ticket: SharedTicket) -> AsyncTable:
         """A table another session published under ``ticket``."""
+        check_ticket("fetch_table", "ticket", ticket)
         return await self._run_op(_ops.FetchTableOp(ticket), None)
 
     # -- scripts and scope --------------------------------------------------------------------------
@@ -327,6 +354,9 @@ class AsyncSession:
         Raises:
             DHError: carrying the server's error message when the script fails.
         """
+        check_str("run_script", "script", script, allow_empty=True)
+        if systemic not in _SYSTEMIC:
+            raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
         t = self._transport
         req = console_pb2.ExecuteCommandRequest(console_id=await self._console(), code=script,
                                                 systemic=_SYSTEMIC[systemic])
@@ -336,27 +366,31 @@ class AsyncSession:
 
     async def open_table(self, name: str) -> AsyncTable:
         """The table bound to ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("open_table: the name must not be empty")
+        check_str("open_table", "name", name)
         try:
             return await self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
             if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+                cause = cause_of(e, "fetch_table")
                 raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {e})") from None
+                              f"(server said: {cause})") from None
             raise
 
     async def bind_table(self, name: str, table: AsyncTable) -> None:
         """Bind ``table`` to the variable ``name`` in the server's global scope."""
-        if not name:
-            raise DHError("bind_table: the name must not be empty")
+        check_str("bind_table", "name", name)
         self._own_table("bind_table", table)
         await table._resolve()
         t = self._transport
-        await t.unary("bind_table", t.console_stub.BindTableToVariable,
-                      console_pb2.BindTableToVariableRequest(console_id=await self._console(), variable_name=name,
-                                                             table_id=table.pb_ticket),
-                      args={"name": name})
+        ticket, borrowed = await self._own_ticket("bind_table", table)
+        try:
+            await t.unary("bind_table", t.console_stub.BindTableToVariable,
+                          console_pb2.BindTableToVariableRequest(console_id=await self._console(), variable_name=name,
+                                                                 table_id=ticket.pb_ticket),
+                          args={"name": name})
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
     async def sql(self, query: str, fmt: str = "arrow", **options: Any) -> Any:
         """Run a SQL query on the server over Arrow Flight SQL, as ``Session.sql`` does, and return
@@ -397,20 +431,13 @@ class AsyncSession:
 
     async def empty_table(self, size: int) -> AsyncTable:
         """A table of ``size`` rows and no columns."""
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise DHError(f"empty_table: size must be a non-negative int, got {size!r}")
-        return await self._run_op(_ops.EmptyTableOp(size), None)
+        return await self._run_op(_ops.empty_table(size), None)
 
     async def time_table(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
                          blink_table: bool = False) -> AsyncTable:
         """A ticking table adding one row (a ``Timestamp``) every ``period`` (nanoseconds or a
         duration string such as ``"PT1S"``); see ``Session.time_table``."""
-        if isinstance(period, bool) or not isinstance(period, (int, str)) or (isinstance(period, int) and period <= 0):
-            raise DHError(f"time_table: period must be a positive int of nanoseconds or a duration string, "
-                          f"got {period!r}")
-        if start_time is not None and (isinstance(start_time, bool) or not isinstance(start_time, (int, str))):
-            raise DHError(f"time_table: start_time must be nanoseconds or a datetime string, got {start_time!r}")
-        return await self._run_op(_ops.TimeTableOp(period, start_time, blink_table), None)
+        return await self._run_op(_ops.time_table(period, start_time, blink_table), None)
 
     async def merge_tables(self, tables: Sequence[AsyncTable], order_by: str = "") -> AsyncTable:
         """The rows of ``tables`` one after another (same columns needed)."""
@@ -450,7 +477,7 @@ class AsyncSession:
                 resp = await asyncio.shield(asyncio.wrap_future(confirm[0]))
             except DHError as e:
                 raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                              f"{e}") from None
+                              f"{cause_of(e, 'import_table')}") from None
             if not resp.success:
                 reason = resp.error_info or "the server reported a failure without details"
                 raise DHError(f"import_table failed: {reason}")
@@ -512,19 +539,35 @@ class AsyncSession:
                           **options: Any) -> AsyncTable:
         """Load a CSV/TSV, Parquet or Arrow IPC file into a new server table, streamed in batches
         from a worker thread; the same arguments as ``Session.import_file`` (columns, delimiter,
-        column_types, batch_rows, csv_options, progress)."""
+        column_types, batch_rows, csv_options, progress, encoding)."""
         from pydeephaven import _files
 
+        unknown = sorted(set(options) - _IMPORT_FILE_OPTIONS)
+        if unknown:
+            raise DHError(f"import_file: unknown arguments {unknown}; it takes "
+                          f"{', '.join(sorted(_IMPORT_FILE_OPTIONS))}")
         progress = options.pop("progress", None)
-        source = await self._blocking(functools.partial(_files.open_file, path, format, **options))
-        bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
-        try:
-            return await self.import_table(source.reader(bar))
-        except DHError as e:
-            raise DHError(f"import_file({str(path)!r}) failed: {e}") from None
-        finally:
-            bar.close()
-            source.close()
+        types = dict(options.pop("column_types", None) or {})
+        widened: list[str] = []
+        for attempt in range(_files.MAX_CSV_RETYPES + 1):
+            source = await self._blocking(functools.partial(_files.open_file, path, format, column_types=types,
+                                                            widened=widened, **options))
+            bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+            try:
+                return await self.import_table(source.reader(bar))
+            except _files.CsvRetype as e:  # see Session.import_file
+                if attempt == _files.MAX_CSV_RETYPES:
+                    raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+                _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
+                                e.new_type)
+                types[e.column] = e.new_type
+                widened.append(e.column)
+            except DHError as e:
+                raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+            finally:
+                bar.close()
+                source.close()
+        raise AssertionError("unreachable")
 
     async def input_table(self, schema: Optional[pa.Schema] = None, init_table: Optional[AsyncTable] = None,
                           key_cols: Optional[Union[str, list[str]]] = None,
@@ -532,14 +575,15 @@ class AsyncSession:
         """A new input table, a table the client can add rows to; see ``Session.input_table``.
 
         Raises:
-            ValueError: neither or both of schema and init_table, or blink_table with key_cols.
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols (a
+                DHError too: ``pydeephaven.dherror.ArgumentError``).
             DHError: the server refused the definition.
         """
         if (schema is None) == (init_table is None):
-            raise ValueError("input_table: give exactly one of schema and init_table")
+            raise ArgumentError("input_table: give exactly one of schema and init_table")
         keys = str_tuple("input_table", "key_cols", key_cols)
         if blink_table and keys:
-            raise ValueError("input_table: a blink input table cannot have key columns")
+            raise ArgumentError("input_table: a blink input table cannot have key columns")
         schema_bytes = None
         if schema is not None:
             if not isinstance(schema, pa.Schema):
@@ -567,11 +611,37 @@ class AsyncSession:
     # -- running ops --------------------------------------------------------------------------------
 
     def _own_table(self, op: str, table: Any) -> None:
+        """Check a table argument (a table of another AsyncSession is borrowed, see ``_foreign``)."""
         if not isinstance(table, AsyncTable):
             raise DHError(f"{op}: expected an AsyncTable, got {type(table).__name__}")
-        if table.session is not self:
-            raise DHError(f"{op}: the table belongs to another session")
         table._check(op)
+
+    async def _own_ticket(self, op: str, table: Any) -> tuple[Ticket, list[ExportTicket]]:
+        """``table``'s ticket for a request of this session (borrowed when the table belongs to
+        another session; release the borrowed tickets after the request)."""
+        if _foreign.is_foreign(self, table):
+            tk = await _foreign.borrow_async(self, table, op)
+            return tk, [tk]
+        return table.ticket, []
+
+    async def _refs(self, op: str, tables: Sequence[Any]) -> tuple[list[Any], list[ExportTicket]]:
+        """References to ``tables`` for a request of this session and the tickets borrowed for
+        tables of other sessions (release them once the request has been answered)."""
+        refs: list[Any] = []
+        borrowed: list[ExportTicket] = []
+        try:
+            for tb in tables:
+                if _foreign.is_foreign(self, tb):
+                    tk = await _foreign.borrow_async(self, tb, op)
+                    borrowed.append(tk)
+                    refs.append(table_pb2.TableReference(ticket=tk.pb_ticket))
+                else:
+                    refs.append(_ops.ref_of(tb))
+        except BaseException:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
+        return refs, borrowed
 
     async def _table_from(self, resp: table_pb2.ExportedTableCreationResponse, ticket: Ticket, op: str,
                           cls: type[AsyncTable] = AsyncTable) -> AsyncTable:
@@ -588,12 +658,31 @@ class AsyncSession:
         t.check_loop(op.name)
         ticket = self.make_export_ticket()
         others = op.others
-        req = op.build(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None,
-                       [_ops.ref_of(o) for o in others])
-        task = t.start_unary(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
+        src = _ops.ref_of(source) if source is not None else None
+        method = getattr(t.table_stub, op.rpc)
+        foreign = [o for o in others if _foreign.is_foreign(self, o)]
+        for o in foreign:
+            _foreign.check_async(self, o, op.name)  # a wrong kind of table fails at the call
+        if foreign:
+            task = asyncio.get_running_loop().create_task(self._run_borrowing(op, ticket, src, others, method))
+            task.add_done_callback(_consume)
+        else:
+            req = op.request(ticket.pb_ticket, src, [_ops.ref_of(o) for o in others])
+            task = t.start_unary(op.name, method, req, args=op.args())
         table = cls(self, ticket)
         table._pending = (task, op.name, (source, *others))
         return table
+
+
+    async def _run_borrowing(self, op: _ops.TableOp, ticket: ExportTicket, src: Any, others: Sequence[Any],
+                             method: Any) -> Any:
+        """The call of an op reading tables of other sessions: borrow them, call, release them."""
+        refs, borrowed = await self._refs(op.name, others)
+        try:
+            return await self._transport.unary(op.name, method, op.request(ticket.pb_ticket, src, refs), args=op.args())
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
 
 
 async def _outlast(fut: "asyncio.Future[Any]", timeout: float) -> bool:

@@ -211,6 +211,7 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         fmt = formats.check_format(fmt)
         if fmt in ("pandas", "polars"):
             formats._require(fmt, f"to_format({fmt!r})")
+        formats.check_convert_options(fmt, options)
         data = await self.to_arrow()
         return await self.session._blocking(functools.partial(formats.convert, data, fmt, **options))
 
@@ -336,8 +337,6 @@ class AsyncInputTable(AsyncTable):
     async def _table_arg(self, op: str, table: Any) -> AsyncTable:
         if not isinstance(table, AsyncTable):
             raise DHError(f"InputTable.{op}: expected an AsyncTable, got {type(table).__name__}")
-        if table.session is not self.session:
-            raise DHError(f"InputTable.{op}: the table belongs to another session")
         table._check(f"InputTable.{op}")
         self._check(f"InputTable.{op}")
         await self._resolve()
@@ -347,10 +346,16 @@ class AsyncInputTable(AsyncTable):
         """Add the rows of ``table`` (same columns); on a keyed table, rows whose keys exist
         replace the old ones. The rows show in the input table from the server's next update cycle."""
         await self._table_arg("add", table)
-        t = self.session._transport
-        await t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
-                      inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=table.pb_ticket),
-                      args={"rows": table._size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = await session._own_ticket("InputTable.add", table)
+        try:
+            await t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
+                          inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=ticket.pb_ticket),
+                          args={"rows": table._size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
     async def delete(self, table: AsyncTable) -> None:
         """Delete the rows whose keys are in ``table`` (which needs only the key columns). Only
@@ -359,10 +364,17 @@ class AsyncInputTable(AsyncTable):
             raise PermissionError("InputTable.delete: this input table is not keyed (append-only or blink); "
                                   "rows can only be deleted from a keyed input table")
         await self._table_arg("delete", table)
-        t = self.session._transport
-        await t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
-                      inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=table.pb_ticket),
-                      args={"rows": table._size})
+        session = self.session
+        t = session._transport
+        ticket, borrowed = await session._own_ticket("InputTable.delete", table)
+        try:
+            await t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
+                          inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket,
+                                                            table_to_remove=ticket.pb_ticket),
+                          args={"rows": table._size})
+        finally:
+            for tk in borrowed:
+                session._release_later(tk)
 
 
 def _next_chunk(reader: Any) -> Optional[pa.RecordBatch]:
@@ -411,8 +423,8 @@ class RecordBatchStream:
                 self._reader = await session._blocking(_open_reader, session._flight, table.ticket.bytes)
                 session._streams.add(self)
             batch = await session._blocking(_next_chunk, self._reader)
-        except asyncio.CancelledError:
-            self._finish(False)
+        except asyncio.CancelledError:  # the caller's task was cancelled: its choice, not a failed transfer
+            self._finish(True, stop=True)
             raise
         except (flight.FlightError, pa.ArrowException, OSError) as e:
             self._finish(False)
@@ -427,38 +439,41 @@ class RecordBatchStream:
         self.nbytes += batch.nbytes
         return batch
 
-    def _finish(self, ok: bool) -> None:
+    def _finish(self, ok: bool, stop: bool = False) -> None:
+        """End the stream: ``ok`` counts it as a success in the session's stats; ``stop`` cancels
+        a transfer still running (also when the caller ended it early, which is not an error)."""
         if self._done:
             return
         self._done = True
         reader, self._reader = self._reader, None
         if reader is None:
             return
-        if not ok:
+        if stop or not ok:
             try:
                 reader.cancel()
             except Exception:
                 pass
         self._table.session._streams.discard(self)
+        detail = " (closed early by the caller)" if ok and stop else ""
         self._table.session._transport.record("DoGet:iter_batches", time.perf_counter() - self._start, ok,
-                                              f"{self.rows} rows {self.nbytes} bytes")
+                                              f"{self.rows} rows {self.nbytes} bytes{detail}")
 
     def cancel(self) -> None:
         """Stop the transfer (thread-safe, no waiting)."""
-        self._finish(False)
+        self._finish(True, stop=True)
 
     async def aclose(self) -> None:
-        self._finish(False)
+        self._finish(True, stop=True)
 
     async def __aenter__(self) -> "RecordBatchStream":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._finish(False)
+        self._finish(True, stop=True)
 
     def __del__(self) -> None:
         try:
-            self._finish(False)
+            self._finish(True, stop=True)
         except Exception:
             pass
 

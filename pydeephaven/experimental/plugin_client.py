@@ -26,6 +26,7 @@ import grpc
 from pydeephaven._proto import object_pb2, ticket_pb2
 from pydeephaven._transport import rpc_error
 from pydeephaven.dherror import DHError
+from pydeephaven.table import Table  # noqa: F401 (the official client's module offers it too)
 from pydeephaven.ticket import ExportTicket, ServerObject, _ticket_from_bytes
 
 if TYPE_CHECKING:
