@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 import pyarrow as pa
 
 from pydeephaven import _ops
+from pydeephaven.dherror import DHError
 from pydeephaven._proto import table_pb2, ticket_pb2
 from pydeephaven._table_interface import NaturalJoinType, SortDirection
 from pydeephaven.agg import Aggregation
@@ -358,6 +359,8 @@ class FetchTableOp(TableOp):
 
     def make_grpc_request(self, result_id: Optional[ticket_pb2.Ticket], source_id: Optional[Ref]) -> Any:
         # our FetchTableOp reads its ticket as its one "other" input; here it arrives as source_id
+        if source_id is None:
+            raise DHError("FetchTableOp: source_id (the ticket to fetch) is required")
         return _ops.FetchTableOp(None).request(result_id, None, [source_id])
 
 
