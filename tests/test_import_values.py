@@ -326,8 +326,6 @@ def test_a_reader_refused_part_way_leaves_nothing(session) -> None:
     assert len(session.live_exports()) == before
 
 
-@pytest.mark.xfail(reason="the async import_table does not yet release the export of an upload that failed "
-                          "part-way (import_table cleanup, issue 13)", strict=False)
 def test_an_async_reader_refused_part_way_leaves_nothing(arun) -> None:
     async def body(s: Any) -> None:
         before = len(await s.live_exports())
