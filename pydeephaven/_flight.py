@@ -188,8 +188,13 @@ def _release_note(released: Optional[bool]) -> str:
 
 
 def _upload_error(err: Exception, note: str) -> DHError:
-    text = str(err) if isinstance(err, DHError) else f"import_table failed: {type(err).__name__}: {err}"
-    return DHError(f"{text}; {note}")
+    """The error of a failed upload with ``note`` (what became of the export) added. A DHError keeps
+    its class and attributes (callers act on them, e.g. ``_files.CsvRetype``)."""
+    if isinstance(err, DHError):
+        err.message = f"{err.message}; {note}"
+        err.args = (err.message,)
+        return err
+    return DHError(f"import_table failed: {type(err).__name__}: {err}; {note}")
 
 
 def _short_schema(schema: pa.Schema) -> str:

@@ -30,10 +30,11 @@ from pydeephaven._table_ops import FetchTableOp, HeadOp, UpdateOp
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, SharedTicket
 
-enterprise = pytest.importorskip("deephaven_enterprise.client.session_manager",
-                                 reason="deephaven-coreplus-client is not installed (README: install step)")
-mcp_queries = pytest.importorskip("deephaven_mcp.queries", reason="deephaven-mcp is not installed (README)")
-mcp_client = pytest.importorskip("deephaven_mcp.client", reason="deephaven-mcp is not installed (README)")
+# Imported, not skipped when absent: the README's install step installs both, and a missing one
+# must fail the run rather than hide these tests.
+import deephaven_enterprise.client.session_manager as enterprise  # noqa: E402
+import deephaven_mcp.client as mcp_client  # noqa: E402
+import deephaven_mcp.queries as mcp_queries  # noqa: E402
 
 
 def test_packages_use_our_pydeephaven() -> None:

@@ -263,12 +263,15 @@ def _changes_as_key(kind: Kind, bad: int) -> bool:
     return pa.types.is_time(t) or pa.types.is_date64(t)
 
 
-@pytest.mark.parametrize("how", WRAPS)
-@pytest.mark.parametrize("name", list(KINDS))
+def _cases() -> list[tuple[str, str]]:
+    # every kind in every wrapping, except float16 dictionaries, which pyarrow cannot encode
+    return [(name, how) for name in KINDS for how in WRAPS
+            if not (how == "dict" and pa.types.is_floating(KINDS[name].t) and KINDS[name].t.bit_width == 16)]
+
+
+@pytest.mark.parametrize(("name", "how"), _cases())
 def test_each_value_comes_back_or_is_refused(session, monkeypatch, name: str, how: str) -> None:
     kind = KINDS[name]
-    if how == "dict" and (pa.types.is_floating(kind.t) and kind.t.bit_width == 16):
-        pytest.skip("pyarrow cannot dictionary-encode float16")
     rng = np.random.default_rng([SEED, list(KINDS).index(name), WRAPS.index(how)])
     clean = _column(rng, kind, how, [])
     assert clean is not None
