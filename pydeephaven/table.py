@@ -429,16 +429,8 @@ class InputTable(Table):
         from pydeephaven._proto import inputtable_pb2
 
         self._table_arg("add", table)
-        session = self.session
-        t = session._transport
-        ticket, borrowed = session._own_ticket("InputTable.add", table)
-        try:
-            t.unary("InputTable.add", t.input_table_stub.AddTableToInputTable,
-                    inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=ticket.pb_ticket),
-                    args={"rows": table.size})
-        finally:
-            for tk in borrowed:
-                session._release_later(tk)
+        self._send_rows("add", table, lambda t: t.input_table_stub.AddTableToInputTable,
+                        lambda tk: inputtable_pb2.AddTableRequest(input_table=self.pb_ticket, table_to_add=tk))
 
     def delete(self, table: Table) -> None:
         """Delete the rows whose keys are in ``table`` (which needs only the key columns). Only
@@ -449,13 +441,16 @@ class InputTable(Table):
             raise PermissionError("InputTable.delete: this input table is not keyed (append-only or blink); "
                                   "rows can only be deleted from a keyed input table")
         self._table_arg("delete", table)
+        self._send_rows("delete", table, lambda t: t.input_table_stub.DeleteTableFromInputTable,
+                        lambda tk: inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=tk))
+
+    def _send_rows(self, op: str, table: Table, method: Any, request: Any) -> None:
+        """One add/delete call with ``table``'s rows (borrowed first when it is another session's)."""
         session = self.session
         t = session._transport
-        ticket, borrowed = session._own_ticket("InputTable.delete", table)
+        ticket, borrowed = session._own_ticket(f"InputTable.{op}", table)
         try:
-            t.unary("InputTable.delete", t.input_table_stub.DeleteTableFromInputTable,
-                    inputtable_pb2.DeleteTableRequest(input_table=self.pb_ticket, table_to_remove=ticket.pb_ticket),
-                    args={"rows": table.size})
+            t.unary(f"InputTable.{op}", method(t), request(ticket.pb_ticket), args={"rows": table.size})
         finally:
             for tk in borrowed:
                 session._release_later(tk)
