@@ -177,7 +177,7 @@ UPLOAD_SETTLE_SECONDS = 10.0
 
 def _nothing_to_release(err: DHError) -> bool:
     """Whether a release failed because the server holds nothing under the ticket."""
-    return "not yet defined" in str(err) or "NOT_FOUND" in str(err)
+    return err.code == "NOT_FOUND" or "not yet defined" in str(err)
 
 
 def _release_note(released: Optional[bool]) -> str:

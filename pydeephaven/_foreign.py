@@ -80,7 +80,7 @@ def borrow(session: Any, table: Any, op: str) -> ExportTicket:
             t.unary(f"{op}: take the shared table", t.session_stub.ExportFromTicket, fetch_req)
         except DHError as e:
             session._release_later(mine)
-            if "NOT_FOUND" in str(e):
+            if e.code == "NOT_FOUND":
                 raise _other_server(session, owner, op, e) from None
             raise
     finally:
@@ -110,7 +110,7 @@ async def borrow_async(session: Any, table: Any, op: str) -> ExportTicket:
             await t.unary(f"{op}: take the shared table", t.session_stub.ExportFromTicket, fetch_req)
         except DHError as e:
             session._release_later(mine)
-            if "NOT_FOUND" in str(e):
+            if e.code == "NOT_FOUND":
                 raise _other_server(session, owner, op, e) from None
             raise
     finally:

@@ -105,7 +105,7 @@ def release_all(session: "Session", tickets: list[ExportTicket]) -> None:
                 text = str(e)
                 if "not yet defined" in text:
                     pending.append(tk)
-                elif "NOT_FOUND" not in text:
+                elif e.code != "NOT_FOUND":
                     failures.append(text)
     if pending:
         log.debug("temporary(): %d export numbers never became exports: %s", len(pending), pending)

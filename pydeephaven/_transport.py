@@ -123,7 +123,7 @@ def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, targe
         text = f"{where} failed: {code.name}: {details}" if details else f"{where} failed: {code.name}"
         if hint and hint not in text:
             text += f" ({hint})"
-        return DHError(text)
+        return DHError(text, code=code.name)
     return DHError(f"{where} failed: {type(err).__name__}: {err}")
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class DHError(Exception):
     """Raised for every failure the client reports: what was asked, with which arguments, and why
-    (the server's own message whenever it sent one)."""
+    (the server's own message whenever it sent one).
 
-    def __init__(self, message: object = "") -> None:
+    ``code`` is the gRPC status name of a failed call (``"NOT_FOUND"``, ``"UNAUTHENTICATED"`` ...),
+    None for failures that are not a call's status: code that decides by the kind of failure reads
+    it instead of the message text."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None) -> None:
         super().__init__(message)
         self.message = str(message)
+        self.code = code
 
     def __str__(self) -> str:
         return self.message
@@ -56,4 +63,4 @@ def rewrap(where: str, err: DHError, *inner_ops: str) -> DHError:
     op = where.split("(", 1)[0]
     if text.startswith(op + "(") or text.startswith(op + " ") or text.startswith(op + ":"):
         return err
-    return DHError(f"{where} failed: {cause_of(text, *inner_ops)}")
+    return DHError(f"{where} failed: {cause_of(text, *inner_ops)}", code=err.code)

@@ -339,7 +339,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         try:
             return self._run_op(_ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None)
         except DHError as e:
-            if "NOT_FOUND" in str(e) or "INVALID_ARGUMENT" in str(e) or "FAILED_PRECONDITION" in str(e):
+            if e.code in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
                 cause = cause_of(e, "fetch_table")
                 raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
                               f"(server said: {cause})") from None
