@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from abc import ABC, abstractmethod
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 from pydeephaven._proto import table_pb2
 from pydeephaven._utils import check_bool, check_str
