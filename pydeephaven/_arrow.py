@@ -260,7 +260,7 @@ def _find(values: pa.Array, as_key: bool = False) -> _Found:
     if marker is not None:
         bits, java, hint = marker
         view = values.view(_BITS[t.bit_width]) if t.bit_width and not pa.types.is_signed_integer(t) else values
-        at = pc.index(view, pa.scalar(bits, view.type)).as_py()
+        at = _index_of(view, bits)
         if at < 0:
             return None
         return at, (f"the bit pattern the server uses to mark a null {java} ({t} is read as a Java {java}); "
@@ -283,7 +283,33 @@ def _find(values: pa.Array, as_key: bool = False) -> _Found:
     return None
 
 
+#: Below this many values, checks read the buffers with numpy: pyarrow's compute functions cost
+#: more per call than a small array's whole check, and much more when many threads upload at once.
+_SMALL = 1 << 16
+
+
+def _raw(view: pa.Array) -> np.ndarray:
+    """The values buffer of ``view`` (signed integers of 8 to 64 bits), null slots included."""
+    dtype = np.dtype(f"int{view.type.bit_width}")
+    return np.frombuffer(view.buffers()[1], dtype=dtype, count=view.offset + len(view))[view.offset:]
+
+
+def _index_of(view: pa.Array, value: int) -> int:
+    """The first non-null position of ``view`` (signed integers) equal to ``value``, or -1."""
+    if len(view) <= _SMALL:
+        hits = np.flatnonzero(_raw(view) == value)
+        if not view.null_count:
+            return int(hits[0]) if len(hits) else -1
+        if not len(hits):
+            return -1  # a null slot's bits may equal value, but no valid one does
+    return int(pc.index(view, pa.scalar(value, view.type)).as_py())
+
+
 def _outside(view: pa.Array, low: int, high: int, why: str) -> _Found:
+    if len(view) <= _SMALL:
+        raw = _raw(view)
+        if raw.min() >= low and raw.max() <= high:
+            return None  # null slots included: only a false alarm can come of them, checked below
     lo, hi = pc.min_max(view).values()
     if lo.as_py() >= low and hi.as_py() <= high:
         return None

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Optional
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import _arrow
+from pydeephaven import _arrow, _confirm
 from pydeephaven._transport import Transport, rpc_error
 from pydeephaven.dherror import DHError
 
@@ -105,8 +105,10 @@ class FlightPath:
                stop: Optional[threading.Event] = None) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent.
 
-        ``on_open(schema)`` runs once the DoPut stream is open, with the schema being sent (the
-        caller prepares the server's confirmation there, see ``_confirm``).
+        The server acknowledges each batch once it holds its rows, and ends the stream with OK
+        only once it has made the export: an upload returns when both say that every batch is
+        there (see ``_confirm``). ``on_open(schema)`` runs once the DoPut stream is open, with the
+        schema being sent (the caller may ask there for the server's schema).
         ``stop``, when set (by another thread), ends the upload before the next batch with DHError.
         On any failure the stream has ended when this returns, so the caller can release the
         export with the certainty that the server is done with it."""
@@ -117,7 +119,7 @@ class FlightPath:
         max_batch_bytes = min(max_batch_bytes, _arrow.SERVER_MESSAGE_LIMIT * 4 // 5)
         descriptor = flight.FlightDescriptor.for_path("export", str(export_no))
         start = time.perf_counter()
-        rows = nbytes = 0
+        rows = nbytes = sent = acks = 0
         parts = _arrow.sized(source, max_batch_bytes)
         try:
             writer, reader = self.client.do_put(descriptor, target, self.options())
@@ -134,15 +136,18 @@ class FlightPath:
                     writer.write_batch(batch)
                     rows += batch.num_rows
                     nbytes += batch.nbytes
+                    sent += 1
                 writer.done_writing()
-                reader.read()  # the server's acknowledgement, or its error
+                while reader.read() is not None:
+                    acks += 1
             except BaseException:
                 try:  # end the stream; the first error is the one to report
                     writer.close()
                 except Exception:
                     pass
                 raise
-            writer.close()
+            writer.close()  # the stream's status: OK once the export is made
+            _confirm.check_acknowledged(op, sent, acks, rows)
         except DHError:
             self.transport.record("DoPut", time.perf_counter() - start, False)
             raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -15,7 +14,7 @@ import grpc
 import pyarrow as pa
 
 from pydeephaven import _arrow, _foreign, _ops
-from pydeephaven._confirm import STREAM_WAIT_SECONDS, Confirmed, UploadConfirmation
+from pydeephaven._confirm import Confirmed, UploadConfirmation
 from pydeephaven._flight import (
     UPLOAD_SETTLE_SECONDS,
     FlightPath,
@@ -410,20 +409,18 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         plan: list[UploadConfirmation] = []
 
         def prepare_confirmation(target: pa.Schema) -> None:
-            # While the DoPut is open: either the stream of export sizes will carry the server's
-            # count, or the call is asked now, and the server answers it right after the upload
-            # (see _confirm).
-            c = UploadConfirmation(t.export_sizes, t.known_schemas, ticket.ticket_no, target)
+            # While the DoPut is open: the server's schema for this schema is known from an
+            # earlier upload, or it is asked for now, and the server answers right after the
+            # upload (see _confirm).
+            c = UploadConfirmation(t.known_schemas, target)
             plan.append(c)
             if c.by_call:
                 c.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
                                         ticket.pb_ticket)
-            if c.schema_header is not None:
-                t.watch_exports()  # for the next uploads of this schema, unless it runs already
 
         try:
             rows = self._flight.do_put(ticket.ticket_no, data, on_open=prepare_confirmation)
-            confirmed = self._confirmation(plan[0], ticket, rows)
+            confirmed = self._confirmation(plan[0], rows)
         except BaseException as e:
             if not plan:  # refused before the upload began (data, names, types): nothing to clean
                 raise
@@ -433,33 +430,16 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
         return Table(self, ticket, schema_header=confirmed.schema_header, size=rows, is_static=confirmed.is_static)
 
-    def _confirmation(self, plan: UploadConfirmation, ticket: ExportTicket, rows: int) -> Confirmed:
-        """The server's count of an upload of ``rows`` rows whose DoPut has ended, and its schema:
-        from the stream when planned so and it answers in time, else from the call."""
-        confirmed: Optional[Confirmed] = None
-        if plan.waiter is not None:
-            try:
-                confirmed = plan.from_stream(plan.waiter.result(timeout=STREAM_WAIT_SECONDS))
-            except concurrent.futures.TimeoutError:
-                pass
-            plan.done()
-        if confirmed is None:
-            t = self._transport
-            if plan.call is None:
-                plan.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
-                                           ticket.pb_ticket)
-            try:
-                resp = plan.call.result()
-            except DHError as e:
-                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                              f"{cause_of(e, 'import_table')}") from None
-            if not resp.success:
-                reason = resp.error_info or "the server reported a failure without details"
-                raise DHError(f"import_table failed: {reason}")
-            confirmed = plan.from_call(resp)
-        if confirmed.size != rows:
-            raise DHError(f"import_table failed: sent {rows} rows but the server holds {confirmed.size}")
-        return confirmed
+    def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
+        """The server's word on an upload of ``rows`` rows whose DoPut confirmed it: its schema,
+        known or from the call, whose count is checked too."""
+        if not plan.by_call:
+            return plan.known(rows)
+        try:
+            resp = plan.call.result()
+        except DHError as e:
+            raise plan.call_failed(e, rows) from None
+        return plan.from_call(resp, rows)
 
     def _abandon_upload(self, ticket: ExportTicket, plan: UploadConfirmation) -> str:
         """Make sure the server keeps nothing of a failed upload (whose DoPut stream has ended);
@@ -469,7 +449,6 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         release: asked of an export that no longer exists, it would make a new one (a placeholder)
         that lives until the session ends. So the release waits until the call has its answer,
         which comes as soon as the server has settled the export (made, failed or released)."""
-        plan.done()
         if plan.call is not None and not _settled(plan.call, UPLOAD_SETTLE_SECONDS):
             self._release_quietly(ticket)  # a placeholder that no DoPut fills: the release ends it
             _settled(plan.call, UPLOAD_SETTLE_SECONDS)

@@ -337,3 +337,29 @@ def test_an_async_reader_refused_part_way_leaves_nothing(arun) -> None:
         assert len(await s.live_exports()) == before
 
     arun(body)
+
+
+@pytest.mark.parametrize("size", [5, _arrow._SMALL + 5])
+def test_the_marker_bits_under_a_null_are_no_value(session, size: int) -> None:
+    """A null slot may hold any bits, the marker's too: that is a null, not a value to refuse;
+    the same marker in a valid slot is refused. Both for small arrays (read with numpy) and
+    large ones (pyarrow compute), and for the range checks of timestamps."""
+    marker = np.full(size, 7, dtype=np.int64)
+    marker[1] = -2**63
+    valid = np.ones(size, dtype=bool)
+    valid[1] = False
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
+    hidden = pa.Array.from_buffers(pa.int64(), size, [bitmap, pa.py_buffer(marker.tobytes())], null_count=1)
+    wide = marker.copy()
+    wide[1] = 2**62  # year 146,000 in microseconds, under a null
+    stamps = pa.Array.from_buffers(pa.timestamp("us"), size, [bitmap, pa.py_buffer(wide.tobytes())], null_count=1)
+    t = session.import_table(pa.table({"A": hidden, "T": stamps}))
+    back = t.to_arrow()
+    assert back.column("A").to_pylist() == hidden.to_pylist() and back.column("A").null_count == 1
+    assert back.column("T").null_count == 1 and back.column("T")[2].value == 7
+    shown = pa.Array.from_buffers(pa.int64(), size, [None, pa.py_buffer(marker.tobytes())])
+    with pytest.raises(DHError, match=r"column 'A' holds -9223372036854775808"):
+        session.import_table(pa.table({"A": shown}))
+    far = pa.Array.from_buffers(pa.timestamp("us"), size, [None, pa.py_buffer(wide.tobytes())])
+    with pytest.raises(DHError, match=r"column 'T' .*outside the range the server can carry"):
+        session.import_table(pa.table({"T": far}))

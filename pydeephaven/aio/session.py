@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from pydeephaven import _arrow, _foreign, _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
-from pydeephaven._confirm import STREAM_WAIT_SECONDS, Confirmed, UploadConfirmation
+from pydeephaven._confirm import Confirmed, UploadConfirmation
 from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats
@@ -459,14 +459,12 @@ class AsyncSession:
 
         def prepare_confirmation(target: pa.Schema) -> None:
             # In the worker, while the DoPut is open: see Session.import_table.
-            c = UploadConfirmation(t.export_sizes, t.known_schemas, ticket.ticket_no, target)
+            c = UploadConfirmation(t.known_schemas, target)
             plan.append(c)
             if c.by_call:
                 c.call = asyncio.run_coroutine_threadsafe(
                     t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
                             timeout=None), loop)
-            if c.schema_header is not None:
-                loop.call_soon_threadsafe(t.watch_exports)
 
         try:
             work = loop.run_in_executor(self._executor, functools.partial(
@@ -477,7 +475,7 @@ class AsyncSession:
             raise
         try:
             rows = await asyncio.shield(work)
-            confirmed = await self._confirmation(plan[0], ticket, rows)
+            confirmed = await self._confirmation(plan[0], rows)
         except BaseException as e:
             stop.set()
             note, cancelled = await self._abandon_upload(ticket, work, plan)
@@ -491,34 +489,15 @@ class AsyncSession:
         return AsyncTable(self, ticket, schema_header=confirmed.schema_header, size=rows,
                           is_static=confirmed.is_static)
 
-    async def _confirmation(self, plan: UploadConfirmation, ticket: ExportTicket, rows: int) -> Confirmed:
+    async def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
         """See ``Session._confirmation``."""
-        confirmed: Optional[Confirmed] = None
-        if plan.waiter is not None:
-            try:
-                answer = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plan.waiter)), STREAM_WAIT_SECONDS)
-                confirmed = plan.from_stream(answer)
-            except asyncio.TimeoutError:
-                pass
-            plan.done()
-        if confirmed is None:
-            t = self._transport
-            if plan.call is None:
-                plan.call = asyncio.run_coroutine_threadsafe(
-                    t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
-                            timeout=None), asyncio.get_running_loop())
-            try:
-                resp = await asyncio.shield(asyncio.wrap_future(plan.call))
-            except DHError as e:
-                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                              f"{cause_of(e, 'import_table')}") from None
-            if not resp.success:
-                reason = resp.error_info or "the server reported a failure without details"
-                raise DHError(f"import_table failed: {reason}")
-            confirmed = plan.from_call(resp)
-        if confirmed.size != rows:
-            raise DHError(f"import_table failed: sent {rows} rows but the server holds {confirmed.size}")
-        return confirmed
+        if not plan.by_call:
+            return plan.known(rows)
+        try:
+            resp = await asyncio.shield(asyncio.wrap_future(plan.call))
+        except DHError as e:
+            raise plan.call_failed(e, rows) from None
+        return plan.from_call(resp, rows)
 
     async def _abandon_upload(self, ticket: ExportTicket, work: "asyncio.Future[int]",
                               plan: list[UploadConfirmation]) -> tuple[Optional[str], bool]:
@@ -533,7 +512,6 @@ class AsyncSession:
             cancelled = await _outlast(work, 3 * UPLOAD_SETTLE_SECONDS) or cancelled
         if not plan:
             return (None if work.done() else _release_note(None)), cancelled
-        plan[0].done()
         if plan[0].call is not None:
             answer = asyncio.wrap_future(plan[0].call)
             cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
