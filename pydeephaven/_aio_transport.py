@@ -21,6 +21,7 @@ import grpc.aio
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
+    table_pb2,
 )
 from pydeephaven._transport import (
     CONNECT_TIMEOUT,
@@ -320,6 +321,29 @@ class AsyncTransport(TransportBase):
         pending = list(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+    def watch_exports(self) -> None:
+        """Open the stream of this session's export sizes (``_confirm``) unless it runs; read by a
+        task on the session's loop (call it there) until the session closes or the stream fails."""
+        if self._closed or self._dead or self._loop is None or not self.export_sizes.should_open():
+            return
+        task = self._loop.create_task(self._read_export_sizes(), name="pydeephaven-aio-export-sizes")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_export_sizes(self) -> None:
+        sizes = self.export_sizes
+        try:
+            call = self.table_stub.ExportedTableUpdates(table_pb2.ExportedTableUpdatesRequest(), metadata=self.metadata)
+            try:
+                async for message in call:
+                    sizes.feed(message)
+            except grpc.RpcError:
+                pass  # cut or refused: uploads confirm with the call meanwhile
+            finally:
+                call.cancel()
+        finally:
+            sizes.stopped()
 
     # -- background tasks -------------------------------------------------------------------------
 

@@ -101,12 +101,12 @@ class FlightPath:
 
     def do_put(self, export_no: int, data: _arrow.ArrowData, *,
                max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES,
-               on_open: Optional[Callable[[], None]] = None,
+               on_open: Optional[Callable[[pa.Schema], None]] = None,
                stop: Optional[threading.Event] = None) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent.
 
-        ``on_open`` runs once the DoPut stream is open (the caller asks there for the server's
-        confirmation, which then arrives right after the upload instead of one round trip later).
+        ``on_open(schema)`` runs once the DoPut stream is open, with the schema being sent (the
+        caller prepares the server's confirmation there, see ``_confirm``).
         ``stop``, when set (by another thread), ends the upload before the next batch with DHError.
         On any failure the stream has ended when this returns, so the caller can release the
         export with the certainty that the server is done with it."""
@@ -123,7 +123,7 @@ class FlightPath:
             writer, reader = self.client.do_put(descriptor, target, self.options())
             try:
                 if on_open is not None:
-                    on_open()
+                    on_open(target)
                 while True:
                     if stop is not None and stop.is_set():
                         raise UploadStopped(f"{op} failed: stopped after {rows} rows")

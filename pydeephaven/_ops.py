@@ -287,7 +287,7 @@ class FilterOp(TableOp):
 
     def build(self, result_id, source, others):
         return table_pb2.FilterTableRequest(result_id=result_id, source_id=source,
-                                            filters=[f._wire_message() for f in self.filters])
+                                            filters=[f.make_grpc_message() for f in self.filters])
 
 
 @dataclass(frozen=True)

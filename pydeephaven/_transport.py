@@ -23,8 +23,10 @@ from pydeephaven._proto import (
     object_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
+    table_pb2,
     table_pb2_grpc,
 )
+from pydeephaven._confirm import ExportSizes, KnownSchemas
 from pydeephaven.dherror import (
     CallCancelledError,
     DHError,
@@ -261,6 +263,9 @@ class TransportBase:
         self._token: Optional[str] = None
         self._token_time = 0.0
         self._dead: Optional[str] = None
+        # how uploads are confirmed (see _confirm): the stream's sizes and the schemas already seen
+        self.export_sizes = ExportSizes()
+        self.known_schemas = KnownSchemas()
 
     @staticmethod
     def _channel_options(client_opts: Optional[Sequence[tuple[str, Union[int, str]]]]) -> list[tuple[str, Any]]:
@@ -366,6 +371,7 @@ class Transport(TransportBase):
         self._termination = self.session_stub.TerminationNotification.future(
             session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
         self._termination.add_done_callback(_on_termination(weakref.ref(self)))
+        self._export_updates: Any = None
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -492,6 +498,16 @@ class Transport(TransportBase):
             self.stats.add(op, elapsed, ok)
             log.debug("%s(%s) stream %.2f ms", op, describe_args(args), elapsed * 1e3)
 
+    def watch_exports(self) -> None:
+        """Open the stream of this session's export sizes (``_confirm``) unless it runs; read by a
+        daemon thread until the session closes or the stream fails."""
+        if self._closed.is_set() or self._dead or not self.export_sizes.should_open():
+            return
+        call = self.table_stub.ExportedTableUpdates(table_pb2.ExportedTableUpdatesRequest(), metadata=self.metadata)
+        self._export_updates = call
+        threading.Thread(target=_read_export_sizes, args=(call, self.export_sizes),
+                         name="pydeephaven-export-sizes", daemon=True).start()
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     @property
@@ -514,10 +530,12 @@ class Transport(TransportBase):
                 pass
         self._closed.set()
         self._releases.put(None)
-        try:
-            self._termination.cancel()
-        except Exception:
-            pass
+        for call in (self._termination, self._export_updates):
+            try:
+                if call is not None:
+                    call.cancel()
+            except Exception:
+                pass
         try:
             self.channel.close()
         except Exception:
@@ -566,6 +584,16 @@ def _on_termination(ref: "weakref.ref[Transport]") -> Any:
             return  # the watch itself failed (e.g. the connection dropped); calls will say why
         t.mark_dead(reason)
     return done
+
+
+def _read_export_sizes(call: Any, sizes: ExportSizes) -> None:
+    try:
+        for message in call:
+            sizes.feed(message)
+    except grpc.RpcError:
+        pass  # cut, cancelled at close, or refused: uploads confirm with the call meanwhile
+    finally:
+        sizes.stopped()
 
 
 def _release_loop(ref: "weakref.ref[Transport]", releases: "queue.Queue[Any]") -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from abc import ABC, abstractmethod
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 from pydeephaven._proto import table_pb2
 from pydeephaven._utils import check_bool, check_str
@@ -50,33 +50,20 @@ class Filter(ABC):
     def make_grpc_message(self) -> table_pb2.Condition:
         """The filter as a protobuf Condition (the form the official client builds)."""
 
-    def _wire_message(self) -> table_pb2.Condition:
-        """The Condition sent to the server: the same, except where the 42.7 server evaluates that
-        form wrongly and an equivalent one is sent instead (see ``_compare``)."""
-        return self.make_grpc_message()
-
     def __repr__(self) -> str:
         return self._desc
 
 
 class _Condition(Filter):
-    __slots__ = ("_cond", "_wire")
+    __slots__ = ("_cond",)
 
-    def __init__(self, desc: str, cond: table_pb2.Condition, wire: Optional[table_pb2.Condition] = None) -> None:
+    def __init__(self, desc: str, cond: table_pb2.Condition) -> None:
         super().__init__(desc)
         self._cond = cond
-        self._wire = wire
 
     def make_grpc_message(self) -> table_pb2.Condition:
         out = table_pb2.Condition()
         out.CopyFrom(self._cond)
-        return out
-
-    def _wire_message(self) -> table_pb2.Condition:
-        if self._wire is None:
-            return self.make_grpc_message()
-        out = table_pb2.Condition()
-        out.CopyFrom(self._wire)
         return out
 
 
@@ -163,24 +150,21 @@ def and_(filters: Union[Filter, Sequence[Filter]]) -> Filter:
     """True when every one of ``filters`` is."""
     fs = _filters("filters.and_", filters)
     cond = table_pb2.Condition(**{"and": table_pb2.AndCondition(filters=[f.make_grpc_message() for f in fs])})
-    wire = table_pb2.Condition(**{"and": table_pb2.AndCondition(filters=[f._wire_message() for f in fs])})
-    return _Condition(f"and_({fs!r})", cond, wire)
+    return _Condition(f"and_({fs!r})", cond)
 
 
 def or_(filters: Union[Filter, Sequence[Filter]]) -> Filter:
     """True when any one of ``filters`` is."""
     fs = _filters("filters.or_", filters)
     cond = table_pb2.Condition(**{"or": table_pb2.OrCondition(filters=[f.make_grpc_message() for f in fs])})
-    wire = table_pb2.Condition(**{"or": table_pb2.OrCondition(filters=[f._wire_message() for f in fs])})
-    return _Condition(f"or_({fs!r})", cond, wire)
+    return _Condition(f"or_({fs!r})", cond)
 
 
 def not_(filter_: Filter) -> Filter:
     """True when ``filter_`` is false."""
     (f,) = _filters("filters.not_", [filter_])
     cond = table_pb2.Condition(**{"not": table_pb2.NotCondition(filter=f.make_grpc_message())})
-    wire = table_pb2.Condition(**{"not": table_pb2.NotCondition(filter=f._wire_message())})
-    return _Condition(f"not_({f!r})", cond, wire)
+    return _Condition(f"not_({f!r})", cond)
 
 
 # -- null checks ----------------------------------------------------------------------------------
@@ -258,18 +242,7 @@ def _compare(func: str, op: table_pb2.CompareCondition.CompareOperation, left: A
         # The server (42.7) mirrors a literal-on-the-left comparison wrongly (5 < X is taken as
         # X >= 5), so the column goes on the left here, with the operator mirrored.
         lhs, rhs, op = rhs, lhs, _MIRROR[op]
-    msg = table_pb2.Condition(compare=_Cmp(operation=op, case_sensitivity=case, lhs=lhs, rhs=rhs))
-    if case == table_pb2.IGNORE_CASE and op in (_Cmp.EQUALS, _Cmp.NOT_EQUALS):
-        # The server (42.7) gets a case-insensitive NOT_EQUALS compare wrong (it keeps the equal
-        # rows), and so any negated case-insensitive EQUALS. A column against a string is sent as
-        # the equivalent set-membership condition instead, which the server negates correctly;
-        # make_grpc_message() still gives the compare form, as the official client builds it.
-        if lhs.HasField("reference") and rhs.HasField("literal") and rhs.literal.HasField("string_value"):
-            msg_in = table_pb2.InCondition(
-                target=lhs, candidates=[rhs], case_sensitivity=case,
-                match_type=table_pb2.REGULAR if op == _Cmp.EQUALS else table_pb2.INVERTED)
-            return _Condition(desc, msg, table_pb2.Condition(**{"in": msg_in}))
-    return _Condition(desc, msg)
+    return _Condition(desc, table_pb2.Condition(compare=_Cmp(operation=op, case_sensitivity=case, lhs=lhs, rhs=rhs)))
 
 
 def eq(left: Any, right: Any, case_sensitive: bool = True) -> Filter:
@@ -278,7 +251,13 @@ def eq(left: Any, right: Any, case_sensitive: bool = True) -> Filter:
 
 
 def ne(left: Any, right: Any, case_sensitive: bool = True) -> Filter:
-    """True where ``left != right``."""
+    """True where ``left != right``.
+
+    Sent as built, so the server answers as it does to the official client. A 42.7 server gets
+    ``case_sensitive=False`` wrong here: it keeps the rows equal to ``right`` in any case, as
+    ``eq`` does (and so for ``not_`` of a case-insensitive ``eq``). For the rows that differ from
+    a string in any case, use ``not_(in_(col, [value], case_sensitive=False))``, which it
+    evaluates as meant."""
     return _compare("ne", _Cmp.NOT_EQUALS, left, right, case_sensitive)
 
 

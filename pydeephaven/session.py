@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -14,6 +15,7 @@ import grpc
 import pyarrow as pa
 
 from pydeephaven import _arrow, _foreign, _ops
+from pydeephaven._confirm import STREAM_WAIT_SECONDS, Confirmed, UploadConfirmation
 from pydeephaven._flight import (
     UPLOAD_SETTLE_SECONDS,
     FlightPath,
@@ -405,46 +407,72 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
             return self._import_parallel(data, streams)
         ticket = self.make_export_ticket()
         t = self._transport
-        confirm: list[PendingCall] = []
+        plan: list[UploadConfirmation] = []
 
-        def ask_for_confirmation() -> None:
-            # Asked while the DoPut is still open: the server answers once the export is made,
-            # right after the upload, so the confirmation costs no round trip of its own.
-            confirm.append(t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
-                                          ticket.pb_ticket))
+        def prepare_confirmation(target: pa.Schema) -> None:
+            # While the DoPut is open: either the stream of export sizes will carry the server's
+            # count, or the call is asked now, and the server answers it right after the upload
+            # (see _confirm).
+            c = UploadConfirmation(t.export_sizes, t.known_schemas, ticket.ticket_no, target)
+            plan.append(c)
+            if c.by_call:
+                c.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
+                                        ticket.pb_ticket)
+            if c.schema_header is not None:
+                t.watch_exports()  # for the next uploads of this schema, unless it runs already
 
         try:
-            rows = self._flight.do_put(ticket.ticket_no, data, on_open=ask_for_confirmation)
+            rows = self._flight.do_put(ticket.ticket_no, data, on_open=prepare_confirmation)
+            confirmed = self._confirmation(plan[0], ticket, rows)
+        except BaseException as e:
+            if not plan:  # refused before the upload began (data, names, types): nothing to clean
+                raise
+            note = self._abandon_upload(ticket, plan[0])
+            if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
+                raise
+            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
+        return Table(self, ticket, schema_header=confirmed.schema_header, size=rows, is_static=confirmed.is_static)
+
+    def _confirmation(self, plan: UploadConfirmation, ticket: ExportTicket, rows: int) -> Confirmed:
+        """The server's count of an upload of ``rows`` rows whose DoPut has ended, and its schema:
+        from the stream when planned so and it answers in time, else from the call."""
+        confirmed: Optional[Confirmed] = None
+        if plan.waiter is not None:
             try:
-                resp = confirm[0].result()
+                confirmed = plan.from_stream(plan.waiter.result(timeout=STREAM_WAIT_SECONDS))
+            except concurrent.futures.TimeoutError:
+                pass
+            plan.done()
+        if confirmed is None:
+            t = self._transport
+            if plan.call is None:
+                plan.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
+                                           ticket.pb_ticket)
+            try:
+                resp = plan.call.result()
             except DHError as e:
                 raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
                               f"{cause_of(e, 'import_table')}") from None
             if not resp.success:
                 reason = resp.error_info or "the server reported a failure without details"
                 raise DHError(f"import_table failed: {reason}")
-            if int(resp.size) != rows:
-                raise DHError(f"import_table failed: sent {rows} rows but the server holds {resp.size}")
-        except BaseException as e:
-            if not confirm:  # refused before the upload began (data, names, types): nothing to clean
-                raise
-            note = self._abandon_upload(ticket, confirm[0])
-            if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
-                raise
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return Table(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
+            confirmed = plan.from_call(resp)
+        if confirmed.size != rows:
+            raise DHError(f"import_table failed: sent {rows} rows but the server holds {confirmed.size}")
+        return confirmed
 
-    def _abandon_upload(self, ticket: ExportTicket, confirm: PendingCall) -> str:
+    def _abandon_upload(self, ticket: ExportTicket, plan: UploadConfirmation) -> str:
         """Make sure the server keeps nothing of a failed upload (whose DoPut stream has ended);
         a note for the error message saying what became of it.
 
-        A confirmation asked for while the upload ran must reach the server before the release:
-        asked of an export that no longer exists, it would make a new one (a placeholder) that
-        lives until the session ends. So the release waits until the confirmation has its answer,
+        A confirmation call asked for while the upload ran must reach the server before the
+        release: asked of an export that no longer exists, it would make a new one (a placeholder)
+        that lives until the session ends. So the release waits until the call has its answer,
         which comes as soon as the server has settled the export (made, failed or released)."""
-        if not _settled(confirm, UPLOAD_SETTLE_SECONDS):
+        plan.done()
+        if plan.call is not None and not _settled(plan.call, UPLOAD_SETTLE_SECONDS):
             self._release_quietly(ticket)  # a placeholder that no DoPut fills: the release ends it
-            _settled(confirm, UPLOAD_SETTLE_SECONDS)
+            _settled(plan.call, UPLOAD_SETTLE_SECONDS)
         return _release_note(self._release_checked(ticket))
 
     def _release_checked(self, ticket: Ticket) -> Optional[bool]:

@@ -80,10 +80,10 @@ def test_string_equality_and_case(t):
     assert idx(t.where(F.eq(C("Name"), "banana"))) == expect(lambda r: r["Name"] == "banana")
     assert idx(t.where(F.eq(C("Name"), "banana", case_sensitive=False))) == \
         expect(lambda r: r["Name"] is not None and r["Name"].lower() == "banana")
+    # Rows that differ in any case: the spelling a 42.7 server evaluates as meant (see
+    # test_compat_ops for what it does with a case-insensitive ne).
     not_banana = expect(lambda r: r["Name"] is None or r["Name"].lower() != "banana")
-    assert idx(t.where(F.ne(C("Name"), "BANANA", case_sensitive=False))) == not_banana
-    assert idx(t.where(F.ne("BANANA", C("Name"), case_sensitive=False))) == not_banana
-    assert idx(t.where(F.not_(F.eq(C("Name"), "bAnAnA", case_sensitive=False)))) == not_banana
+    assert idx(t.where(F.not_(F.in_("Name", ["bAnAnA"], case_sensitive=False)))) == not_banana
     assert idx(t.where(F.ne(C("Name"), "banana"))) == expect(lambda r: r["Name"] != "banana")
 
 

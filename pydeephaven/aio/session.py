@@ -8,7 +8,6 @@ The methods are those of ``Session``, awaited: ``await session.empty_table(5)``,
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import itertools
 import os
@@ -21,6 +20,7 @@ import pyarrow as pa
 
 from pydeephaven import _arrow, _foreign, _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
+from pydeephaven._confirm import STREAM_WAIT_SECONDS, Confirmed, UploadConfirmation
 from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, closed_error, is_expired
@@ -457,37 +457,32 @@ class AsyncSession:
         t = self._transport
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        confirm: list["concurrent.futures.Future[Any]"] = []
+        plan: list[UploadConfirmation] = []
 
-        def ask_for_confirmation() -> None:
-            # In the worker, while the DoPut is open: the server answers once the export is made,
-            # right after the upload, so the confirmation costs no round trip of its own.
-            confirm.append(asyncio.run_coroutine_threadsafe(
-                t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
-                        timeout=None), loop))
+        def prepare_confirmation(target: pa.Schema) -> None:
+            # In the worker, while the DoPut is open: see Session.import_table.
+            c = UploadConfirmation(t.export_sizes, t.known_schemas, ticket.ticket_no, target)
+            plan.append(c)
+            if c.by_call:
+                c.call = asyncio.run_coroutine_threadsafe(
+                    t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                            timeout=None), loop)
+            if c.schema_header is not None:
+                loop.call_soon_threadsafe(t.watch_exports)
 
         try:
             work = loop.run_in_executor(self._executor, functools.partial(
-                self._flight.do_put, ticket.ticket_no, data, on_open=ask_for_confirmation, stop=stop))
+                self._flight.do_put, ticket.ticket_no, data, on_open=prepare_confirmation, stop=stop))
         except RuntimeError as e:
             if self._transport.is_closed and "shutdown" in str(e):
                 raise DHError("import_table failed: the session is closed") from None
             raise
         try:
             rows = await asyncio.shield(work)
-            try:
-                resp = await asyncio.shield(asyncio.wrap_future(confirm[0]))
-            except DHError as e:
-                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                              f"{cause_of(e, 'import_table')}") from None
-            if not resp.success:
-                reason = resp.error_info or "the server reported a failure without details"
-                raise DHError(f"import_table failed: {reason}")
-            if int(resp.size) != rows:
-                raise DHError(f"import_table failed: sent {rows} rows but the server holds {resp.size}")
+            confirmed = await self._confirmation(plan[0], ticket, rows)
         except BaseException as e:
             stop.set()
-            note, cancelled = await self._abandon_upload(ticket, work, confirm)
+            note, cancelled = await self._abandon_upload(ticket, work, plan)
             if note is None:  # refused before the upload began (data, names, types): nothing to clean
                 raise
             if not isinstance(e, Exception):
@@ -495,10 +490,40 @@ class AsyncSession:
             if cancelled:  # cancelled during the cleanup of a failure: the cancellation wins
                 raise asyncio.CancelledError() from e
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return AsyncTable(self, ticket, schema_header=resp.schema_header, size=rows, is_static=resp.is_static)
+        return AsyncTable(self, ticket, schema_header=confirmed.schema_header, size=rows,
+                          is_static=confirmed.is_static)
+
+    async def _confirmation(self, plan: UploadConfirmation, ticket: ExportTicket, rows: int) -> Confirmed:
+        """See ``Session._confirmation``."""
+        confirmed: Optional[Confirmed] = None
+        if plan.waiter is not None:
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plan.waiter)), STREAM_WAIT_SECONDS)
+                confirmed = plan.from_stream(answer)
+            except asyncio.TimeoutError:
+                pass
+            plan.done()
+        if confirmed is None:
+            t = self._transport
+            if plan.call is None:
+                plan.call = asyncio.run_coroutine_threadsafe(
+                    t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
+                            timeout=None), asyncio.get_running_loop())
+            try:
+                resp = await asyncio.shield(asyncio.wrap_future(plan.call))
+            except DHError as e:
+                raise DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                              f"{cause_of(e, 'import_table')}") from None
+            if not resp.success:
+                reason = resp.error_info or "the server reported a failure without details"
+                raise DHError(f"import_table failed: {reason}")
+            confirmed = plan.from_call(resp)
+        if confirmed.size != rows:
+            raise DHError(f"import_table failed: sent {rows} rows but the server holds {confirmed.size}")
+        return confirmed
 
     async def _abandon_upload(self, ticket: ExportTicket, work: "asyncio.Future[int]",
-                              confirm: list["concurrent.futures.Future[Any]"]) -> tuple[Optional[str], bool]:
+                              plan: list[UploadConfirmation]) -> tuple[Optional[str], bool]:
         """Make sure the server keeps nothing of a failed or cancelled upload, as
         ``Session._abandon_upload`` does, once the worker has ended the DoPut stream (it stops
         before its next batch). Cancellations of the caller meanwhile do not stop the cleanup.
@@ -508,14 +533,16 @@ class AsyncSession:
         if not work.done():  # stuck in a write: releasing the export makes the server end the stream
             cancelled = await self._release_once(ticket) or cancelled
             cancelled = await _outlast(work, 3 * UPLOAD_SETTLE_SECONDS) or cancelled
-        if not confirm:
+        if not plan:
             return (None if work.done() else _release_note(None)), cancelled
-        answer = asyncio.wrap_future(confirm[0])
-        cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
-        if not answer.done():
-            cancelled = await self._release_once(ticket) or cancelled  # a placeholder no DoPut fills
+        plan[0].done()
+        if plan[0].call is not None:
+            answer = asyncio.wrap_future(plan[0].call)
             cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
-        answer.cancel()
+            if not answer.done():
+                cancelled = await self._release_once(ticket) or cancelled  # a placeholder no DoPut fills
+                cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
+            answer.cancel()
         released: Optional[bool] = None
         for _ in range(3):
             try:
