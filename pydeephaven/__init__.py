@@ -9,7 +9,18 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from pydeephaven._table_interface import NaturalJoinType, SortDirection
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import (
+    AuthenticationError,
+    CallCancelledError,
+    DeadlineExceededError,
+    DHError,
+    InvalidArgumentError,
+    NotFoundError,
+    ServerError,
+    SessionClosedError,
+    SessionExpiredError,
+    UnreachableError,
+)
 from pydeephaven.query import Query
 from pydeephaven.session import Session
 from pydeephaven.table import Table
@@ -22,3 +33,5 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
 __all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle"]
+__all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
+            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]

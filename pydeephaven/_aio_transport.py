@@ -27,7 +27,11 @@ from pydeephaven._transport import (
     DEFAULT_TIMEOUT,
     TransportBase,
     auth_header,
+    cancelled_error,
+    closed_error,
+    connect_error,
     describe_args,
+    is_expired,
     rpc_error,
     tls_hint,
 )
@@ -87,7 +91,7 @@ class AsyncTransport(TransportBase):
         if self._connected:
             return
         if self._closed:
-            raise DHError(f"connect to {self.target} failed: the session was closed")
+            raise closed_error(f"connect to {self.target} failed: the session was closed")
         self._loop = asyncio.get_running_loop()
         options = self._channel_options(self._client_opts)
         if self.use_tls:
@@ -116,18 +120,20 @@ class AsyncTransport(TransportBase):
             timeout=self._connect_timeout,
         )
         why = ""
+        code: Optional[grpc.StatusCode] = None
         try:
             resp = await call
             md = await call.initial_metadata()
         except grpc.RpcError as e:
             why = self._connect_failure(e)
+            code = e.code() if hasattr(e, "code") else None
         if why:
             del call
             self.stats.add("Connect", time.perf_counter() - start, False)
-            raise DHError(f"connect to {self.target} failed: {why}")  # outside except: see unary
+            raise connect_error(self.target, why, code)  # outside except: see unary
         self.stats.add("Connect", time.perf_counter() - start, True)
         if not self._take_token(md):
-            raise DHError(f"connect to {self.target} failed: the server sent no session token")
+            raise connect_error(self.target, "the server sent no session token", None)
         self._read_config(resp)
         log.debug("connected to %s over asyncio (session duration %d ms)", self.target, self.session_duration_ms)
 
@@ -155,12 +161,12 @@ class AsyncTransport(TransportBase):
 
     def check_open(self, op: str) -> None:
         if self._closed:
-            raise DHError(f"{op} failed: the session is closed")
+            raise closed_error(f"{op} failed: the session is closed")
         if not self._connected:
             raise DHError(f"{op} failed: the session is not connected yet; use `async with AsyncSession(...)` "
                           f"or `await session.connect()`")
         if self._dead:
-            raise DHError(f"{op} failed: the session is no longer usable: {self._dead}")
+            raise closed_error(f"{op} failed: the session is no longer usable: {self._dead}")
 
     def check_loop(self, op: str) -> None:
         """Calls must come from the event loop the session connected in (grpc.aio channels are
@@ -214,7 +220,7 @@ class AsyncTransport(TransportBase):
             call.cancel()
             if _really_cancelled():
                 raise
-            error = DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)")
+            error = cancelled_error(op, args)
         if error is not None:
             del call, method  # the frame stays in the error's traceback
             self._failed(op, args, start)
@@ -263,7 +269,7 @@ class AsyncTransport(TransportBase):
         except asyncio.CancelledError:
             if _really_cancelled():
                 raise
-            error = DHError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)")
+            error = cancelled_error(op, args)
         finally:
             call.cancel()
             elapsed = time.perf_counter() - start
@@ -352,7 +358,7 @@ class AsyncTransport(TransportBase):
             except DHError as e:
                 failures += 1
                 expired = time.monotonic() - self._token_time > self.session_duration_ms / 1000.0
-                if expired or "UNAUTHENTICATED" in str(e):
+                if expired or is_expired(e):
                     self.mark_dead(f"keep-alive could not refresh the session token: {e}")
                     return
 
@@ -441,7 +447,7 @@ class _ClosedStub:
 
 
 def _never_called(*args: Any, **kwargs: Any) -> Any:
-    raise DHError("the session is closed")
+    raise closed_error("the session is closed")
 
 
 _CLOSED_STUB = _ClosedStub()

@@ -26,11 +26,13 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
+import grpc
 import pyarrow as pa
 
 from pydeephaven import _ops
 from pydeephaven._proto import application_pb2, config_pb2, inputtable_pb2, table_pb2, ticket_pb2
-from pydeephaven.dherror import DHError
+from pydeephaven._transport import sent_by_server
+from pydeephaven.dherror import DHError, error_class
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
@@ -94,7 +96,8 @@ class TableService(_Service):
             stub = type(op).get_stub_func(session._transport.table_stub)
             resp = session.wrap_rpc(stub, op.make_grpc_request(result_id=ticket.pb_ticket, source_id=source))
         except Exception as e:
-            raise DHError(f"failed to finish {name} operation: {_reason(e)}") from e
+            cls, code = _status_class(e)
+            raise cls(f"failed to finish {name} operation: {_reason(e)}", code=code) from e
         if not resp.success:
             session._release_quietly(ticket)
             raise DHError(f"failed to finish {name} operation: the server said: {resp.error_info}")
@@ -128,6 +131,17 @@ class TableService(_Service):
         raw = resp.result_id.ticket.ticket if resp.result_id.HasField("ticket") else ticket.ticket
         return Table(session, _ticket_from_bytes(bytes(raw)), schema_header=resp.schema_header,
                      size=int(resp.size), is_static=resp.is_static)
+
+
+def _status_class(e: BaseException) -> tuple[type[DHError], Optional[str]]:
+    """The DHError subclass and gRPC status name for ``e``: those of a gRPC status, or of a
+    DHError; DHError and None for anything else."""
+    if isinstance(e, DHError):
+        return type(e), e.code
+    if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+        name = e.code().name
+        return error_class(name, from_server=sent_by_server(e)), name
+    return DHError, None
 
 
 def _reason(e: BaseException) -> str:

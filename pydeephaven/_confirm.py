@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import pyarrow as pa
 
-from pydeephaven.dherror import DHError, cause_of
+from pydeephaven.dherror import DHError, cause_of, reworded
 
 #: Schemas remembered per session (least recently used dropped first).
 KNOWN_SCHEMAS = 128
@@ -114,5 +114,5 @@ class UploadConfirmation:
     @staticmethod
     def call_failed(err: DHError, rows: int) -> DHError:
         """The error for a confirmation call that failed."""
-        return DHError(f"import_table failed: the server did not confirm the upload of {rows} rows: "
-                       f"{cause_of(err, 'import_table')}", code=err.code)
+        return reworded(err, f"import_table failed: the server did not confirm the upload of {rows} rows: "
+                             f"{cause_of(err, 'import_table')}")

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from pydeephaven import _arrow, _confirm
-from pydeephaven._transport import Transport, rpc_error
-from pydeephaven.dherror import DHError
+from pydeephaven._transport import Transport, describe_args, not_yet_defined
+from pydeephaven.dherror import DHError, InvalidArgumentError, ServerError, UnreachableError, error_class
 
 
 class UploadStopped(DHError):
@@ -182,7 +182,7 @@ UPLOAD_SETTLE_SECONDS = 10.0
 
 def _nothing_to_release(err: DHError) -> bool:
     """Whether a release failed because the server holds nothing under the ticket."""
-    return err.code == "NOT_FOUND" or "not yet defined" in str(err)
+    return err.code == "NOT_FOUND" or not_yet_defined(err)
 
 
 def _release_note(released: Optional[bool]) -> str:
@@ -207,15 +207,72 @@ def _short_schema(schema: pa.Schema) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
+#: The gRPC status each pyarrow Flight error class stands for, where it stands for exactly one
+#: (pyarrow keeps the status only as its class; see ``flight_error_class``).
+_FLIGHT_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (flight.FlightUnavailableError, "UNAVAILABLE"),
+    (flight.FlightUnauthenticatedError, "UNAUTHENTICATED"),
+    (flight.FlightUnauthorizedError, "PERMISSION_DENIED"),
+    (flight.FlightCancelledError, "CANCELLED"),
+    (flight.FlightTimedOutError, "DEADLINE_EXCEEDED"),
+    (flight.FlightServerError, "UNKNOWN"),
+    (pa.ArrowKeyError, "NOT_FOUND"),
+    (pa.ArrowNotImplementedError, "UNIMPLEMENTED"),
+)
+#: The class of pyarrow errors that several statuses share, with no code then: INTERNAL, DATA_LOSS
+#: and ABORTED come as FlightInternalError; INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE and
+#: RESOURCE_EXHAUSTED as ArrowInvalid; FlightWriteSizeExceededError is the client's own size limit.
+_FLIGHT_CLASSES: tuple[tuple[type[BaseException], type[DHError]], ...] = (
+    (flight.FlightInternalError, ServerError),
+    (flight.FlightWriteSizeExceededError, InvalidArgumentError),
+    (pa.ArrowInvalid, InvalidArgumentError),
+)
+
+
+def flight_error_class(err: BaseException) -> tuple[type[DHError], Optional[str]]:
+    """The DHError subclass and gRPC status name (None when pyarrow's class does not tell which)
+    of a failed Flight call, by the class of pyarrow's error; ``error_class`` maps the status."""
+    for kind, code in _FLIGHT_CODES:
+        if isinstance(err, kind):
+            return error_class(code), code
+    for kind, cls in _FLIGHT_CLASSES:
+        if isinstance(err, kind):
+            return cls, None
+    return DHError, None
+
+
+def broke_in_transfer(err: DHError) -> bool:
+    """Whether a Flight transfer failed because its stream broke, not because of what was asked:
+    gRPC reports an HTTP/2 stream dropped under it ("Stream removed") as UNKNOWN, or as
+    UNAVAILABLE when the connection went with it. Reading again may then succeed."""
+    return isinstance(err, UnreachableError) or err.code == "UNKNOWN"
+
+
+def _flight_detail(err: BaseException) -> Optional[str]:
+    """What pyarrow's message says that neither its class nor any attribute does: the wording for
+    two causes, chosen here and only here by the text. pyarrow hands a gRPC status over as an
+    exception class and a message; RESOURCE_EXHAUSTED shares ArrowInvalid with three other
+    statuses, and an INTERNAL the server sent without a message is told apart only by the empty
+    "message: ." (the class stays the one ``flight_error_class`` gives)."""
+    text = str(err)
+    if "exceeds maximum size" in text:
+        return (f"a message was over the server's limit of {_arrow.SERVER_MESSAGE_LIMIT} bytes "
+                f"(one row too large to split, or a server with a lower limit)")
+    if isinstance(err, flight.FlightInternalError) and "message: ." in text:
+        return "the server gave up without a reason (a server short of memory does this; check its heap, -Xmx)"
+    return None
+
+
 def _flight_error(op: str, args: Optional[dict[str, Any]], err: BaseException, target: str) -> DHError:
+    """A DHError for a failed Arrow Flight call: the class of its cause, the gRPC status name
+    where pyarrow's class tells it, and the words of today's messages."""
+    cls, code = flight_error_class(err)
     if isinstance(err, flight.FlightUnavailableError):
-        return DHError(f"{op} failed: the server at {target} is unreachable: {err}")
+        return cls(f"{op} failed: the server at {target} is unreachable: {err}", code=code)
     if isinstance(err, flight.FlightUnauthenticatedError):
-        return DHError(f"{op} failed: not authenticated (session expired or closed): {err}")
-    if "exceeds maximum size" in str(err):
-        return DHError(f"{op} failed: a message was over the server's limit of {_arrow.SERVER_MESSAGE_LIMIT} bytes "
-                       f"(one row too large to split, or a server with a lower limit): {err}")
-    if isinstance(err, flight.FlightInternalError) and "message: ." in str(err):
-        return DHError(f"{op} failed: the server gave up without a reason (a server short of memory does this; "
-                       f"check its heap, -Xmx): {err}")
-    return rpc_error(op, args, err, target)
+        return cls(f"{op} failed: not authenticated (session expired or closed): {err}", code=code)
+    detail = _flight_detail(err)
+    if detail is not None:
+        return cls(f"{op} failed: {detail}: {err}", code=code)
+    where = f"{op}({describe_args(args)})"
+    return cls(f"{where} failed: {type(err).__name__}: {err}", code=code)

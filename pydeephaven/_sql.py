@@ -22,6 +22,7 @@ import pyarrow.flight as flight
 from google.protobuf import any_pb2
 
 from pydeephaven import _arrow
+from pydeephaven._flight import flight_error_class
 from pydeephaven._proto import flightsql_pb2
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import Ticket
@@ -37,11 +38,18 @@ class FlightSqlTicket(Ticket):
 
 
 class SqlError(DHError):
-    """A query the server refused or could not run; ``needs_reason`` when its message gives no cause."""
+    """A query the server refused or could not run; ``needs_reason`` when its message gives no cause.
+    Inside the SQL path only: ``public`` makes the error the caller sees, of the class ``kind`` of
+    its cause (``NotFoundError`` for an unknown table ...) with the same ``code``."""
 
-    def __init__(self, message: str, needs_reason: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, needs_reason: bool = False, kind: type[DHError] = DHError,
+                 code: Optional[str] = None) -> None:
+        super().__init__(message, code)
         self.needs_reason = needs_reason
+        self.kind = kind
+
+    def public(self, message: Optional[str] = None) -> DHError:
+        return self.kind(self.message if message is None else message, code=self.code)
 
 
 def statement_descriptor(query: str) -> flight.FlightDescriptor:
@@ -85,13 +93,17 @@ def _error(op: str, query: str, err: BaseException) -> SqlError:
     m = re.search(r"message: (.*?)(?:\. gRPC client debug context|\. Detail:|$)", text, re.DOTALL)
     message = (m.group(1) if m else text).strip()
     message = message.removeprefix("Flight SQL: ")
-    needs = "DEPENDENCY_FAILED" in text or "can't be parsed" in text
+    cls, code = flight_error_class(err)
+    # The causeless failures ("Export in state DEPENDENCY_FAILED" from DoGet, "query can't be
+    # parsed" from GetFlightInfo) come as FAILED_PRECONDITION and INVALID_ARGUMENT, which pyarrow
+    # gives as ArrowInvalid; an unknown table or column is NOT_FOUND and names it.
+    needs = isinstance(err, pa.ArrowInvalid)
     kind = type(err).__name__
     if isinstance(err, flight.FlightUnauthenticatedError):
         message = f"not authenticated (session expired or closed): {message}"
     elif isinstance(err, flight.FlightUnavailableError):
         message = f"the server is unreachable: {message}"
-    return SqlError(f"sql({short_query(query)!r}) failed in {op}: {message} [{kind}]", needs)
+    return SqlError(f"sql({short_query(query)!r}) failed in {op}: {message} [{kind}]", needs, cls, code)
 
 
 def short_query(query: str, limit: int = 200) -> str:
@@ -151,16 +163,16 @@ def execute(flight_path: Any, query: str, run_script: Optional[Callable[[str], A
 def explain(err: SqlError, query: str, run_script: Optional[Callable[[str], Any]]) -> DHError:
     """``err`` with the server's reason added when its message gave none and a script can ask."""
     if not err.needs_reason or run_script is None:
-        return DHError(str(err))
+        return err.public()
     try:
         run_script(explain_script(query))
     except DHError as script_err:
         reason = reason_from_script_error(str(script_err))
         if reason:
-            return DHError(f"{err}; the server's reason: {reason}")
+            return err.public(f"{err}; the server's reason: {reason}")
     except Exception:
         pass
-    return DHError(str(err))
+    return err.public()
 
 
 def explain_script(query: str) -> str:

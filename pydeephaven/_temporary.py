@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydeephaven._proto import session_pb2
+from pydeephaven._transport import not_yet_defined
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket
 
@@ -102,11 +103,10 @@ def release_all(session: "Session", tickets: list[ExportTicket]) -> None:
             try:
                 call.result()
             except DHError as e:
-                text = str(e)
-                if "not yet defined" in text:
+                if not_yet_defined(e):
                     pending.append(tk)
                 elif e.code != "NOT_FOUND":
-                    failures.append(text)
+                    failures.append(str(e))
     if pending:
         log.debug("temporary(): %d export numbers never became exports: %s", len(pending), pending)
     if failures:

@@ -26,7 +26,13 @@ from pydeephaven._proto import (
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import (
+    CallCancelledError,
+    DHError,
+    SessionClosedError,
+    UnreachableError,
+    error_class,
+)
 
 log = logging.getLogger("pydeephaven")
 
@@ -111,8 +117,52 @@ def describe_args(args: Optional[dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
+def sent_by_server(err: grpc.RpcError) -> bool:
+    """Whether the server itself sent this status. A Deephaven server attaches the status as a
+    ``grpc-status-details-bin`` trailer to every error it raises; a status gRPC's library makes
+    on the client (a connection that failed or broke) comes without trailers."""
+    try:
+        trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    except Exception:
+        return False
+    return any(key == "grpc-status-details-bin" for key, _ in (trailers or ()))
+
+
+def connect_error(target: str, why: str, code: Optional[grpc.StatusCode]) -> DHError:
+    """The error of a first call (the one that opens the session) that failed: refused
+    credentials, or no Deephaven server there (see ``error_class``)."""
+    name = code.name if code is not None else None
+    cls = error_class(name, connecting=True) if name else UnreachableError
+    return cls(f"connect to {target} failed: {why}", code=name)
+
+
+def closed_error(message: str) -> SessionClosedError:
+    """The error of a call on a session that is closed or no longer usable."""
+    return SessionClosedError(message)
+
+
+def cancelled_error(op: str, args: Optional[dict[str, Any]]) -> CallCancelledError:
+    """The error of a call whose answer was cancelled because the session was closed meanwhile."""
+    return CallCancelledError(f"{op}({describe_args(args)}) failed: cancelled (the session was closed)",
+                              code="CANCELLED")
+
+
+def is_expired(err: DHError) -> bool:
+    """Whether the server refused the session's token (expired, or ended on the server)."""
+    return err.code == "UNAUTHENTICATED"
+
+
+def not_yet_defined(err: DHError) -> bool:
+    """Whether the server answered that the export asked for does not exist yet (a number no op
+    has used so far, or whose op has not reached the server): it says so with an UNAVAILABLE
+    of its own, which ``error_class`` makes a ServerError (an UNAVAILABLE of a broken connection
+    is an UnreachableError)."""
+    return err.code == "UNAVAILABLE" and not isinstance(err, UnreachableError)
+
+
 def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, target: str) -> DHError:
-    """A DHError naming the operation, its arguments and the server's own words."""
+    """A DHError naming the operation, its arguments and the server's own words; its class is the
+    cause (``error_class``), its ``code`` the gRPC status name."""
     where = f"{op}({describe_args(args)})"
     if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
         code = err.code()
@@ -124,7 +174,7 @@ def rpc_error(op: str, args: Optional[dict[str, Any]], err: BaseException, targe
         text = f"{where} failed: {code.name}: {details}" if details else f"{where} failed: {code.name}"
         if hint and hint not in text:
             text += f" ({hint})"
-        return DHError(text, code=code.name)
+        return error_class(code.name, from_server=sent_by_server(err))(text, code=code.name)
     return DHError(f"{where} failed: {type(err).__name__}: {err}")
 
 
@@ -349,10 +399,10 @@ class Transport(TransportBase):
             else:
                 why = (f"the server at {self.target} did not answer as a Deephaven server does: "
                        f"{code.name if code else ''} {details}")
-            raise DHError(f"connect to {self.target} failed: {why}") from None
+            raise connect_error(self.target, why, code) from None
         self.stats.add("Connect", time.perf_counter() - start, True)
         if not self._take_token(call.initial_metadata()):
-            raise DHError(f"connect to {self.target} failed: the server sent no session token")
+            raise connect_error(self.target, "the server sent no session token", None)
         self._read_config(resp)
         log.debug("connected to %s (session duration %d ms)", self.target, self.session_duration_ms)
 
@@ -371,9 +421,9 @@ class Transport(TransportBase):
 
     def check_open(self, op: str) -> None:
         if self._closed.is_set():
-            raise DHError(f"{op} failed: the session is closed")
+            raise closed_error(f"{op} failed: the session is closed")
         if self._dead:
-            raise DHError(f"{op} failed: the session is no longer usable: {self._dead}")
+            raise closed_error(f"{op} failed: the session is no longer usable: {self._dead}")
 
     def unary_with_call(
         self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
@@ -495,7 +545,7 @@ class PendingCall:
                 t.stats.add(self.op, time.perf_counter() - self.start, False)
             raise rpc_error(self.op, self.args, e, t.target) from None
         except grpc.FutureCancelledError:
-            raise DHError(f"{self.op}({describe_args(self.args)}) failed: cancelled (the session was closed)") from None
+            raise cancelled_error(self.op, self.args) from None
         if not self._done:
             self._done = True
             elapsed = time.perf_counter() - self.start
@@ -559,7 +609,7 @@ def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
         except DHError as e:
             failures += 1
             expired = time.monotonic() - t._token_time > t.session_duration_ms / 1000.0
-            if expired or "UNAUTHENTICATED" in str(e):
+            if expired or is_expired(e):
                 t.mark_dead(f"keep-alive could not refresh the session token: {e}")
                 return
         del t

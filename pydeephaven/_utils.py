@@ -7,10 +7,10 @@ import numbers
 import os
 from typing import Any, Iterable, Optional
 
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, InvalidArgumentError
 
 
-class ArgTypeError(DHError, TypeError):
+class ArgTypeError(InvalidArgumentError, TypeError):
     """A DHError for an argument of a type the call cannot take; also a TypeError, where the
     official client raises one."""
 

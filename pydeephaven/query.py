@@ -16,7 +16,7 @@ from pydeephaven import _foreign, _ops
 from pydeephaven._proto import table_pb2
 from pydeephaven._table_interface import TableInterface
 from pydeephaven._transport import describe_args
-from pydeephaven.dherror import DHError, cause_of
+from pydeephaven.dherror import DHError, cause_of, reworded
 
 if TYPE_CHECKING:
     from pydeephaven.session import Session
@@ -150,7 +150,7 @@ class Query(QueryCompat, TableInterface["Query"]):  # QueryCompat: see pydeephav
             elif is_last:
                 final = resp
         if broken is not None and failure is None:  # the stream broke before any op reported
-            return DHError(f"query of {n} ops ({' -> '.join(self.ops)}) failed: {cause_of(broken, 'query')}")
+            return reworded(broken, f"query of {n} ops ({' -> '.join(self.ops)}) failed: {cause_of(broken, 'query')}")
         if failure is not None:
             index, info = failure
             info = _UUID_PREFIX.sub("", info or "")  # the server's id of the failed export, not useful here

@@ -25,9 +25,9 @@ from pydeephaven._flight import (
     fan_out,
 )
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
-from pydeephaven._transport import CallStats, PendingCall, Transport, close_all
+from pydeephaven._transport import CallStats, PendingCall, Transport, close_all, is_expired
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
-from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
+from pydeephaven.dherror import ArgumentError, DHError, ServerError, cause_of, reworded, rewrap
 from pydeephaven.table import Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 from pydeephaven._compat import SessionCompat  # noqa: E402 (the compatibility layer, see its module)
@@ -136,7 +136,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
             self._transport.refresh()
             return True
         except DHError as e:
-            if "UNAUTHENTICATED" in str(e):
+            if is_expired(e):
                 self._transport.mark_dead(str(e))
             return False
 
@@ -332,7 +332,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         req = console_pb2.ExecuteCommandRequest(console_id=self._console(), code=script, systemic=_SYSTEMIC[systemic])
         resp = t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
         if resp.error_message:
-            raise DHError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+            raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
 
     def open_table(self, name: str) -> Table:
         """The table bound to ``name`` in the server's global scope."""
@@ -342,8 +342,8 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         except DHError as e:
             if e.code in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
                 cause = cause_of(e, "fetch_table")
-                raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {cause})") from None
+                raise reworded(e, f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
+                                  f"(server said: {cause})") from None
             raise
 
     def bind_table(self, name: str, table: Table) -> None:
@@ -709,7 +709,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         except DHError as e:
             self._release_quietly(ticket)
             failed = _sql.SqlError(f"sql({_sql.short_query(query)!r}) failed: {e}",
-                                   needs_reason=True)
+                                   needs_reason=True, kind=type(e), code=e.code)
             raise _sql.explain(failed, query, run_script) from None
         return self._table_from(resp, ticket, "sql")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import pyarrow as pa
 
-from pydeephaven import _ops
+from pydeephaven import _flight, _ops
 from pydeephaven._compat import TableCompat
 from pydeephaven._table_interface import SortDirection, TableInterface
 from pydeephaven._utils import str_tuple
@@ -352,7 +352,7 @@ class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat:
             except DHError as e:
                 # under heavy load the HTTP/2 stream was seen to break mid-transfer ("Stream removed");
                 # nothing was written yet (the file appears only when complete), so read it once more
-                if attempt == 2 or "Stream removed" not in str(e):
+                if attempt == 2 or not _flight.broke_in_transfer(e):
                     raise
                 _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
         raise AssertionError("unreachable")

@@ -33,7 +33,7 @@ import pyarrow as pa
 from pydeephaven._barrage import messages
 from pydeephaven._barrage.state import Applied, _runs, _take
 from pydeephaven._barrage.subscription import Spec, Subscription, ViewportSpec, viewport_rowset
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, reworded
 
 if TYPE_CHECKING:
     from pydeephaven.table import Table
@@ -428,7 +428,7 @@ class LiveTable:
         """The current copy as a pyarrow Table (the subscribed columns, rows in server order)."""
         state, cols, error = self._sub.current()
         if error is not None:
-            raise DHError(f"snapshot: the subscription failed: {error}") from None
+            raise _failed(error) from None
         if self._finalizer.alive is False:
             raise DHError("snapshot: the live table was closed")
         return pa.Table.from_arrays([state.columns[i] for i in cols],
@@ -640,7 +640,7 @@ class UpdateStream:
             raise DHError("snapshot: the stream has not started (iterate it or enter it with async with)")
         state, cols, error = self._sub.current()
         if error is not None:
-            raise DHError(f"snapshot: the subscription failed: {error}") from None
+            raise _failed(error) from None
         schema = self._table.schema
         return pa.Table.from_arrays([state.columns[i] for i in cols], schema=pa.schema([schema.field(i) for i in cols]))
 
@@ -672,3 +672,10 @@ def updates(table: Any, columns: Columns = None, viewport: ViewportSpec = None, 
     """An async iterator of ``table``'s updates (the first holds the initial rows); ``table`` is a
     Table or an AsyncTable. Options as for ``Table.subscribe``."""
     return UpdateStream(table, columns, viewport, **kwargs)
+
+
+def _failed(error: BaseException) -> DHError:
+    """The error ``snapshot`` raises for a subscription that failed: of the class of its cause
+    (with its code) when that is a DHError."""
+    message = f"snapshot: the subscription failed: {error}"
+    return reworded(error, message) if isinstance(error, DHError) else DHError(message)

@@ -47,3 +47,17 @@ def test_table_ops_example(server) -> None:
     assert out["query"] == str([q * p for s, p, q in sorted((r for r in rows if r[2] > 100), key=lambda r: r[0])])
     top = sorted(rows, key=lambda r: -r[1] * r[2])[:2]
     assert out["top"] == str([r[0] for r in top])
+
+
+def test_errors_example(server) -> None:
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "errors.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "missing table: None",
+        "bad formula: InvalidArgumentError INVALID_ARGUMENT",
+        "failing script: ServerError None",
+        "closed: empty_table failed: the session is closed",
+        "nothing listening: UnreachableError UNAVAILABLE True",
+    ]

@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from pydeephaven._barrage import messages, rowset, state as state_mod
 from pydeephaven._barrage.stream import AsyncBarrageStream, BarrageStream, RawUpdate
-from pydeephaven.dherror import DHError
+from pydeephaven._transport import sent_by_server
+from pydeephaven.dherror import DHError, SessionClosedError, error_class
 
 log = logging.getLogger("pydeephaven.ticking")
 
@@ -292,16 +293,17 @@ class Subscription:
         transport = self._session._transport
         what = f"subscription to {self.name}"
         if transport.is_closed:
-            return DHError(f"{what} ended: the session was closed")
+            return SessionClosedError(f"{what} ended: the session was closed")
         if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
             code = err.code()
             details = err.details() if hasattr(err, "details") else ""
+            cls = error_class(code.name, from_server=sent_by_server(err))
             if code == grpc.StatusCode.UNAVAILABLE:
-                return DHError(f"{what} ended: the server at {transport.target} went away ({details})")
+                return cls(f"{what} ended: the server at {transport.target} went away ({details})", code=code.name)
             if code == grpc.StatusCode.CANCELLED:
-                return DHError(f"{what} ended: the call was cancelled, most likely because the server or "
-                               f"the connection to {transport.target} went away ({details})")
-            return DHError(f"{what} failed: {code.name}: {details}")
+                return cls(f"{what} ended: the call was cancelled, most likely because the server or "
+                           f"the connection to {transport.target} went away ({details})", code=code.name)
+            return cls(f"{what} failed: {code.name}: {details}", code=code.name)
         if isinstance(err, messages.ProtocolError):
             return DHError(f"{what} failed: the server sent a message this client does not understand: {err}")
         if err is None or isinstance(err, ConnectionError):

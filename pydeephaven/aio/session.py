@@ -23,7 +23,7 @@ from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._confirm import Confirmed, UploadConfirmation
 from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
-from pydeephaven._transport import CallStats
+from pydeephaven._transport import CallStats, closed_error, is_expired
 from pydeephaven._utils import (
     check_connection_args,
     check_number,
@@ -35,7 +35,7 @@ from pydeephaven._utils import (
 )
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
-from pydeephaven.dherror import ArgumentError, DHError, cause_of, rewrap
+from pydeephaven.dherror import ArgumentError, DHError, ServerError, cause_of, reworded, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["AsyncSession"]
@@ -164,7 +164,7 @@ class AsyncSession:
             await self._transport.refresh()
             return True
         except DHError as e:
-            if "UNAUTHENTICATED" in str(e):
+            if is_expired(e):
                 self._transport.mark_dead(str(e))
             return False
 
@@ -223,11 +223,13 @@ class AsyncSession:
     async def _blocking(self, fn: Callable[..., R], *args: Any) -> R:
         """Run blocking work (Arrow Flight, conversions) in the session's worker threads."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
-        except RuntimeError as e:
-            if self._transport.is_closed and "shutdown" in str(e):
-                raise DHError("the session is closed") from None
+            # only the hand-over can fail so: the executor refuses new work once close() shut it down
+            work = asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        except RuntimeError:
+            if self._transport.is_closed:
+                raise closed_error("the session is closed") from None
             raise
+        return await work
 
     # -- tickets ------------------------------------------------------------------------------------
 
@@ -362,7 +364,7 @@ class AsyncSession:
                                                 systemic=_SYSTEMIC[systemic])
         resp = await t.unary("run_script", t.console_stub.ExecuteCommand, req, args={"script": script})
         if resp.error_message:
-            raise DHError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+            raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
 
     async def open_table(self, name: str) -> AsyncTable:
         """The table bound to ``name`` in the server's global scope."""
@@ -372,8 +374,8 @@ class AsyncSession:
         except DHError as e:
             if e.code in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
                 cause = cause_of(e, "fetch_table")
-                raise DHError(f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
-                              f"(server said: {cause})") from None
+                raise reworded(e, f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
+                                  f"(server said: {cause})") from None
             raise
 
     async def bind_table(self, name: str, table: AsyncTable) -> None:
@@ -418,14 +420,14 @@ class AsyncSession:
         from pydeephaven import _sql
 
         if not err.needs_reason or self._session_type != "python":
-            return DHError(str(err))
+            return err.public()
         try:
             await self.run_script(_sql.explain_script(query))
         except DHError as script_err:
             reason = _sql.reason_from_script_error(str(script_err))
             if reason:
-                return DHError(f"{err}; the server's reason: {reason}")
-        return DHError(str(err))
+                return err.public(f"{err}; the server's reason: {reason}")
+        return err.public()
 
     # -- making tables ------------------------------------------------------------------------------
 
@@ -469,9 +471,9 @@ class AsyncSession:
         try:
             work = loop.run_in_executor(self._executor, functools.partial(
                 self._flight.do_put, ticket.ticket_no, data, on_open=prepare_confirmation, stop=stop))
-        except RuntimeError as e:
-            if self._transport.is_closed and "shutdown" in str(e):
-                raise DHError("import_table failed: the session is closed") from None
+        except RuntimeError:  # see _blocking
+            if self._transport.is_closed:
+                raise closed_error("import_table failed: the session is closed") from None
             raise
         try:
             rows = await asyncio.shield(work)
