@@ -259,8 +259,7 @@ def _find(values: pa.Array, as_key: bool = False) -> _Found:
     marker = _MARKERS.get(t)
     if marker is not None:
         bits, java, hint = marker
-        view = values.view(_BITS[t.bit_width]) if t.bit_width and not pa.types.is_signed_integer(t) else values
-        at = _index_of(view, bits)
+        at = _index_of(values, bits)
         if at < 0:
             return None
         return at, (f"the bit pattern the server uses to mark a null {java} ({t} is read as a Java {java}); "
@@ -288,21 +287,25 @@ def _find(values: pa.Array, as_key: bool = False) -> _Found:
 _SMALL = 1 << 16
 
 
-def _raw(view: pa.Array) -> np.ndarray:
-    """The values buffer of ``view`` (signed integers of 8 to 64 bits), null slots included."""
-    dtype = np.dtype(f"int{view.type.bit_width}")
-    return np.frombuffer(view.buffers()[1], dtype=dtype, count=view.offset + len(view))[view.offset:]
+def _raw(values: pa.Array) -> np.ndarray:
+    """The values buffer of ``values`` (of 8 to 64 bits each) as signed integers of that width,
+    null slots included."""
+    dtype = np.dtype(f"int{values.type.bit_width}")
+    return np.frombuffer(values.buffers()[1], dtype=dtype, count=values.offset + len(values))[values.offset:]
 
 
-def _index_of(view: pa.Array, value: int) -> int:
-    """The first non-null position of ``view`` (signed integers) equal to ``value``, or -1."""
-    if len(view) <= _SMALL:
-        hits = np.flatnonzero(_raw(view) == value)
-        if not view.null_count:
+def _index_of(values: pa.Array, bits: int) -> int:
+    """The first non-null position of ``values`` (of 8 to 64 bits each) whose bits, read as a
+    signed integer, are ``bits``; -1 when there is none."""
+    if len(values) <= _SMALL:
+        hits = np.flatnonzero(_raw(values) == bits)
+        if not values.null_count:
             return int(hits[0]) if len(hits) else -1
         if not len(hits):
-            return -1  # a null slot's bits may equal value, but no valid one does
-    return int(pc.index(view, pa.scalar(value, view.type)).as_py())
+            return -1  # a null slot's bits may be these, but no valid one's are
+    t = values.type
+    view = values if pa.types.is_signed_integer(t) else values.view(_BITS[t.bit_width])
+    return int(pc.index(view, pa.scalar(bits, view.type)).as_py())
 
 
 def _outside(view: pa.Array, low: int, high: int, why: str) -> _Found:
@@ -410,22 +413,30 @@ def _checked(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def sized(batch_iter: Iterator[pa.RecordBatch], max_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[pa.RecordBatch]:
-    """Split batches so none carries more than about ``max_bytes`` of buffers."""
+def sized(batch_iter: Iterator[pa.RecordBatch],
+          max_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """Split batches so none carries more than about ``max_bytes`` of buffers; each with its size
+    in bytes (the buffers' total when that is small enough already: ``nbytes``, which counts only
+    the referenced part of the buffers, costs more, most of all when many threads upload)."""
     for b in batch_iter:
         if b.num_rows == 0:
             continue
+        size = b.get_total_buffer_size()
+        if size <= max_bytes:
+            yield b, size
+            continue
         size = b.nbytes
         if size <= max_bytes or b.num_rows == 1:
-            yield b
+            yield b, size
             continue
         rows = max(1, int(b.num_rows * max_bytes / size))
         for start in range(0, b.num_rows, rows):
             part = b.slice(start, rows)
-            if part.nbytes > max_bytes and part.num_rows > 1:
+            part_size = part.nbytes
+            if part_size > max_bytes and part.num_rows > 1:
                 yield from sized(iter([part]), max_bytes)
             else:
-                yield part
+                yield part, part_size
 
 
 # -- results as the server sends them -----------------------------------------------------------------

@@ -45,59 +45,76 @@ class Confirmed:
     """The server's word on an upload."""
 
     size: int
-    schema_header: bytes
+    schema: pa.Schema
     is_static: bool
 
 
 class KnownSchemas:
-    """The server's schema for each Arrow schema uploaded in this session (see the module's text)."""
+    """Per session, for each Arrow schema uploaded (by ``schema_key``): the schema sent for it (the
+    checked and converted one) and the schema the server made of it (see the module's text).
+    Thread-safe; the least recently used are dropped first."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._known: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        self._sent: collections.OrderedDict[bytes, pa.Schema] = collections.OrderedDict()
+        self._server: collections.OrderedDict[bytes, pa.Schema] = collections.OrderedDict()
 
-    def get(self, key: bytes) -> Optional[bytes]:
-        with self._lock:
-            header = self._known.get(key)
-            if header is not None:
-                self._known.move_to_end(key)
-            return header
+    def sent(self, key: bytes) -> Optional[pa.Schema]:
+        return self._get(self._sent, key)
 
-    def put(self, key: bytes, schema_header: bytes) -> None:
+    def remember_sent(self, key: bytes, target: pa.Schema) -> None:
+        self._put(self._sent, key, target)
+
+    def server(self, key: bytes) -> Optional[pa.Schema]:
+        return self._get(self._server, key)
+
+    def remember_server(self, key: bytes, schema_header: bytes) -> Optional[pa.Schema]:
+        """Remember (and give back) the server's schema from its IPC bytes; None for no bytes."""
         if not schema_header:
-            return
+            return None
+        schema = pa.ipc.read_schema(pa.py_buffer(bytes(schema_header)))
+        self._put(self._server, key, schema)
+        return schema
+
+    def _get(self, known: "collections.OrderedDict[bytes, pa.Schema]", key: bytes) -> Optional[pa.Schema]:
         with self._lock:
-            self._known[key] = bytes(schema_header)
-            self._known.move_to_end(key)
-            while len(self._known) > KNOWN_SCHEMAS:
-                self._known.popitem(last=False)
+            schema = known.get(key)
+            if schema is not None:
+                known.move_to_end(key)
+            return schema
+
+    def _put(self, known: "collections.OrderedDict[bytes, pa.Schema]", key: bytes, schema: pa.Schema) -> None:
+        with self._lock:
+            known[key] = schema
+            known.move_to_end(key)
+            while len(known) > KNOWN_SCHEMAS:
+                known.popitem(last=False)
 
 
 def schema_key(schema: pa.Schema) -> bytes:
-    """The key of a sent schema: its IPC bytes (names, types and metadata)."""
+    """The key of an uploaded schema: its IPC bytes (names, types and metadata)."""
     return bytes(schema.serialize().to_pybytes())
 
 
 class UploadConfirmation:
-    """What one upload still needs once its DoPut is open (``target`` is the schema it sends):
-    nothing more when the server's schema for ``target`` is known, else the call (``by_call``),
-    which the session makes and whose answer it passes to ``from_call``."""
+    """What one upload (of the schema of key ``key``) still needs once its DoPut is open: nothing
+    more when the server's schema for it is known, else the call (``by_call``), which the session
+    makes and whose answer it passes to ``from_call``."""
 
-    def __init__(self, schemas: KnownSchemas, target: pa.Schema) -> None:
-        self._schemas = schemas
-        self.key = schema_key(target)
-        self.schema_header = schemas.get(self.key)
+    def __init__(self, schemas: KnownSchemas, key: bytes) -> None:
+        self._schemas, self.key = schemas, key
+        self.schema = schemas.server(key)
         self.call: Any = None  # the pending call, when one was made
 
     @property
     def by_call(self) -> bool:
-        return self.schema_header is None
+        return self.schema is None
 
     def known(self, rows: int) -> Confirmed:
         """The confirmation of an upload of ``rows`` rows that the DoPut confirmed, with the schema
         the server made of the same schema before."""
-        assert self.schema_header is not None
-        return Confirmed(rows, self.schema_header, True)
+        assert self.schema is not None
+        return Confirmed(rows, self.schema, True)
 
     def from_call(self, resp: Any, rows: int) -> Confirmed:
         """What ``GetExportedTableCreationResponse`` said of an upload of ``rows`` rows: its
@@ -108,8 +125,12 @@ class UploadConfirmation:
         if int(resp.size) != rows:
             raise DHError(f"import_table failed: sent {rows} rows but the server holds {resp.size}")
         if resp.is_static:
-            self._schemas.put(self.key, resp.schema_header)
-        return Confirmed(int(resp.size), bytes(resp.schema_header), bool(resp.is_static))
+            schema = self._schemas.remember_server(self.key, resp.schema_header)
+        else:
+            schema = pa.ipc.read_schema(pa.py_buffer(bytes(resp.schema_header))) if resp.schema_header else None
+        if schema is None:
+            raise DHError("import_table failed: the server sent no schema for the upload")
+        return Confirmed(int(resp.size), schema, bool(resp.is_static))
 
     @staticmethod
     def call_failed(err: DHError, rows: int) -> DHError:

@@ -63,9 +63,18 @@ class FlightPath:
             if client_private_key:
                 kwargs["private_key"] = client_private_key
         self.client = flight.FlightClient(f"{scheme}://{transport.host}:{transport.port}", **kwargs)
+        self._options: Optional[tuple[list[tuple[bytes, bytes]], flight.FlightCallOptions]] = None
 
     def options(self, timeout: Optional[float] = None) -> flight.FlightCallOptions:
-        return flight.FlightCallOptions(headers=self.transport.flight_headers, timeout=timeout)
+        if timeout is not None:
+            return flight.FlightCallOptions(headers=self.transport.flight_headers, timeout=timeout)
+        # the same options serve every call until the token changes (made anew, they cost a
+        # noticeable part of a small upload when many threads upload at once)
+        headers = self.transport.flight_headers
+        cached = self._options
+        if cached is None or cached[0] != headers:
+            cached = self._options = (headers, flight.FlightCallOptions(headers=headers))
+        return cached[1]
 
     def close(self) -> None:
         try:
@@ -101,21 +110,27 @@ class FlightPath:
 
     def do_put(self, export_no: int, data: _arrow.ArrowData, *,
                max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES,
-               on_open: Optional[Callable[[pa.Schema], None]] = None,
+               on_open: Optional[Callable[[bytes], None]] = None,
                stop: Optional[threading.Event] = None) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent.
 
         The server acknowledges each batch once it holds its rows, and ends the stream with OK
         only once it has made the export: an upload returns when both say that every batch is
-        there (see ``_confirm``). ``on_open(schema)`` runs once the DoPut stream is open, with the
-        schema being sent (the caller may ask there for the server's schema).
+        there (see ``_confirm``). ``on_open(key)`` runs once the DoPut stream is open, with the
+        ``_confirm.schema_key`` of the data's schema (the caller may ask there for the server's
+        schema).
         ``stop``, when set (by another thread), ends the upload before the next batch with DHError.
         On any failure the stream has ended when this returns, so the caller can release the
         export with the certainty that the server is done with it."""
         op = "import_table"
         self.transport.check_open(op)
         schema, source = _arrow.batches(data)
-        target = _arrow.server_schema(schema)
+        known = self.transport.known_schemas
+        key = _confirm.schema_key(schema)
+        target = known.sent(key)
+        if target is None:
+            target = _arrow.server_schema(schema)
+            known.remember_sent(key, target)
         max_batch_bytes = min(max_batch_bytes, _arrow.SERVER_MESSAGE_LIMIT * 4 // 5)
         descriptor = flight.FlightDescriptor.for_path("export", str(export_no))
         start = time.perf_counter()
@@ -125,17 +140,17 @@ class FlightPath:
             writer, reader = self.client.do_put(descriptor, target, self.options())
             try:
                 if on_open is not None:
-                    on_open(target)
+                    on_open(key)
                 while True:
                     if stop is not None and stop.is_set():
                         raise UploadStopped(f"{op} failed: stopped after {rows} rows")
-                    batch = _next_batch(parts, rows)
-                    if batch is None:
+                    part = _next_batch(parts, rows)
+                    if part is None:
                         break
-                    batch = _arrow.conform(batch, target)
+                    batch = _arrow.conform(part[0], target)
                     writer.write_batch(batch)
                     rows += batch.num_rows
-                    nbytes += batch.nbytes
+                    nbytes += part[1]
                     sent += 1
                 writer.done_writing()
                 while reader.read() is not None:
@@ -160,7 +175,7 @@ class FlightPath:
         return rows
 
 
-def _next_batch(parts: Iterator[pa.RecordBatch], rows: int) -> Optional[pa.RecordBatch]:
+def _next_batch(parts: Iterator[tuple[pa.RecordBatch, int]], rows: int) -> Optional[tuple[pa.RecordBatch, int]]:
     """The next batch to send, None at the end; an error of the caller's data source (a
     RecordBatchReader or generator that raises) becomes DHError naming it."""
     try:

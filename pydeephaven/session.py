@@ -408,11 +408,11 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         t = self._transport
         plan: list[UploadConfirmation] = []
 
-        def prepare_confirmation(target: pa.Schema) -> None:
+        def prepare_confirmation(key: bytes) -> None:
             # While the DoPut is open: the server's schema for this schema is known from an
             # earlier upload, or it is asked for now, and the server answers right after the
             # upload (see _confirm).
-            c = UploadConfirmation(t.known_schemas, target)
+            c = UploadConfirmation(t.known_schemas, key)
             plan.append(c)
             if c.by_call:
                 c.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
@@ -428,7 +428,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
             if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
                 raise
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return Table(self, ticket, schema_header=confirmed.schema_header, size=rows, is_static=confirmed.is_static)
+        return Table(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
 
     def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
         """The server's word on an upload of ``rows`` rows whose DoPut confirmed it: its schema,

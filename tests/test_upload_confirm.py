@@ -49,39 +49,47 @@ def test_every_batch_must_be_acknowledged() -> None:
         check_acknowledged("import_table", 3, 2, 30)
 
 
+def header(schema: pa.Schema) -> bytes:
+    return schema.serialize().to_pybytes()
+
+
 def test_known_schemas_keep_the_most_recent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_confirm, "KNOWN_SCHEMAS", 2)
     known = KnownSchemas()
-    known.put(b"a", b"A")
-    known.put(b"b", b"B")
-    assert known.get(b"a") == b"A"  # a is now the most recent
-    known.put(b"c", b"C")
-    assert (known.get(b"a"), known.get(b"b"), known.get(b"c")) == (b"A", None, b"C")
-    known.put(b"d", b"")  # an empty header is no schema
-    assert known.get(b"d") is None
+    a, b, c = (pa.schema({name: pa.int64()}) for name in "abc")
+    assert known.remember_server(b"a", header(a)) == a
+    known.remember_server(b"b", header(b))
+    assert known.server(b"a") == a  # a is now the most recent
+    known.remember_server(b"c", header(c))
+    assert (known.server(b"a"), known.server(b"b"), known.server(b"c")) == (a, None, c)
+    assert known.remember_server(b"d", b"") is None and known.server(b"d") is None  # no bytes, no schema
+    known.remember_sent(b"a", b)
+    assert known.sent(b"a") == b and known.sent(b"b") is None
 
 
 def test_the_call_is_planned_only_for_a_new_schema() -> None:
     known = KnownSchemas()
-    first = UploadConfirmation(known, DATA.schema)
+    key = schema_key(DATA.schema)
+    first = UploadConfirmation(known, key)
     assert first.by_call
-    header = DATA.schema.serialize().to_pybytes()
-    resp = table_pb2.ExportedTableCreationResponse(success=True, size=3, is_static=True, schema_header=header)
+    resp = table_pb2.ExportedTableCreationResponse(success=True, size=3, is_static=True,
+                                                   schema_header=header(DATA.schema))
     got = first.from_call(resp, 3)
-    assert (got.size, got.schema_header, got.is_static) == (3, header, True)
-    second = UploadConfirmation(known, DATA.schema)
-    assert not second.by_call and second.known(5) == _confirm.Confirmed(5, header, True)
-    other = pa.schema({"A": pa.int32()})
-    assert schema_key(other) != schema_key(DATA.schema)
-    assert UploadConfirmation(known, other).by_call
+    assert (got.size, got.schema, got.is_static) == (3, DATA.schema, True)
+    second = UploadConfirmation(known, key)
+    assert not second.by_call and second.known(5) == _confirm.Confirmed(5, DATA.schema, True)
+    assert second.known(5).schema is got.schema  # parsed once, shared
+    other = schema_key(pa.schema({"A": pa.int32()}))
+    assert other != key and UploadConfirmation(known, other).by_call
     with pytest.raises(DHError, match="sent 4 rows but the server holds 3"):
         UploadConfirmation(known, other).from_call(resp, 4)
     failed = table_pb2.ExportedTableCreationResponse(success=False, error_info="no such thing")
     with pytest.raises(DHError, match="import_table failed: no such thing"):
         UploadConfirmation(known, other).from_call(failed, 3)
-    refreshing = table_pb2.ExportedTableCreationResponse(success=True, size=3, is_static=False, schema_header=header)
-    UploadConfirmation(known, other).from_call(refreshing, 3)  # not an upload's answer: not remembered
-    assert UploadConfirmation(known, other).by_call
+    refreshing = table_pb2.ExportedTableCreationResponse(success=True, size=3, is_static=False,
+                                                         schema_header=header(DATA.schema))
+    assert UploadConfirmation(known, other).from_call(refreshing, 3).schema == DATA.schema
+    assert UploadConfirmation(known, other).by_call  # not an upload's answer: not remembered
 
 
 # -- the real server ------------------------------------------------------------------------------

@@ -459,9 +459,9 @@ class AsyncSession:
         stop = threading.Event()
         plan: list[UploadConfirmation] = []
 
-        def prepare_confirmation(target: pa.Schema) -> None:
+        def prepare_confirmation(key: bytes) -> None:
             # In the worker, while the DoPut is open: see Session.import_table.
-            c = UploadConfirmation(t.known_schemas, target)
+            c = UploadConfirmation(t.known_schemas, key)
             plan.append(c)
             if c.by_call:
                 c.call = asyncio.run_coroutine_threadsafe(
@@ -488,8 +488,7 @@ class AsyncSession:
             if cancelled:  # cancelled during the cleanup of a failure: the cancellation wins
                 raise asyncio.CancelledError() from e
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return AsyncTable(self, ticket, schema_header=confirmed.schema_header, size=rows,
-                          is_static=confirmed.is_static)
+        return AsyncTable(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
 
     async def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
         """See ``Session._confirmation``."""
