@@ -151,6 +151,7 @@ _I64_MAX = 2**63 - 1
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 _DAY_MS = 86_400_000
 _BITS = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
+_FORMATS = {1: "b", 2: "h", 4: "i", 8: "q"}  # memoryview formats of the signed integers by width
 
 # Arrow type: (bit pattern as a signed int of the same width, the Java type read, how to keep the value)
 _MARKERS: dict[pa.DataType, tuple[int, str, str]] = {
@@ -181,12 +182,42 @@ def check_values(batch: pa.RecordBatch) -> None:
 check_null_markers = check_values
 
 
+def _kind(t: pa.DataType) -> str:
+    """How values of type ``t`` are checked: "plain" (every value arrives as sent), "leaf" (by
+    ``_find``) or "nested" (their children are). Kept per type: the question is asked per column
+    of every upload."""
+    kind = _KINDS.get(t)
+    if kind is None:
+        if (pa.types.is_dictionary(t) or _is_list(t) or pa.types.is_run_end_encoded(t) or pa.types.is_map(t)
+                or pa.types.is_union(t) or pa.types.is_struct(t)):
+            kind = "nested"
+        elif (t in _MARKERS or pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_time(t)
+              or pa.types.is_date64(t)):
+            kind = "leaf"
+        else:
+            kind = "plain"
+        if len(_KINDS) > 1024:
+            _KINDS.clear()
+        _KINDS[t] = kind
+    return kind
+
+
+_KINDS: dict[pa.DataType, str] = {}
+
+
 def _check(values: pa.Array, where: str) -> None:
     """Raise DHError for the first value of ``values`` the server would change, at any depth."""
     t = values.type
     if len(values) == 0:
         return
-    if pa.types.is_dictionary(t):
+    kind = _kind(t)
+    if kind == "plain":
+        return
+    if kind == "leaf":
+        found = _find(values)
+        if found is not None:
+            raise DHError(_refusal(values, where, *found))
+    elif pa.types.is_dictionary(t):
         try:
             _check(values.dictionary, where)
         except DHError:  # only the entries the rows use matter
@@ -252,7 +283,7 @@ def _find(values: pa.Array, as_key: bool = False) -> _Found:
     """The first value of ``values`` (not nested) the server would change, or None. Map keys
     (``as_key``) keep the null markers but not the rest: a key of year 3000 in microseconds wraps."""
     t = values.type
-    if len(values) == 0 or values.null_count == len(values):
+    if len(values) == 0 or _kind(t) != "leaf" or values.null_count == len(values):
         return None
     if as_key and (t in _MARKERS or ((pa.types.is_timestamp(t) or pa.types.is_duration(t)) and t.unit == "ns")):
         return None
@@ -297,7 +328,15 @@ def _raw(values: pa.Array) -> np.ndarray:
 def _index_of(values: pa.Array, bits: int) -> int:
     """The first non-null position of ``values`` (of 8 to 64 bits each) whose bits, read as a
     signed integer, are ``bits``; -1 when there is none."""
-    if len(values) <= _SMALL:
+    if len(values) <= 64:  # a few values: plain Python over the buffer is quicker still
+        width = values.type.bit_width // 8
+        start = values.offset * width
+        raw = memoryview(values.buffers()[1])[start:start + len(values) * width].cast(_FORMATS[width])  # type: ignore[call-overload]
+        if bits not in raw:
+            return -1
+        if not values.null_count:
+            return raw.tolist().index(bits)
+    elif len(values) <= _SMALL:
         hits = np.flatnonzero(_raw(values) == bits)
         if not values.null_count:
             return int(hits[0]) if len(hits) else -1
