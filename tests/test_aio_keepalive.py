@@ -13,7 +13,7 @@ import pytest
 from pydeephaven import DHError
 from pydeephaven.aio import AsyncSession
 from pydeephaven.embedded import PSK_AUTH, EmbeddedServer, start_server
-from tests.test_aio import LoopWatch
+from tests.support.aio import LoopWatch
 
 KEY = "aio-psk-key-30517"
 

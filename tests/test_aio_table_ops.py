@@ -15,9 +15,9 @@ from pydeephaven import DHError, NaturalJoinType, SortDirection, agg
 from pydeephaven import filters as F
 from pydeephaven import updateby as uby
 from pydeephaven.aio import AsyncInputTable, AsyncMultiJoinTable, AsyncSession, AsyncTable, MultiJoinInput, multi_join
-from tests.test_aio import poll
-from tests.test_input_table import SCHEMA
-from tests.test_table_ops import DATA, PRICE, QTY, ROWS, SYMS, _neg_str, groups
+from tests.support.aio import poll
+from tests.support.tables import DATA, PRICE, QTY, ROWS, SYMS, groups, neg_str
+from tests.support.tables import INPUT_SCHEMA as SCHEMA
 
 QSYM = ["a", "b", "a", "c", "b", "a"]
 QQTY = [10, 20, 30, 40, 50, 60]
@@ -120,7 +120,7 @@ def test_sort_directions_and_sort_descending(arun) -> None:
         mixed = t.sort(["Sym", "Price"], [SortDirection.ASCENDING, SortDirection.DESCENDING])
         assert await rows(mixed) == sorted(ROWS, key=lambda x: (x["Sym"], -x["Price"]))
         short = t.sort(["Sym", "Qty"], SortDirection.DESCENDING)
-        assert await rows(short) == sorted(ROWS, key=lambda x: (_neg_str(x["Sym"]), x["Qty"]))
+        assert await rows(short) == sorted(ROWS, key=lambda x: (neg_str(x["Sym"]), x["Qty"]))
         assert await col(t.sort_descending("Price"), "Price") == sorted(PRICE, reverse=True)
         assert await rows(t.sort_descending(["Sym", "Qty"])) == sorted(ROWS, key=lambda x: (x["Sym"], x["Qty"]),
                                                                         reverse=True)

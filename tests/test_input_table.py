@@ -9,9 +9,7 @@ import pytest
 
 from pydeephaven import DHError, agg
 from pydeephaven.table import InputTable
-
-SCHEMA = pa.schema([("Sym", pa.string()), ("Qty", pa.int64()), ("Px", pa.float64())])
-
+from tests.support.tables import INPUT_SCHEMA as SCHEMA
 
 def rows(table):
     return table.to_arrow().to_pylist()

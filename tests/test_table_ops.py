@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import defaultdict
 
 import pyarrow as pa
 import pytest
 
 from pydeephaven import DHError, NaturalJoinType, SortDirection, Table
 from pydeephaven.table import MultiJoinInput, MultiJoinTable, multi_join
-
-SYMS = ["b", "a", "c", "a", "b", "a", "c", "b", "a", "d"]
-QTY = [5, 3, 8, 1, 9, 4, 7, 2, 6, 10]
-PRICE = [1.5, 2.25, 0.5, 4.0, 3.5, 1.0, 2.75, 5.5, 0.25, 6.0]
-
-DATA = pa.table({"Sym": SYMS, "Qty": pa.array(QTY, pa.int64()), "Price": PRICE})
-ROWS = DATA.to_pylist()
-
+from tests.support.tables import DATA, PRICE, QTY, ROWS, SYMS, groups, neg_str
 
 @pytest.fixture
 def t(session):
@@ -31,14 +23,6 @@ def col(table: Table, name: str) -> list:
 
 def rows(table: Table) -> list[dict]:
     return table.to_arrow().to_pylist()
-
-
-def groups(key: str = "Sym") -> dict:
-    """Rows by key, keys in order of first appearance (the server's grouping order)."""
-    out: dict = defaultdict(list)
-    for r in ROWS:
-        out[r[key]].append(r)
-    return out
 
 
 def no_round_trip(session, fn):
@@ -116,11 +100,7 @@ def test_sort_directions(t):
     assert rows(mixed) == expected
     # a short order list: the remaining columns are ascending
     short = t.sort(["Sym", "Qty"], SortDirection.DESCENDING)
-    assert rows(short) == sorted(ROWS, key=lambda x: (_neg_str(x["Sym"]), x["Qty"]))
-
-
-def _neg_str(s: str) -> tuple:
-    return tuple(-ord(c) for c in s)
+    assert rows(short) == sorted(ROWS, key=lambda x: (neg_str(x["Sym"]), x["Qty"]))
 
 
 def test_sort_descending(t):
