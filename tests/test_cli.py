@@ -651,13 +651,41 @@ def test_mutual_tls(tmp_path: Path) -> None:
         assert_error(dh(*at, "tables"), 1, "connect to")                          # plaintext
 
 
+def _live_in_group(pgid: int) -> list[int]:
+    """Pids of the processes of process group ``pgid`` that are still running (zombies left out)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def test_embedded(tmp_path: Path) -> None:
-    start = time.monotonic()
-    r = dh("--embedded", "sql", "SELECT 6 * 7 AS Answer, 'x' AS S", "--format", "json", timeout=300)
-    assert_ok(r)
-    assert json.loads(r.stdout) == [{"Answer": 42, "S": "x"}]
-    assert r.stderr == ""  # the "starting" note is for terminals only
-    assert time.monotonic() - start < 300
+    # in a process group of its own, so that the server it starts can be found (and killed) afterwards
+    cmd = MODULE + ["--embedded", "sql", "SELECT 6 * 7 AS Answer, 'x' AS S", "--format", "json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, f"exit {p.returncode}\nstdout: {out!r}\nstderr: {err!r}"
+        assert json.loads(out) == [{"Answer": 42, "S": "x"}]
+        assert err == ""  # the "starting" note is for terminals only
+        # the embedded server went with the command: nothing of the group is left running
+        deadline = time.monotonic() + 30
+        while _live_in_group(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _live_in_group(p.pid) == [], "the embedded server outlived the command"
+    finally:
+        for pid in [p.pid, *_live_in_group(p.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait(timeout=10)
 
 
 def _accepts(port: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import pyarrow as pa
@@ -102,8 +103,16 @@ def test_grouping_operations_in_a_query(session, t):
                         (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2]) / 2)):
         out = getattr(session.query(t).view(["Sym", "Qty"]), method)("Sym").exec().to_arrow().to_pylist()
         assert {r["Sym"]: r["Qty"] for r in out} == pytest.approx({k: fn(v) for k, v in by_sym.items()}), method
-    stds = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`").std_by("Sym").var_by("Sym").exec()
-    assert stds.size == 2  # var_by of the std_by result, one value per key
+    # std_by and var_by (sample statistics), and var_by over the std_by result in the same batch
+    two = {k: v for k, v in by_sym.items() if k != "c"}
+    base = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`")
+    stds = base.std_by("Sym").exec().to_arrow().to_pylist()
+    assert {r["Sym"]: r["Qty"] for r in stds} == pytest.approx({k: statistics.stdev(v) for k, v in two.items()})
+    vars_ = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`").var_by("Sym").exec().to_arrow().to_pylist()
+    assert {r["Sym"]: r["Qty"] for r in vars_} == pytest.approx({k: statistics.variance(v) for k, v in two.items()})
+    chained = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`").std_by("Sym").view("Qty").var_by().exec()
+    assert chained.to_arrow().column("Qty").to_pylist() == pytest.approx(
+        [statistics.variance([statistics.stdev(v) for v in two.values()])])
     counted = session.query(t).count_by("N", "Sym").exec().to_arrow().to_pylist()
     assert {r["Sym"]: r["N"] for r in counted} == {k: len(v) for k, v in by_sym.items()}
     aggd = session.query(t).agg_by([agg.sum_("S = Qty"), agg.count_("C")], "Sym").agg_all_by(agg.max_(), []).exec()

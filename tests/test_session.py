@@ -80,7 +80,10 @@ def test_empty_ticking_table_with_list_columns_is_safe_to_use(server) -> None:
             assert got.num_rows == 0 and got.nbytes == 0 and got.schema == t.schema, got
             assert sum(b.nbytes for b in t.iter_batches()) == 0
             assert t.to_pandas().shape == (0, 5)
-            assert str(t)
+            text = str(t)
+            assert "0 rows x 5 columns" in text, text
+            names = next(ln for ln in text.splitlines() if "Timestamp" in ln)
+            assert [c.strip() for c in names.strip("|").split("|")] == ["Timestamp", "L", "S", "I", "B"], text
 
         async def main():
             async with AsyncSession("{server.host}", {server.port}) as s:
@@ -126,8 +129,23 @@ def test_time_table_string_period_start_and_blink(session) -> None:
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3)) + " UTC"
     by_string = session.time_table(100_000_000, start_time=iso).to_arrow()
     assert by_string.num_rows >= 1
-    blink = session.time_table(10_000_000, blink_table=True)
+    # a blink table keeps only the rows of the latest update cycle: the rows due at once when it
+    # starts (100 of them, 10 s ago) leave at the next cycle, while an append-only twin keeps them
+    begin = time.time_ns() - 10_000_000_000
+    blink = session.time_table(100_000_000, start_time=begin, blink_table=True)
+    plain = session.time_table(100_000_000, start_time=begin)
     assert blink.is_refreshing
+    deadline = time.monotonic() + 30
+    kept, now = plain.to_arrow().num_rows, blink.to_arrow()
+    while (kept < 110 or now.num_rows == 0 or now["Timestamp"][0].value < begin + 10_000_000_000) \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+        kept, now = plain.to_arrow().num_rows, blink.to_arrow()
+    stamps = [v.value for v in now["Timestamp"]]
+    assert kept >= 110 and stamps and stamps[0] >= begin + 10_000_000_000, (kept, stamps[:3])
+    assert len(stamps) < kept
+    assert [(v - begin) % 100_000_000 for v in stamps] == [0] * len(stamps)
+    assert [b - a for a, b in zip(stamps, stamps[1:])] == [100_000_000] * (len(stamps) - 1)
     with pytest.raises(DHError):
         session.time_table(0)
 
