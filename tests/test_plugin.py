@@ -70,7 +70,7 @@ def test_fetch_only_figure(session):
     export = client.export_ticket
     client.close()
     client.close()  # idempotent
-    with pytest.raises(DHError):  # the export the client made is released
+    with pytest.raises(DHError, match=r"fetch.*DEPENDENCY_RELEASED"):  # the export the client made is released
         session.fetch(export)
 
 
@@ -95,7 +95,7 @@ def test_bidirectional_echo(echo_session):
         assert next(client.resp_stream) == (b"echo:second", [])
     with pytest.raises(RuntimeError):
         next(client.resp_stream)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"PluginRequestStream.write: the stream is closed"):
         client.req_stream.write(b"late", [])
 
 
@@ -117,17 +117,17 @@ def test_reference_to_another_plugin_object(echo_session):
 
 
 def test_plugin_client_argument_errors(session):
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"PluginClient: server_obj must be a ServerObject, got str"):
         session.plugin_client("not a server object")
     from pydeephaven.ticket import ServerObject
 
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"PluginClient: the object has no type"):
         session.plugin_client(ServerObject("", ScopeTicket.scope_ticket("x")))
     session.run_script(FIGURE_SCRIPT)
     with session.plugin_client(session.exportable_objects["plugin_fig"]) as client:
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"PluginRequestStream.write: payload must be bytes, got str"):
             client.req_stream.write("text, not bytes", [])
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"PluginRequestStream.write: references must be ServerObjects.*got str"):
             client.req_stream.write(b"x", ["not a server object"])
 
 

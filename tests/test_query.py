@@ -153,11 +153,11 @@ def test_failure_names_the_failing_op(session, t):
 def test_argument_mistakes_are_caught_when_recorded(session, t):
     before = session.stats.total_calls
     q = session.query(t)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"update: formulas must hold only str, got NoneType"):
         q.update(["A = 1", None])
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"head: num_rows must be >= 0, got -5"):
         q.head(-5)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"natural_join: table must be a Table, got str"):
         q.natural_join("nope", "Sym")
     with pytest.raises(DHError) as info:
         q.exec()
@@ -167,9 +167,9 @@ def test_argument_mistakes_are_caught_when_recorded(session, t):
 
 
 def test_query_needs_session_and_table(session, t):
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"invalid session or table value"):
         Query(session, None)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"invalid session or table value"):
         Query(None, t)
 
 

@@ -59,7 +59,7 @@ def test_empty_table(session) -> None:
     assert t.size == 7 and t.is_static and not t.is_refreshing
     data = t.to_arrow()
     assert data.num_rows == 7 and data.num_columns == 0
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"empty_table: size must be >= 0, got -1"):
         session.empty_table(-1)
 
 
@@ -146,7 +146,7 @@ def test_time_table_string_period_start_and_blink(session) -> None:
     assert len(stamps) < kept
     assert [(v - begin) % 100_000_000 for v in stamps] == [0] * len(stamps)
     assert [b - a for a, b in zip(stamps, stamps[1:])] == [100_000_000] * (len(stamps) - 1)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"time_table: period must be >= 1, got 0"):
         session.time_table(0)
 
 
@@ -178,7 +178,7 @@ def test_bind_table(session) -> None:
     assert "bound_v" in session.tables
     session.run_script("bound_sum = bound_v.view(['S = V * 2'])")
     assert session.open_table("bound_sum").to_arrow().column("S").to_pylist() == [10, 12, 14]
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"bind_table: name must not be empty"):
         session.bind_table("", t)
 
 
@@ -187,7 +187,7 @@ def test_merge_tables(session) -> None:
     b = pa.table({"K": [3], "S": ["c"]})
     merged = session.merge_tables([session.import_table(a), session.import_table(b)])
     assert merged.to_arrow().select(["K", "S"]).equals(pa.concat_tables([a, b]).combine_chunks())
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"merge_tables: tables must not be empty"):
         session.merge_tables([])
 
 
@@ -207,7 +207,7 @@ def test_release_and_closed_table(session) -> None:
         t.to_arrow()
     # a released export is gone on the server too
     ghost = Table(session, t.ticket, schema=t.schema, size=3, is_static=True)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"to_arrow.*DEPENDENCY_RELEASED"):
         ghost.to_arrow()
     ghost._closed = True
 
@@ -215,7 +215,7 @@ def test_release_and_closed_table(session) -> None:
 def test_release_ticket_directly(session) -> None:
     t = session.empty_table(2)
     session.release(t.ticket)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"DEPENDENCY_RELEASED"):
         session._flight.do_get(t.ticket.bytes)
     t._closed = True
 

@@ -203,7 +203,7 @@ def test_natural_join_types(session, t):
     unique = session.import_table(pa.table({"Sym": ["a", "b", "c", "d"], "Rank": [1, 2, 3, 4]}))
     exact = t.natural_join(unique, "Sym", type=NaturalJoinType.EXACTLY_ONE_MATCH)
     assert col(exact, "Rank") == [{"a": 1, "b": 2, "c": 3, "d": 4}[s] for s in SYMS]
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"natural_join\(on=\['Sym'\].*EXACTLY_ONE_MATCH.*failed: INVALID_ARGUMENT"):
         t.natural_join(right.where("Sym == `a`").first_by("Sym"), "Sym", type=NaturalJoinType.EXACTLY_ONE_MATCH)
 
 
