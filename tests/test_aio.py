@@ -165,7 +165,7 @@ def test_empty_table(arun) -> None:
         assert t.size == 7 and t.is_static and not t.is_refreshing
         data = await t.to_arrow()
         assert data.num_rows == 7 and data.num_columns == 0
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"empty_table: size must be >= 0, got -1"):
             await s.empty_table(-1)
 
     arun(body)
@@ -213,7 +213,7 @@ def test_time_table_string_period_start_and_blink(arun) -> None:
         assert len(stamps) < kept
         assert [(v - begin) % 100_000_000 for v in stamps] == [0] * len(stamps)
         assert [b - a for a, b in zip(stamps, stamps[1:])] == [100_000_000] * (len(stamps) - 1)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"time_table: period must be >= 1, got 0"):
             await s.time_table(0)
 
     arun(body)
@@ -246,7 +246,7 @@ def test_open_missing_table_names_it(arun) -> None:
     async def body(s: AsyncSession) -> None:
         with pytest.raises(DHError, match="no_such_table_aio"):
             await s.open_table("no_such_table_aio")
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"open_table: name must not be empty"):
             await s.open_table("")
 
     arun(body)
@@ -259,7 +259,7 @@ def test_bind_table(arun) -> None:
         assert "aio_bound_v" in await s.tables
         await s.run_script("aio_bound_sum = aio_bound_v.view(['S = V * 2'])")
         assert (await (await s.open_table("aio_bound_sum")).to_arrow()).column("S").to_pylist() == [10, 12, 14]
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"bind_table: name must not be empty"):
             await s.bind_table("", t)
         with pytest.raises(DHError, match="AsyncTable"):
             await s.bind_table("x", "not a table")  # type: ignore[arg-type]
@@ -273,7 +273,7 @@ def test_merge_tables(arun) -> None:
         b = pa.table({"K": [3], "S": ["c"]})
         merged = await s.merge_tables([await s.import_table(a), await s.import_table(b)])
         assert (await merged.to_arrow()).select(["K", "S"]).equals(pa.concat_tables([a, b]).combine_chunks())
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"merge_tables: tables must not be empty"):
             await s.merge_tables([])
 
     arun(body)
@@ -301,7 +301,7 @@ def test_release_and_closed_table(arun) -> None:
         with pytest.raises(DHError, match="closed"):
             t.head(1)
         ghost = AsyncTable(s, t.ticket, schema=t.schema, size=3, is_static=True)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"to_arrow.*DEPENDENCY_RELEASED"):
             await ghost.to_arrow()  # the server no longer has it
         ghost._closed = True
         async with await s.empty_table(2) as scoped:
@@ -315,7 +315,7 @@ def test_release_ticket_directly(arun) -> None:
     async def body(s: AsyncSession) -> None:
         t = await s.empty_table(2)
         await s.release(t.ticket)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"DEPENDENCY_RELEASED"):
             await s._blocking(s._flight.do_get, t.ticket.bytes)
         t._closed = True
 

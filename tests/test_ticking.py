@@ -405,7 +405,7 @@ def test_viewport_moved_while_ticking(session: Session):
         assert any(u.num_removed for u in updates) and any(u.is_snapshot for u in updates)
     finally:
         live.close()
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"snapshot: the live table was closed"):
         live.snapshot()
 
 
@@ -531,7 +531,7 @@ def test_listen_api_shape_and_chunks(session: Session):
     assert [len(c["A"]) for c in chunks] == [4, 4, 2]
     assert sum((c["A"].to_pylist() for c in chunks), []) == list(range(10))
     assert list(u.removed_chunks(3)) == []
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"added: no column 'nope' in this update \(columns: A, B\)"):
         u.added("nope")
     assert u.table.num_rows == 10
 
@@ -672,7 +672,7 @@ def test_server_going_away_calls_on_error_once(server):
         assert len(live_errors) == 1 and isinstance(live_errors[0], DHError)
         assert "went away" in str(errors[0]) or "unreachable" in str(errors[0]) or "ended" in str(errors[0])
         assert not h.is_running and not live.is_alive
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"snapshot: the subscription failed.*went away"):
             live.snapshot()
         h.stop()
         live.close()
@@ -800,7 +800,7 @@ def test_session_close_ends_subscriptions_with_one_error(server):
         time.sleep(0.05)
     time.sleep(0.3)
     assert len(errors) == 1 and isinstance(errors[0], DHError) and "closed" in str(errors[0])
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"snapshot: the subscription failed.*the session was closed"):
         live.snapshot()
     h.stop()
     live.close()
