@@ -371,8 +371,8 @@ def test_close_releases_and_blocks_further_use(arun) -> None:
         await derived.close()
         assert derived.is_closed
         await derived.close()
-        assert "closed" in no_round_trip(s, lambda: derived.head(1))
-        assert "closed" in no_round_trip(s, lambda: t.natural_join(derived, "Sym"))
+        assert "head failed: the table was closed" in no_round_trip(s, lambda: derived.head(1))
+        assert "natural_join: table was closed" in no_round_trip(s, lambda: t.natural_join(derived, "Sym"))
         assert (await t.head(1)).size == 1
         assert derived.ticket not in await s.live_exports()
 
