@@ -4,7 +4,6 @@ here in plain Python from the same data."""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from typing import Any, Awaitable, Callable
 
@@ -324,9 +323,13 @@ def test_snapshot_of_ticking_table(arun) -> None:
         assert ticking.is_refreshing
         snap = await poll(lambda: ticking.snapshot()._resolve(), lambda sn: sn.size > 0)
         assert snap.size > 0 and not snap.is_refreshing
-        first = (await snap.to_arrow()).num_rows
-        await asyncio.sleep(0.5)
-        assert (await snap.to_arrow()).num_rows == first
+        first = await snap.to_arrow()
+        # the source gains rows meanwhile (a bounded wait, not a fixed sleep); the snapshot does not tick
+        grown = await poll(ticking.to_arrow, lambda d: d.num_rows > first.num_rows + 2)
+        assert grown.num_rows > first.num_rows + 2
+        again = await snap.to_arrow()
+        assert again.num_rows == first.num_rows == snap.size
+        assert again.column("Timestamp").equals(first.column("Timestamp"))
 
     with_data(arun, body)
 

@@ -319,9 +319,15 @@ def test_snapshot_of_ticking_table(session):
         time.sleep(0.2)
         snap = ticking.snapshot()
     assert snap.size > 0 and not snap.is_refreshing
-    first = snap.to_arrow().num_rows
-    time.sleep(0.5)
-    assert snap.to_arrow().num_rows == first  # a snapshot does not tick
+    first = snap.to_arrow()
+    # the source gains rows meanwhile (a bounded wait, not a fixed sleep); the snapshot does not tick
+    deadline = time.monotonic() + 20
+    while ticking.to_arrow().num_rows <= first.num_rows + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ticking.to_arrow().num_rows > first.num_rows + 2
+    again = snap.to_arrow()
+    assert again.num_rows == first.num_rows == snap.size
+    assert again.column("Timestamp").equals(first.column("Timestamp"))
 
 
 def test_snapshot_when(session):
