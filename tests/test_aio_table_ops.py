@@ -599,7 +599,7 @@ def test_append_only_input_table(arun) -> None:
         expected = [{"Sym": "a", "Qty": 1, "Px": 1.5}, {"Sym": "b", "Qty": 2, "Px": 2.5},
                     {"Sym": "a", "Qty": 3, "Px": 3.5}]
         assert await poll(lambda: rows(it), lambda r: r == expected, step=0.1) == expected
-        with pytest.raises(PermissionError):
+        with pytest.raises(PermissionError, match=r"InputTable.delete: this input table is not keyed"):
             await it.delete(await it_data(s, ["a"], [1], [1.5]))
 
     arun(body)
@@ -662,11 +662,11 @@ def test_input_table_errors(arun) -> None:
             await it.add(await s.import_table(pa.table({"Other": [1]})))
         assert str(info.value).startswith("InputTable.add(") and "not compatible" in str(info.value)
         before = s.stats.total_calls
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
             await s.input_table()
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
             await s.input_table(SCHEMA, init_table=it)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: a blink input table cannot have key columns"):
             await s.input_table(SCHEMA, key_cols="Sym", blink_table=True)
         with pytest.raises(DHError, match="not columns of the schema"):
             await s.input_table(SCHEMA, key_cols="Nope")

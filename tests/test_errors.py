@@ -477,7 +477,8 @@ def test_session_arguments_are_dherrors(session: Session) -> None:
         with pytest.raises(DHError) as e:
             call()
         _check_message(e.value, needle)
-    with pytest.raises(ValueError):  # as the official client raises it, and a DHError as well
+    # a ValueError as the official client raises it (and a DHError as well)
+    with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
         session.input_table()
 
 

@@ -94,7 +94,7 @@ def test_bidirectional_echo(echo_session):
         echoed = refs[0].fetch()
         assert echoed.to_arrow().to_pydict() == {"Q": [7, 8, 9]}
         assert next_within(client.resp_stream) == (b"echo:second", [])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"PluginResponseStream: the stream is closed"):
         next_within(client.resp_stream)
     with pytest.raises(DHError, match=r"PluginRequestStream.write: the stream is closed"):
         client.req_stream.write(b"late", [])

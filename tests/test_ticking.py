@@ -157,7 +157,7 @@ def test_rowset_encoding_round_trips_and_matches_the_wire_guide():
         assert np.array_equal(back.keys(), keys)
     assert rowset.decode_bitset(rowset.encode_bitset([0, 3, 9])) == [0, 3, 9]
     assert rowset.encode_bitset([0, 3, 9]) == bytes([0b1001, 0b10])
-    with pytest.raises(rowset.RowSetError):
+    with pytest.raises(rowset.RowSetError, match=r"row set ends without an end command"):
         rowset.decode(bytes([0x0C, 5]))  # no end command
 
 
@@ -498,13 +498,13 @@ def test_viewport_top_of_a_ticking_sorted_table(session: Session):
 
 def test_listen_api_shape_and_chunks(session: Session):
     t = session.empty_table(10).update(["A = ii", "B = `b` + ii"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Callable listener function must have 1 \(update\) parameter"):
         listen(t, lambda a, b: None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"When passing a TableListener object, second argument must be None"):
         listen(t, Replay(), on_error=lambda e: None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"listener is neither callable nor TableListener object"):
         listen(t, 42)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"on_error function must have 1 \(exception\) parameter"):
         listen(t, lambda u: None, on_error=lambda a, b: None)
 
     got: list[TableUpdate] = []
