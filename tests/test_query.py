@@ -180,5 +180,5 @@ def test_closed_table_refused_at_exec(session, t):
     before = session.stats.total_calls
     with pytest.raises(DHError) as info:
         q.exec()
-    assert "closed" in str(info.value)
+    assert "Query.exec: a table given to where_in was closed" in str(info.value)
     assert session.stats.total_calls == before

@@ -150,7 +150,7 @@ def test_ungroup_null_fill(session):
     assert rows(filled) == [{"K": 1, "A": 1, "B": 10}, {"K": 1, "A": 2, "B": None}, {"K": 1, "A": 3, "B": None}]
     with pytest.raises(DHError) as info:
         src.ungroup(["A", "B"], null_fill=False).to_arrow()
-    assert "ungroup" in str(info.value)
+    assert str(info.value).startswith("ungroup(cols=['A', 'B']") and "failed: INVALID_ARGUMENT" in str(info.value)
 
 
 @pytest.mark.parametrize("method, reduce", [
@@ -199,7 +199,8 @@ def test_natural_join_types(session, t):
     assert [r["Rank"] for r in last] == [{"a": 3, "b": 2}.get(s) for s in SYMS]
     with pytest.raises(DHError) as info:
         t.natural_join(right, "Sym")  # ERROR_ON_DUPLICATE by default, and "a" is there twice
-    assert "natural_join" in str(info.value)
+    assert str(info.value).startswith("natural_join(on=['Sym']") and "ERROR_ON_DUPLICATE" in str(info.value)
+    assert "failed: INVALID_ARGUMENT" in str(info.value)
     unique = session.import_table(pa.table({"Sym": ["a", "b", "c", "d"], "Rank": [1, 2, 3, 4]}))
     exact = t.natural_join(unique, "Sym", type=NaturalJoinType.EXACTLY_ONE_MATCH)
     assert col(exact, "Rank") == [{"a": 1, "b": 2, "c": 3, "d": 4}[s] for s in SYMS]
@@ -223,7 +224,7 @@ def test_exact_join(session, t):
     assert col(t.exact_join(right, "Sym"), "W") == [{"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}[s] for s in SYMS]
     with pytest.raises(DHError) as info:
         t.exact_join(right.where("Sym != `d`"), "Sym")
-    assert "exact_join" in str(info.value)
+    assert str(info.value).startswith("exact_join(on=['Sym']") and "failed: INVALID_ARGUMENT" in str(info.value)
 
 
 def test_cross_join(session):
