@@ -14,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Awaitable, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -23,47 +22,8 @@ import pytest
 from pydeephaven import DHError, Session
 from pydeephaven.aio import AsyncQuery, AsyncSession, AsyncTable
 from pydeephaven.ticket import ExportTicket, ScopeTicket, SharedTicket
-from tests.test_import import CONVERTED, NATIVE
-
-
-async def poll(fn: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], seconds: float = 20.0,
-               step: float = 0.2) -> Any:
-    """Await fn() until ok(result) or the deadline passes; the last result."""
-    deadline = time.monotonic() + seconds
-    got = await fn()
-    while not ok(got) and time.monotonic() < deadline:
-        await asyncio.sleep(step)
-        got = await fn()
-    return got
-
-
-class LoopWatch:
-    """Measures the longest stretch the event loop went without running a 10 ms ticker."""
-
-    def __init__(self) -> None:
-        self.max_gap = 0.0
-        self._task: Any = None
-
-    async def _tick(self) -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            self.max_gap = max(self.max_gap, now - last)
-            last = now
-
-    async def __aenter__(self) -> "LoopWatch":
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        await asyncio.sleep(0.05)
-        self.max_gap = 0.0
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+from tests.support.aio import LoopWatch, poll
+from tests.support.arrow_cases import CONVERTED, NATIVE
 
 
 # -- connecting and closing -----------------------------------------------------------------------------
@@ -205,7 +165,7 @@ def test_empty_table(arun) -> None:
         assert t.size == 7 and t.is_static and not t.is_refreshing
         data = await t.to_arrow()
         assert data.num_rows == 7 and data.num_columns == 0
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"empty_table: size must be >= 0, got -1"):
             await s.empty_table(-1)
 
     arun(body)
@@ -236,8 +196,24 @@ def test_time_table_string_period_start_and_blink(arun) -> None:
         assert abs(data.column("Timestamp")[0].value - start) < 1_000_000 and data.num_rows >= 40
         iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3)) + " UTC"
         assert (await (await s.time_table(100_000_000, start_time=iso)).to_arrow()).num_rows >= 1
-        assert (await s.time_table(10_000_000, blink_table=True)).is_refreshing
-        with pytest.raises(DHError):
+        # the blink table's catch-up rows (100, due 10 s ago) leave at the next cycle; its
+        # append-only twin keeps them
+        begin = time.time_ns() - 10_000_000_000
+        blink = await s.time_table(100_000_000, start_time=begin, blink_table=True)
+        plain = await s.time_table(100_000_000, start_time=begin)
+        assert blink.is_refreshing
+
+        async def both() -> tuple[int, pa.Table]:
+            return await _num_rows(plain), await blink.to_arrow()
+
+        kept, now = await poll(both, lambda got: got[0] >= 110 and got[1].num_rows > 0
+                               and got[1]["Timestamp"][0].value >= begin + 10_000_000_000, seconds=30)
+        stamps = [v.value for v in now["Timestamp"]]
+        assert kept >= 110 and stamps and stamps[0] >= begin + 10_000_000_000, (kept, stamps[:3])
+        assert len(stamps) < kept
+        assert [(v - begin) % 100_000_000 for v in stamps] == [0] * len(stamps)
+        assert [b - a for a, b in zip(stamps, stamps[1:])] == [100_000_000] * (len(stamps) - 1)
+        with pytest.raises(DHError, match=r"time_table: period must be >= 1, got 0"):
             await s.time_table(0)
 
     arun(body)
@@ -270,7 +246,7 @@ def test_open_missing_table_names_it(arun) -> None:
     async def body(s: AsyncSession) -> None:
         with pytest.raises(DHError, match="no_such_table_aio"):
             await s.open_table("no_such_table_aio")
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"open_table: name must not be empty"):
             await s.open_table("")
 
     arun(body)
@@ -283,7 +259,7 @@ def test_bind_table(arun) -> None:
         assert "aio_bound_v" in await s.tables
         await s.run_script("aio_bound_sum = aio_bound_v.view(['S = V * 2'])")
         assert (await (await s.open_table("aio_bound_sum")).to_arrow()).column("S").to_pylist() == [10, 12, 14]
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"bind_table: name must not be empty"):
             await s.bind_table("", t)
         with pytest.raises(DHError, match="AsyncTable"):
             await s.bind_table("x", "not a table")  # type: ignore[arg-type]
@@ -297,7 +273,7 @@ def test_merge_tables(arun) -> None:
         b = pa.table({"K": [3], "S": ["c"]})
         merged = await s.merge_tables([await s.import_table(a), await s.import_table(b)])
         assert (await merged.to_arrow()).select(["K", "S"]).equals(pa.concat_tables([a, b]).combine_chunks())
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"merge_tables: tables must not be empty"):
             await s.merge_tables([])
 
     arun(body)
@@ -325,7 +301,7 @@ def test_release_and_closed_table(arun) -> None:
         with pytest.raises(DHError, match="closed"):
             t.head(1)
         ghost = AsyncTable(s, t.ticket, schema=t.schema, size=3, is_static=True)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"to_arrow.*DEPENDENCY_RELEASED"):
             await ghost.to_arrow()  # the server no longer has it
         ghost._closed = True
         async with await s.empty_table(2) as scoped:
@@ -339,7 +315,7 @@ def test_release_ticket_directly(arun) -> None:
     async def body(s: AsyncSession) -> None:
         t = await s.empty_table(2)
         await s.release(t.ticket)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"DEPENDENCY_RELEASED"):
             await s._blocking(s._flight.do_get, t.ticket.bytes)
         t._closed = True
 

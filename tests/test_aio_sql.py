@@ -59,8 +59,15 @@ def test_bad_sql_carries_the_reason(server) -> None:
         with pytest.raises(DHError, match="no_such_table_aio") as e:
             await s.sql("SELECT * FROM no_such_table_aio")
         assert str(e.value).startswith("sql(")
-        with pytest.raises(DHError):
-            await s.sql("SELECT a FROM x LEFT JOIN y ON x.a = y.a")
+        # on tables that exist, so that only the outer join can be the reason
+        await s.bind_table("aio_sql_left", await s.import_table(DATA))
+        await s.bind_table("aio_sql_right", await s.import_table(pa.table({"Sym": ["A"], "Tier": [1]})))
+        with pytest.raises(DHError, match="outer joins as inner joins"):
+            await s.sql("SELECT l.Qty, r.Tier FROM aio_sql_left l LEFT JOIN aio_sql_right r ON l.Sym = r.Sym")
+        # the same tables with an inner join are fine: 3 rows of A
+        inner = await s.sql("SELECT l.Qty, r.Tier FROM aio_sql_left l JOIN aio_sql_right r ON l.Sym = r.Sym")
+        assert sorted(inner.column("Qty").to_pylist()) == sorted(
+            q for sym, q in zip(DATA["Sym"].to_pylist(), DATA["Qty"].to_pylist()) if sym == "A")
         return (await s.empty_table(2)).size  # the session stays usable
 
     assert _run(server, body) == 2

@@ -4,7 +4,6 @@ here in plain Python from the same data."""
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from typing import Any, Awaitable, Callable
 
@@ -15,9 +14,9 @@ from pydeephaven import DHError, NaturalJoinType, SortDirection, agg
 from pydeephaven import filters as F
 from pydeephaven import updateby as uby
 from pydeephaven.aio import AsyncInputTable, AsyncMultiJoinTable, AsyncSession, AsyncTable, MultiJoinInput, multi_join
-from tests.test_aio import poll
-from tests.test_input_table import SCHEMA
-from tests.test_table_ops import DATA, PRICE, QTY, ROWS, SYMS, _neg_str, groups
+from tests.support.aio import poll
+from tests.support.tables import DATA, PRICE, QTY, ROWS, SYMS, groups, neg_str
+from tests.support.tables import INPUT_SCHEMA as SCHEMA
 
 QSYM = ["a", "b", "a", "c", "b", "a"]
 QQTY = [10, 20, 30, 40, 50, 60]
@@ -120,7 +119,7 @@ def test_sort_directions_and_sort_descending(arun) -> None:
         mixed = t.sort(["Sym", "Price"], [SortDirection.ASCENDING, SortDirection.DESCENDING])
         assert await rows(mixed) == sorted(ROWS, key=lambda x: (x["Sym"], -x["Price"]))
         short = t.sort(["Sym", "Qty"], SortDirection.DESCENDING)
-        assert await rows(short) == sorted(ROWS, key=lambda x: (_neg_str(x["Sym"]), x["Qty"]))
+        assert await rows(short) == sorted(ROWS, key=lambda x: (neg_str(x["Sym"]), x["Qty"]))
         assert await col(t.sort_descending("Price"), "Price") == sorted(PRICE, reverse=True)
         assert await rows(t.sort_descending(["Sym", "Qty"])) == sorted(ROWS, key=lambda x: (x["Sym"], x["Qty"]),
                                                                         reverse=True)
@@ -324,9 +323,13 @@ def test_snapshot_of_ticking_table(arun) -> None:
         assert ticking.is_refreshing
         snap = await poll(lambda: ticking.snapshot()._resolve(), lambda sn: sn.size > 0)
         assert snap.size > 0 and not snap.is_refreshing
-        first = (await snap.to_arrow()).num_rows
-        await asyncio.sleep(0.5)
-        assert (await snap.to_arrow()).num_rows == first
+        first = await snap.to_arrow()
+        # the source gains rows meanwhile (a bounded wait, not a fixed sleep); the snapshot does not tick
+        grown = await poll(ticking.to_arrow, lambda d: d.num_rows > first.num_rows + 2)
+        assert grown.num_rows > first.num_rows + 2
+        again = await snap.to_arrow()
+        assert again.num_rows == first.num_rows == snap.size
+        assert again.column("Timestamp").equals(first.column("Timestamp"))
 
     with_data(arun, body)
 
@@ -371,8 +374,8 @@ def test_close_releases_and_blocks_further_use(arun) -> None:
         await derived.close()
         assert derived.is_closed
         await derived.close()
-        assert "closed" in no_round_trip(s, lambda: derived.head(1))
-        assert "closed" in no_round_trip(s, lambda: t.natural_join(derived, "Sym"))
+        assert "head failed: the table was closed" in no_round_trip(s, lambda: derived.head(1))
+        assert "natural_join: table was closed" in no_round_trip(s, lambda: t.natural_join(derived, "Sym"))
         assert (await t.head(1)).size == 1
         assert derived.ticket not in await s.live_exports()
 
@@ -546,11 +549,11 @@ def test_query_argument_mistakes_and_closed_tables(arun) -> None:
     async def body(s, t) -> None:
         before = s.stats.total_calls
         q = s.query(t)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"update: formulas must hold only str, got NoneType"):
             q.update(["A = 1", None])
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"head: num_rows must be >= 0, got -5"):
             q.head(-5)
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"natural_join: table must be a Table, got str"):
             q.natural_join("nope", "Sym")
         with pytest.raises(DHError, match="no operations"):
             await q.exec()
@@ -596,7 +599,7 @@ def test_append_only_input_table(arun) -> None:
         expected = [{"Sym": "a", "Qty": 1, "Px": 1.5}, {"Sym": "b", "Qty": 2, "Px": 2.5},
                     {"Sym": "a", "Qty": 3, "Px": 3.5}]
         assert await poll(lambda: rows(it), lambda r: r == expected, step=0.1) == expected
-        with pytest.raises(PermissionError):
+        with pytest.raises(PermissionError, match=r"InputTable.delete: this input table is not keyed"):
             await it.delete(await it_data(s, ["a"], [1], [1.5]))
 
     arun(body)
@@ -659,17 +662,17 @@ def test_input_table_errors(arun) -> None:
             await it.add(await s.import_table(pa.table({"Other": [1]})))
         assert str(info.value).startswith("InputTable.add(") and "not compatible" in str(info.value)
         before = s.stats.total_calls
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
             await s.input_table()
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
             await s.input_table(SCHEMA, init_table=it)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"input_table: a blink input table cannot have key columns"):
             await s.input_table(SCHEMA, key_cols="Sym", blink_table=True)
         with pytest.raises(DHError, match="not columns of the schema"):
             await s.input_table(SCHEMA, key_cols="Nope")
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"column name 'k' is not usable.*reserves it"):
             await s.input_table(pa.schema([("k", pa.int64())]))
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"InputTable.add: expected an AsyncTable, got str"):
             await it.add("not a table")  # type: ignore[arg-type]
         assert s.stats.total_calls == before
 

@@ -1,5 +1,6 @@
 """Authentication and session keep-alive against a second real server that uses a pre-shared key
-and a short (10 s) session duration. The last test stops that server on purpose."""
+and a short (10 s) session duration. The test that stops a server on purpose starts one of its
+own."""
 
 from __future__ import annotations
 
@@ -16,13 +17,24 @@ from pydeephaven.embedded import PSK_AUTH, EmbeddedServer, start_server
 KEY = "psk-test-key-81729"
 
 
-@pytest.fixture(scope="module")
-def psk_server() -> Iterator[EmbeddedServer]:
+def _psk_server() -> Iterator[EmbeddedServer]:
     srv = start_server(psk=KEY, heap="1g", jvm_args=["-Dhttp.session.durationMs=10000"])
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def psk_server() -> Iterator[EmbeddedServer]:
+    """Shared by this module's tests; none of them stops it."""
+    yield from _psk_server()
+
+
+@pytest.fixture
+def doomed_server() -> Iterator[EmbeddedServer]:
+    """The same kind of server for a test that stops it, so that no other test depends on the order."""
+    yield from _psk_server()
 
 
 def test_auth_header_forms() -> None:
@@ -77,10 +89,10 @@ def test_keepalive_outlives_the_session_duration(psk_server) -> None:
         lapsing.close()
 
 
-def test_server_gone_fails_fast_and_close_is_quiet(psk_server) -> None:
-    s = Session(psk_server.host, psk_server.port, auth_type=PSK_AUTH, auth_token=KEY)
+def test_server_gone_fails_fast_and_close_is_quiet(doomed_server) -> None:
+    s = Session(doomed_server.host, doomed_server.port, auth_type=PSK_AUTH, auth_token=KEY)
     t = s.empty_table(1)
-    psk_server.stop()
+    doomed_server.stop()
     start = time.monotonic()
     with pytest.raises(DHError, match="unreachable"):
         s.empty_table(1)

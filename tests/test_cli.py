@@ -29,17 +29,10 @@ import pytest
 
 from pydeephaven import DHError, Session
 from pydeephaven.embedded import PSK_AUTH, EmbeddedServer, free_port, start_server
+from tests.support.cli import MODULE, ROOT, run_on_terminal
+from tests.support.cli import cli_env as _env
 
-ROOT = Path(__file__).resolve().parent.parent
-MODULE = [sys.executable, "-m", "pydeephaven"]
 SCRIPT = Path(sys.executable).parent / "pydeephaven"  # the console script of this venv
-
-
-def _env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """The environment of a CLI run: ours without any DH_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DH_")}
-    env.update(extra or {})
-    return env
 
 
 def dh(*args: Any, env: Optional[dict[str, str]] = None, input: Optional[str] = None, timeout: float = 120,
@@ -282,39 +275,8 @@ def test_sql_bad_query_is_one_line(conn: list[str], trades: str) -> None:
     assert_error(dh(*conn, "sql", "SELECT * FROM no_such_table_here"), 1, "no_such_table_here")
 
 
-def _run_on_terminal(args: Sequence[str], timeout: float = 60) -> tuple[int, str, str]:
-    """Run the CLI with its stdout on a pseudo-terminal; (exit status, stdout text, stderr text)."""
-    master, slave = os.openpty()
-    p = subprocess.Popen(MODULE + list(args), stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                         env=_env(), cwd=ROOT)
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif p.poll() is not None:
-                break
-        p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
-        os.close(master)
-    err = p.stderr.read().decode() if p.stderr else ""
-    return p.returncode, b"".join(chunks).decode(errors="replace"), err
-
-
 def test_sql_pretty_is_the_default_on_a_terminal(conn: list[str], trades: str) -> None:
-    code, out, err = _run_on_terminal([*conn, "sql", _totals_query(trades)])
+    code, out, err = run_on_terminal([*conn, "sql", _totals_query(trades)])
     assert code == 0, err
     assert "SQL result: 3 rows x 2 columns" in out
     for sym, total in _expected_totals().items():
@@ -322,7 +284,7 @@ def test_sql_pretty_is_the_default_on_a_terminal(conn: list[str], trades: str) -
 
 
 def test_sql_binary_to_a_terminal_is_refused(conn: list[str]) -> None:
-    code, out, err = _run_on_terminal([*conn, "sql", "SELECT 1 AS X", "--format", "parquet"])
+    code, out, err = run_on_terminal([*conn, "sql", "SELECT 1 AS X", "--format", "parquet"])
     assert code == 2
     assert "--out" in err and len(err.strip().splitlines()) == 1
 
@@ -689,13 +651,41 @@ def test_mutual_tls(tmp_path: Path) -> None:
         assert_error(dh(*at, "tables"), 1, "connect to")                          # plaintext
 
 
+def _live_in_group(pgid: int) -> list[int]:
+    """Pids of the processes of process group ``pgid`` that are still running (zombies left out)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def test_embedded(tmp_path: Path) -> None:
-    start = time.monotonic()
-    r = dh("--embedded", "sql", "SELECT 6 * 7 AS Answer, 'x' AS S", "--format", "json", timeout=300)
-    assert_ok(r)
-    assert json.loads(r.stdout) == [{"Answer": 42, "S": "x"}]
-    assert r.stderr == ""  # the "starting" note is for terminals only
-    assert time.monotonic() - start < 300
+    # in a process group of its own, so that the server it starts can be found (and killed) afterwards
+    cmd = MODULE + ["--embedded", "sql", "SELECT 6 * 7 AS Answer, 'x' AS S", "--format", "json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, f"exit {p.returncode}\nstdout: {out!r}\nstderr: {err!r}"
+        assert json.loads(out) == [{"Answer": 42, "S": "x"}]
+        assert err == ""  # the "starting" note is for terminals only
+        # the embedded server went with the command: nothing of the group is left running
+        deadline = time.monotonic() + 30
+        while _live_in_group(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _live_in_group(p.pid) == [], "the embedded server outlived the command"
+    finally:
+        for pid in [p.pid, *_live_in_group(p.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait(timeout=10)
 
 
 def _accepts(port: int) -> bool:

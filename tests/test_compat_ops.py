@@ -101,7 +101,7 @@ def test_create_input_table_op(session: Session, tables: dict[str, Any]) -> None
     assert isinstance(it, InputTable) and it.schema.names == ["K", "V"]
     from_table = session.table_service.grpc_table_op(None, ops.CreateInputTableOp(init_table=tables["right"]))
     assert from_table.schema.names == ["K", "Y", "T"] and from_table.size == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"CreateInputTableOp: a blink input table cannot have key columns"):
         ops.CreateInputTableOp(schema=schema, key_cols=["K"], blink=True)
 
 
@@ -116,7 +116,7 @@ def test_batch_and_query_take_official_ops(session: Session, tables: dict[str, A
     # as batch operations: the adapter's request goes in the field of its kind
     req = ops.HeadOp(1).make_grpc_request_for_batch(None, None)
     assert req.WhichOneof("op") == "head" and req.head.num_rows == 1
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"NoneOp is never sent to the server"):
         ops.NoneOp(left).make_grpc_request(None, None)
 
 

@@ -203,7 +203,7 @@ def test_enterprise_ticket_kinds_build_on_ours() -> None:
     db = enterprise.DatabaseTicket.historical_ticket("Market", "Trades")
     assert db.bytes == b"d/hist/Market/Trades" and db.pb_ticket.ticket == db.bytes
     assert enterprise.CatalogTicket.catalog_ticket().bytes == b"d/catalog"
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"DatabaseTicket: ticket b'x/hist/a/b' is not a database table ticket"):
         enterprise.DatabaseTicket(b"x/hist/a/b")
     assert enterprise.SharedTicket is SharedTicket
 
@@ -250,7 +250,7 @@ def test_table_with_ticket_cleared_is_not_released(session: Session) -> None:
     assert back.ticket == ticket
     assert back.to_arrow().column("A").to_pylist() == [10, 11, 12, 13]
     back.close()
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"fetch_etcr.*DEPENDENCY_RELEASED"):
         session.table_service.fetch_etcr(ticket.pb_ticket)
 
 
@@ -284,7 +284,7 @@ def test_wrap_rpc_and_update_metadata(session: Session) -> None:
     stub = session._transport.config_stub.GetConfigurationConstants
     resp = session.wrap_rpc(stub, config_pb2.ConfigurationConstantsRequest())
     assert "http.session.durationMs" in resp.config_values
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"wrap_rpc: the session sets the call's metadata"):
         session.wrap_rpc(stub, config_pb2.ConfigurationConstantsRequest(), metadata=[])
     token = session._transport._token
     session.update_metadata([("authorization", "Bearer not-a-real-token")])

@@ -298,7 +298,7 @@ def test_published_table_outlives_its_table_object_sync(server: Any) -> None:
         assert sub.fetch_table(shared[2]).to_arrow().to_pydict() == {"X": [100, 101, 102, 103]}
     # gone with the publishing session
     with Session(server.host, server.port) as late:
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"fetch_table\(ticket=SharedTicket.*DEPENDENCY_FAILED"):
             late.fetch_table(shared[0]).to_arrow()
 
 

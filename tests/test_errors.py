@@ -19,6 +19,7 @@ from pydeephaven import updateby as uby
 from pydeephaven.aio import AsyncSession
 from pydeephaven.embedded import EmbeddedServer
 from pydeephaven.table import Table
+from tests.support.cli import run_on_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 2**63
@@ -476,7 +477,8 @@ def test_session_arguments_are_dherrors(session: Session) -> None:
         with pytest.raises(DHError) as e:
             call()
         _check_message(e.value, needle)
-    with pytest.raises(ValueError):  # as the official client raises it, and a DHError as well
+    # a ValueError as the official client raises it (and a DHError as well)
+    with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
         session.input_table()
 
 
@@ -492,13 +494,11 @@ def test_session_arguments_are_dherrors_async(arun) -> None:
 
 
 def test_cli_csv_escaped_on_a_terminal_raw_in_a_pipe(session: Session, server: EmbeddedServer) -> None:
-    from tests.test_cli import _run_on_terminal
-
     with session.import_table(pa.table({"S": ["\x1b[31mred", "ok"]})) as t:
         session.bind_table("errors_ansi_csv", t)
     args = ["--host", server.host, "--port", str(server.port), "sql", "SELECT * FROM errors_ansi_csv",
             "--format", "csv"]
-    code, out, err = _run_on_terminal(args)
+    code, out, err = run_on_terminal(args)
     assert code == 0, err
     assert "\x1b" not in out and "\\x1b[31mred" in out
     env = {k: v for k, v in os.environ.items() if not k.startswith("DH_")}

@@ -10,14 +10,21 @@ import time
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import sys
+    import sys, time
     import pyarrow as pa
     from pydeephaven import Session, DHError
     s = Session("{host}", {port})
-    ticking = s.time_table(10_000_000)
+    begin = time.time_ns() - 2_000_000_000  # 2 s ago: about 200 rows at the first cycle
+    ticking = s.time_table(10_000_000, start_time=begin)
     t = s.import_table(pa.table({{"A": list(range(1000))}}))
-    assert t.to_arrow().num_rows == 1000
-    assert ticking.to_arrow().num_rows >= 0
+    assert t.to_arrow().column("A").to_pylist() == list(range(1000))
+    deadline = time.monotonic() + 20
+    got = ticking.to_arrow()
+    while got.num_rows == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = ticking.to_arrow()
+    stamps = [v.value for v in got.column("Timestamp")]
+    assert stamps and stamps == [begin + 10_000_000 * i for i in range(len(stamps))], stamps[:3]
     how = sys.argv[1]
     if how == "exception":
         raise RuntimeError("boom")

@@ -17,6 +17,7 @@ import pytest
 
 from pydeephaven import DHError, Session
 from pydeephaven.embedded import start_server
+from tests.support.bounded import readline_within, stop_child
 
 
 _CLIENT_PROG = """
@@ -33,6 +34,7 @@ s.empty_table(1)   # the server is gone: raises, and the program ends on that er
 def test_server_killed_then_back(tmp_path) -> None:
     srv = start_server(heap="1g")
     port = srv.port
+    children: list[subprocess.Popen] = []
     try:
         s = Session(srv.host, port)
         t = s.empty_table(5)
@@ -40,7 +42,8 @@ def test_server_killed_then_back(tmp_path) -> None:
         # fail its next op and exit promptly
         prog = subprocess.Popen([sys.executable, "-c", _CLIENT_PROG, srv.host, str(port)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert prog.stdout is not None and prog.stdout.readline().strip() == "ready"
+        children.append(prog)
+        assert prog.stdout is not None and readline_within(prog.stdout, 60).strip() == "ready"
         os.kill(srv.pid, signal.SIGKILL)
         srv.process.wait(timeout=30)
         start = time.monotonic()
@@ -66,6 +69,8 @@ def test_server_killed_then_back(tmp_path) -> None:
         print(f"\n[faults] ops failed within {failed_in:.2f} s of the kill; restart + reconnect took "
               f"{time.monotonic() - restart:.1f} s")
     finally:
+        for child in children:
+            stop_child(child)
         srv.stop()
 
 

@@ -9,9 +9,7 @@ import pytest
 
 from pydeephaven import DHError, agg
 from pydeephaven.table import InputTable
-
-SCHEMA = pa.schema([("Sym", pa.string()), ("Qty", pa.int64()), ("Px", pa.float64())])
-
+from tests.support.tables import INPUT_SCHEMA as SCHEMA
 
 def rows(table):
     return table.to_arrow().to_pylist()
@@ -41,7 +39,7 @@ def test_append_only_from_schema(session):
     it.add(data(session, ["a"], [3], [3.5]))
     expected = [{"Sym": "a", "Qty": 1, "Px": 1.5}, {"Sym": "b", "Qty": 2, "Px": 2.5}, {"Sym": "a", "Qty": 3, "Px": 3.5}]
     assert wait_for(lambda: rows(it), expected) == expected
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError, match=r"InputTable.delete: this input table is not keyed"):
         it.delete(data(session, ["a"], [1], [1.5]))
 
 
@@ -99,25 +97,25 @@ def test_add_with_wrong_columns_carries_server_message(session):
 
 def test_input_table_argument_errors(session):
     before = session.stats.total_calls
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
         session.input_table()
     t = session.import_table(pa.table({"Sym": ["a"]}))
     after_import = session.stats.total_calls
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"input_table: give exactly one of schema and init_table"):
         session.input_table(SCHEMA, init_table=t)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"input_table: a blink input table cannot have key columns"):
         session.input_table(SCHEMA, key_cols="Sym", blink_table=True)
     with pytest.raises(DHError) as info:
         session.input_table(SCHEMA, key_cols="Nope")
     assert "not columns of the schema" in str(info.value)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"column name 'k' is not usable.*reserves it"):
         session.input_table(pa.schema([("k", pa.int64())]))  # a name the server reserves
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"input_table: schema must be a pyarrow.Schema, got dict"):
         session.input_table({"Sym": "string"})
     assert session.stats.total_calls == after_import
     assert after_import > before
     it = session.input_table(SCHEMA)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"InputTable.add: expected a Table, got str"):
         it.add("not a table")
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"InputTable.add: expected a Table, got NoneType"):
         it.add(None)

@@ -12,6 +12,7 @@ from pydeephaven import DHError, Session, Table
 from pydeephaven.embedded import start_server
 from pydeephaven.experimental.plugin_client import Fetchable, PluginClient
 from pydeephaven.ticket import ExportTicket, ScopeTicket
+from tests.support.bounded import next_within
 
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")
 
@@ -59,18 +60,18 @@ def test_fetch_only_figure(session):
     client = session.plugin_client(obj)
     assert isinstance(client, PluginClient)
     assert isinstance(client.export_ticket, ExportTicket)  # fetched from the scope ticket
-    payload, refs = next(client.resp_stream)
+    payload, refs = next_within(client.resp_stream)
     assert b"SquaresSeries" in payload  # the figure's descriptor names its series
     assert len(refs) == 1 and isinstance(refs[0], Fetchable) and refs[0].type == "Table"
     data = refs[0].fetch()
     assert isinstance(data, Table)
     assert data.to_arrow().to_pydict() == {"X": list(range(6)), "Y": [i * i for i in range(6)]}
     with pytest.raises(StopIteration):  # a fetch-only type sends one message, then ends
-        next(client.resp_stream)
+        next_within(client.resp_stream)
     export = client.export_ticket
     client.close()
     client.close()  # idempotent
-    with pytest.raises(DHError):  # the export the client made is released
+    with pytest.raises(DHError, match=r"fetch.*DEPENDENCY_RELEASED"):  # the export the client made is released
         session.fetch(export)
 
 
@@ -79,7 +80,7 @@ def test_bidirectional_echo(echo_session):
     obj = s.exportable_objects["echo_obj"]
     assert obj.type == "pydeephaven.test.Echo"
     with s.plugin_client(obj) as client:
-        payload, refs = next(client.resp_stream)
+        payload, refs = next_within(client.resp_stream)
         assert payload == b"hello from the server"
         assert [r.type for r in refs] == ["Table"]
         assert refs[0].fetch().to_arrow().to_pydict() == {"V": [0, 10, 20]}
@@ -87,15 +88,15 @@ def test_bidirectional_echo(echo_session):
         mine = s.import_table(pa.table({"Q": [7, 8, 9]}))
         client.req_stream.write(b"ping", [mine])
         client.req_stream.write(b"second", [])
-        payload, refs = next(client.resp_stream)
+        payload, refs = next_within(client.resp_stream)
         assert payload == b"echo:ping"
         assert len(refs) == 1
         echoed = refs[0].fetch()
         assert echoed.to_arrow().to_pydict() == {"Q": [7, 8, 9]}
-        assert next(client.resp_stream) == (b"echo:second", [])
-    with pytest.raises(RuntimeError):
-        next(client.resp_stream)
-    with pytest.raises(DHError):
+        assert next_within(client.resp_stream) == (b"echo:second", [])
+    with pytest.raises(RuntimeError, match=r"PluginResponseStream: the stream is closed"):
+        next_within(client.resp_stream)
+    with pytest.raises(DHError, match=r"PluginRequestStream.write: the stream is closed"):
         client.req_stream.write(b"late", [])
 
 
@@ -104,30 +105,30 @@ def test_reference_to_another_plugin_object(echo_session):
     s.run_script(FIGURE_SCRIPT)
     objs = s.exportable_objects
     with s.plugin_client(objs["echo_obj"]) as client:
-        next(client.resp_stream)
+        next_within(client.resp_stream)
         client.req_stream.write(b"fig", [objs["plugin_fig"]])
-        payload, refs = next(client.resp_stream)
+        payload, refs = next_within(client.resp_stream)
         assert payload == b"echo:fig" and [r.type for r in refs] == ["Figure"]
         inner = refs[0].fetch()
         assert isinstance(inner, PluginClient)
-        fig_payload, fig_refs = next(inner.resp_stream)
+        fig_payload, fig_refs = next_within(inner.resp_stream)
         assert b"SquaresSeries" in fig_payload and fig_refs[0].type == "Table"
         inner.close()
         refs[0].close()
 
 
 def test_plugin_client_argument_errors(session):
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"PluginClient: server_obj must be a ServerObject, got str"):
         session.plugin_client("not a server object")
     from pydeephaven.ticket import ServerObject
 
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"PluginClient: the object has no type"):
         session.plugin_client(ServerObject("", ScopeTicket.scope_ticket("x")))
     session.run_script(FIGURE_SCRIPT)
     with session.plugin_client(session.exportable_objects["plugin_fig"]) as client:
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"PluginRequestStream.write: payload must be bytes, got str"):
             client.req_stream.write("text, not bytes", [])
-        with pytest.raises(DHError):
+        with pytest.raises(DHError, match=r"PluginRequestStream.write: references must be ServerObjects.*got str"):
             client.req_stream.write(b"x", ["not a server object"])
 
 
@@ -140,7 +141,7 @@ def test_dropped_client_ends_its_request_thread(session):
     obj = session.exportable_objects["plugin_fig"]
     baseline = threading.active_count()
     client = session.plugin_client(obj)
-    next(client.resp_stream)
+    next_within(client.resp_stream)
     assert threading.active_count() > baseline  # gRPC reads the request queue in a thread
     del client
     gc.collect()

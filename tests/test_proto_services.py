@@ -116,7 +116,7 @@ def test_storage_round_trip(session: Session) -> None:
     try:
         saved = stub.SaveFile(storage_pb2.SaveFileRequest(path=f"{folder}/a.py", contents=payload),
                               metadata=md, timeout=TIMEOUT)
-        with pytest.raises(grpc.RpcError):  # no overwrite unless allowed
+        with pytest.raises(grpc.RpcError, match=r"File already exists"):  # no overwrite unless allowed
             stub.SaveFile(storage_pb2.SaveFileRequest(path=f"{folder}/a.py", contents=b"x"),
                           metadata=md, timeout=TIMEOUT)
 
@@ -203,7 +203,7 @@ def test_rollup_into_an_export_ticket(session: Session) -> None:
         session.release(rollup)
 
     # released: the ticket no longer names anything
-    with pytest.raises(grpc.RpcError):
+    with pytest.raises(grpc.RpcError, match=r"DEPENDENCY_RELEASED"):
         hier.ExportSource(hierarchicaltable_pb2.HierarchicalTableSourceExportRequest(
             result_table_id=session.make_export_ticket().pb_ticket, hierarchical_table_id=rollup.pb_ticket),
             metadata=md, timeout=TIMEOUT)
@@ -234,7 +234,7 @@ def test_tree_apply_and_view(session: Session) -> None:
         hier.View(again, metadata=md, timeout=TIMEOUT)
 
         # a tree over an unknown identifier column is refused by the server
-        with pytest.raises(grpc.RpcError):
+        with pytest.raises(grpc.RpcError, match=r"INVALID_ARGUMENT"):
             hier.Tree(hierarchicaltable_pb2.TreeRequest(
                 result_tree_table_id=session.make_export_ticket().pb_ticket, source_table_id=source.ticket.pb_ticket,
                 identifier_column="Nope", parent_identifier_column="Parent"), metadata=md, timeout=TIMEOUT)

@@ -59,7 +59,7 @@ def test_empty_table(session) -> None:
     assert t.size == 7 and t.is_static and not t.is_refreshing
     data = t.to_arrow()
     assert data.num_rows == 7 and data.num_columns == 0
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"empty_table: size must be >= 0, got -1"):
         session.empty_table(-1)
 
 
@@ -80,7 +80,10 @@ def test_empty_ticking_table_with_list_columns_is_safe_to_use(server) -> None:
             assert got.num_rows == 0 and got.nbytes == 0 and got.schema == t.schema, got
             assert sum(b.nbytes for b in t.iter_batches()) == 0
             assert t.to_pandas().shape == (0, 5)
-            assert str(t)
+            text = str(t)
+            assert "0 rows x 5 columns" in text, text
+            names = next(ln for ln in text.splitlines() if "Timestamp" in ln)
+            assert [c.strip() for c in names.strip("|").split("|")] == ["Timestamp", "L", "S", "I", "B"], text
 
         async def main():
             async with AsyncSession("{server.host}", {server.port}) as s:
@@ -126,9 +129,24 @@ def test_time_table_string_period_start_and_blink(session) -> None:
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3)) + " UTC"
     by_string = session.time_table(100_000_000, start_time=iso).to_arrow()
     assert by_string.num_rows >= 1
-    blink = session.time_table(10_000_000, blink_table=True)
+    # a blink table keeps only the rows of the latest update cycle: the rows due at once when it
+    # starts (100 of them, 10 s ago) leave at the next cycle, while an append-only twin keeps them
+    begin = time.time_ns() - 10_000_000_000
+    blink = session.time_table(100_000_000, start_time=begin, blink_table=True)
+    plain = session.time_table(100_000_000, start_time=begin)
     assert blink.is_refreshing
-    with pytest.raises(DHError):
+    deadline = time.monotonic() + 30
+    kept, now = plain.to_arrow().num_rows, blink.to_arrow()
+    while (kept < 110 or now.num_rows == 0 or now["Timestamp"][0].value < begin + 10_000_000_000) \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+        kept, now = plain.to_arrow().num_rows, blink.to_arrow()
+    stamps = [v.value for v in now["Timestamp"]]
+    assert kept >= 110 and stamps and stamps[0] >= begin + 10_000_000_000, (kept, stamps[:3])
+    assert len(stamps) < kept
+    assert [(v - begin) % 100_000_000 for v in stamps] == [0] * len(stamps)
+    assert [b - a for a, b in zip(stamps, stamps[1:])] == [100_000_000] * (len(stamps) - 1)
+    with pytest.raises(DHError, match=r"time_table: period must be >= 1, got 0"):
         session.time_table(0)
 
 
@@ -160,7 +178,7 @@ def test_bind_table(session) -> None:
     assert "bound_v" in session.tables
     session.run_script("bound_sum = bound_v.view(['S = V * 2'])")
     assert session.open_table("bound_sum").to_arrow().column("S").to_pylist() == [10, 12, 14]
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"bind_table: name must not be empty"):
         session.bind_table("", t)
 
 
@@ -169,7 +187,7 @@ def test_merge_tables(session) -> None:
     b = pa.table({"K": [3], "S": ["c"]})
     merged = session.merge_tables([session.import_table(a), session.import_table(b)])
     assert merged.to_arrow().select(["K", "S"]).equals(pa.concat_tables([a, b]).combine_chunks())
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"merge_tables: tables must not be empty"):
         session.merge_tables([])
 
 
@@ -189,7 +207,7 @@ def test_release_and_closed_table(session) -> None:
         t.to_arrow()
     # a released export is gone on the server too
     ghost = Table(session, t.ticket, schema=t.schema, size=3, is_static=True)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"to_arrow.*DEPENDENCY_RELEASED"):
         ghost.to_arrow()
     ghost._closed = True
 
@@ -197,7 +215,7 @@ def test_release_and_closed_table(session) -> None:
 def test_release_ticket_directly(session) -> None:
     t = session.empty_table(2)
     session.release(t.ticket)
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"DEPENDENCY_RELEASED"):
         session._flight.do_get(t.ticket.bytes)
     t._closed = True
 

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import defaultdict
 
 import pyarrow as pa
 import pytest
 
 from pydeephaven import DHError, NaturalJoinType, SortDirection, Table
 from pydeephaven.table import MultiJoinInput, MultiJoinTable, multi_join
-
-SYMS = ["b", "a", "c", "a", "b", "a", "c", "b", "a", "d"]
-QTY = [5, 3, 8, 1, 9, 4, 7, 2, 6, 10]
-PRICE = [1.5, 2.25, 0.5, 4.0, 3.5, 1.0, 2.75, 5.5, 0.25, 6.0]
-
-DATA = pa.table({"Sym": SYMS, "Qty": pa.array(QTY, pa.int64()), "Price": PRICE})
-ROWS = DATA.to_pylist()
-
+from tests.support.tables import DATA, PRICE, QTY, ROWS, SYMS, groups, neg_str
 
 @pytest.fixture
 def t(session):
@@ -31,14 +23,6 @@ def col(table: Table, name: str) -> list:
 
 def rows(table: Table) -> list[dict]:
     return table.to_arrow().to_pylist()
-
-
-def groups(key: str = "Sym") -> dict:
-    """Rows by key, keys in order of first appearance (the server's grouping order)."""
-    out: dict = defaultdict(list)
-    for r in ROWS:
-        out[r[key]].append(r)
-    return out
 
 
 def no_round_trip(session, fn):
@@ -116,11 +100,7 @@ def test_sort_directions(t):
     assert rows(mixed) == expected
     # a short order list: the remaining columns are ascending
     short = t.sort(["Sym", "Qty"], SortDirection.DESCENDING)
-    assert rows(short) == sorted(ROWS, key=lambda x: (_neg_str(x["Sym"]), x["Qty"]))
-
-
-def _neg_str(s: str) -> tuple:
-    return tuple(-ord(c) for c in s)
+    assert rows(short) == sorted(ROWS, key=lambda x: (neg_str(x["Sym"]), x["Qty"]))
 
 
 def test_sort_descending(t):
@@ -170,7 +150,7 @@ def test_ungroup_null_fill(session):
     assert rows(filled) == [{"K": 1, "A": 1, "B": 10}, {"K": 1, "A": 2, "B": None}, {"K": 1, "A": 3, "B": None}]
     with pytest.raises(DHError) as info:
         src.ungroup(["A", "B"], null_fill=False).to_arrow()
-    assert "ungroup" in str(info.value)
+    assert str(info.value).startswith("ungroup(cols=['A', 'B']") and "failed: INVALID_ARGUMENT" in str(info.value)
 
 
 @pytest.mark.parametrize("method, reduce", [
@@ -219,11 +199,12 @@ def test_natural_join_types(session, t):
     assert [r["Rank"] for r in last] == [{"a": 3, "b": 2}.get(s) for s in SYMS]
     with pytest.raises(DHError) as info:
         t.natural_join(right, "Sym")  # ERROR_ON_DUPLICATE by default, and "a" is there twice
-    assert "natural_join" in str(info.value)
+    assert str(info.value).startswith("natural_join(on=['Sym']") and "ERROR_ON_DUPLICATE" in str(info.value)
+    assert "failed: INVALID_ARGUMENT" in str(info.value)
     unique = session.import_table(pa.table({"Sym": ["a", "b", "c", "d"], "Rank": [1, 2, 3, 4]}))
     exact = t.natural_join(unique, "Sym", type=NaturalJoinType.EXACTLY_ONE_MATCH)
     assert col(exact, "Rank") == [{"a": 1, "b": 2, "c": 3, "d": 4}[s] for s in SYMS]
-    with pytest.raises(DHError):
+    with pytest.raises(DHError, match=r"natural_join\(on=\['Sym'\].*EXACTLY_ONE_MATCH.*failed: INVALID_ARGUMENT"):
         t.natural_join(right.where("Sym == `a`").first_by("Sym"), "Sym", type=NaturalJoinType.EXACTLY_ONE_MATCH)
 
 
@@ -243,7 +224,7 @@ def test_exact_join(session, t):
     assert col(t.exact_join(right, "Sym"), "W") == [{"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}[s] for s in SYMS]
     with pytest.raises(DHError) as info:
         t.exact_join(right.where("Sym != `d`"), "Sym")
-    assert "exact_join" in str(info.value)
+    assert str(info.value).startswith("exact_join(on=['Sym']") and "failed: INVALID_ARGUMENT" in str(info.value)
 
 
 def test_cross_join(session):
@@ -297,7 +278,7 @@ def test_multi_join(session):
 
 def test_multi_join_argument_errors(session):
     a = session.import_table(pa.table({"K": [1]}))
-    assert "on" in no_round_trip(session, lambda: multi_join([a, a]))
+    assert "multi_join: on must not be empty" in no_round_trip(session, lambda: multi_join([a, a]))
     assert "on parameter is not permitted" in no_round_trip(session,
                                                             lambda: multi_join(MultiJoinInput(a, "K"), on="K"))
     assert "only Tables or only" in no_round_trip(session, lambda: multi_join([a, MultiJoinInput(a, "K")]))
@@ -339,9 +320,15 @@ def test_snapshot_of_ticking_table(session):
         time.sleep(0.2)
         snap = ticking.snapshot()
     assert snap.size > 0 and not snap.is_refreshing
-    first = snap.to_arrow().num_rows
-    time.sleep(0.5)
-    assert snap.to_arrow().num_rows == first  # a snapshot does not tick
+    first = snap.to_arrow()
+    # the source gains rows meanwhile (a bounded wait, not a fixed sleep); the snapshot does not tick
+    deadline = time.monotonic() + 20
+    while ticking.to_arrow().num_rows <= first.num_rows + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ticking.to_arrow().num_rows > first.num_rows + 2
+    again = snap.to_arrow()
+    assert again.num_rows == first.num_rows == snap.size
+    assert again.column("Timestamp").equals(first.column("Timestamp"))
 
 
 def test_snapshot_when(session):
@@ -391,8 +378,8 @@ def test_close_releases_and_blocks_further_use(session, t):
     assert derived.is_closed
     derived.close()  # idempotent
     msg = no_round_trip(session, lambda: derived.head(1))
-    assert "closed" in msg
-    assert "closed" in no_round_trip(session, lambda: t.natural_join(derived, "Sym"))
+    assert "head failed: the table was closed" in msg
+    assert "natural_join: table was closed" in no_round_trip(session, lambda: t.natural_join(derived, "Sym"))
     assert t.head(1).size == 1  # the source is untouched
 
 

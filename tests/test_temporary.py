@@ -51,7 +51,7 @@ def test_temporary_releases_every_export_made_inside(session: Session) -> None:
 
 def test_temporary_releases_on_error_and_keeps_the_console(session: Session) -> None:
     start = _live(session)
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(ZeroDivisionError, match=r"inside the block"):
         with session.temporary():
             session.run_script("x_tmp_5b = 1")  # starts the script console inside the block
             session.empty_table(3)

@@ -245,7 +245,8 @@ def test_operation_control_on_null_and_nan(session):
     assert col(r, "Poison") == approx(run("skip", "poison"))
     with pytest.raises(DHError) as info:
         src.update_by(uby.ema_tick(2, "Throw = V", OperationControl(on_null=BadDataBehavior.THROW)))
-    assert "update_by" in str(info.value)
+    assert str(info.value).startswith("update_by(ops=[ema_tick(") and "on_null=THROW" in str(info.value)
+    assert "failed: INVALID_ARGUMENT" in str(info.value)
 
 
 def big_decimal(raw: bytes):
