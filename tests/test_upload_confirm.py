@@ -20,7 +20,7 @@ from pydeephaven._confirm import KnownSchemas, UploadConfirmation, check_acknowl
 from pydeephaven._proto import table_pb2
 from pydeephaven.aio import AsyncSession
 
-from tests.test_uploads import await_exports, failing_reader, wait_exports
+from tests.support.uploads import await_exports, failing_reader, wait_exports
 
 DATA = pa.table({"A": pa.array([1, 2, 3], pa.int64()), "B": pa.array([1.5, None, 3.5]),
                  "C": pa.array(["x", "y", None])})
