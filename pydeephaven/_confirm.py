@@ -19,7 +19,6 @@ No I/O here: the Flight layer counts the acknowledgements, the sessions make the
 
 from __future__ import annotations
 
-import collections
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -52,21 +51,21 @@ class Confirmed:
 class KnownSchemas:
     """Per session, for each Arrow schema uploaded (by ``schema_key``): the schema sent for it (the
     checked and converted one) and the schema the server made of it (see the module's text).
-    Thread-safe; the least recently used are dropped first."""
+    Thread-safe; reads take no lock (they come with every upload); the oldest are dropped first."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sent: collections.OrderedDict[bytes, pa.Schema] = collections.OrderedDict()
-        self._server: collections.OrderedDict[bytes, pa.Schema] = collections.OrderedDict()
+        self._sent: dict[bytes, pa.Schema] = {}
+        self._server: dict[bytes, pa.Schema] = {}
 
     def sent(self, key: bytes) -> Optional[pa.Schema]:
-        return self._get(self._sent, key)
+        return self._sent.get(key)
 
     def remember_sent(self, key: bytes, target: pa.Schema) -> None:
         self._put(self._sent, key, target)
 
     def server(self, key: bytes) -> Optional[pa.Schema]:
-        return self._get(self._server, key)
+        return self._server.get(key)
 
     def remember_server(self, key: bytes, schema_header: bytes) -> Optional[pa.Schema]:
         """Remember (and give back) the server's schema from its IPC bytes; None for no bytes."""
@@ -76,19 +75,12 @@ class KnownSchemas:
         self._put(self._server, key, schema)
         return schema
 
-    def _get(self, known: "collections.OrderedDict[bytes, pa.Schema]", key: bytes) -> Optional[pa.Schema]:
+    def _put(self, known: dict[bytes, pa.Schema], key: bytes, schema: pa.Schema) -> None:
         with self._lock:
-            schema = known.get(key)
-            if schema is not None:
-                known.move_to_end(key)
-            return schema
-
-    def _put(self, known: "collections.OrderedDict[bytes, pa.Schema]", key: bytes, schema: pa.Schema) -> None:
-        with self._lock:
+            known.pop(key, None)
             known[key] = schema
-            known.move_to_end(key)
             while len(known) > KNOWN_SCHEMAS:
-                known.popitem(last=False)
+                del known[next(iter(known))]
 
 
 def schema_key(schema: pa.Schema) -> bytes:

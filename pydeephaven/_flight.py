@@ -153,7 +153,7 @@ class FlightPath:
                     nbytes += part[1]
                     sent += 1
                 writer.done_writing()
-                while reader.read() is not None:
+                while reader.read() is not None:  # one per batch, once its rows are in
                     acks += 1
             except BaseException:
                 try:  # end the stream; the first error is the one to report

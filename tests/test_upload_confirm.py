@@ -53,13 +53,13 @@ def header(schema: pa.Schema) -> bytes:
     return schema.serialize().to_pybytes()
 
 
-def test_known_schemas_keep_the_most_recent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_known_schemas_keep_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_confirm, "KNOWN_SCHEMAS", 2)
     known = KnownSchemas()
     a, b, c = (pa.schema({name: pa.int64()}) for name in "abc")
     assert known.remember_server(b"a", header(a)) == a
     known.remember_server(b"b", header(b))
-    assert known.server(b"a") == a  # a is now the most recent
+    known.remember_server(b"a", header(a))  # remembered again: now the newest
     known.remember_server(b"c", header(c))
     assert (known.server(b"a"), known.server(b"b"), known.server(b"c")) == (a, None, c)
     assert known.remember_server(b"d", b"") is None and known.server(b"d") is None  # no bytes, no schema
