@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -12,6 +13,8 @@ import pyarrow.flight as flight
 from pydeephaven import _arrow, _confirm
 from pydeephaven._transport import Transport, describe_args, not_yet_defined
 from pydeephaven.dherror import DHError, InvalidArgumentError, ServerError, UnreachableError, error_class
+
+log = logging.getLogger("pydeephaven")
 
 
 class UploadStopped(DHError):
@@ -83,13 +86,21 @@ class FlightPath:
             pass
 
     def do_get(self, ticket_bytes: bytes, op: str = "to_arrow", args: Optional[dict[str, Any]] = None) -> pa.Table:
-        self.transport.check_open(op)
-        start = time.perf_counter()
-        try:
-            table = _arrow.mend(self.client.do_get(flight.Ticket(ticket_bytes), self.options()).read_all())
-        except (flight.FlightError, pa.ArrowException, OSError) as e:
-            self.transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
-            raise _flight_error(op, args, e, self.transport.target) from None
+        """The rows of ``ticket_bytes``, in one stream. A read is sent once more when the stream
+        broke under it (seen for large reads on a loaded machine: the HTTP/2 stream removed
+        mid-transfer); a read changes nothing on the server, so that is safe."""
+        for attempt in (1, 2):
+            self.transport.check_open(op)
+            start = time.perf_counter()
+            try:
+                table = _arrow.mend(self.client.do_get(flight.Ticket(ticket_bytes), self.options()).read_all())
+                break
+            except (flight.FlightError, pa.ArrowException, OSError) as e:
+                self.transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
+                err = _flight_error(op, args, e, self.transport.target)
+                if attempt == 2 or not broke_in_transfer(err):
+                    raise err from None
+                log.warning("%s: the stream broke (%s); reading once more", op, err)
         self.transport.record(f"DoGet:{op}", time.perf_counter() - start, True,
                               f"{table.num_rows} rows {table.nbytes} bytes")
         self.transport.stats.add_transfer(f"DoGet:{op}", table.num_rows, table.nbytes)
@@ -258,9 +269,11 @@ def flight_error_class(err: BaseException) -> tuple[type[DHError], Optional[str]
 
 def broke_in_transfer(err: DHError) -> bool:
     """Whether a Flight transfer failed because its stream broke, not because of what was asked:
-    gRPC reports an HTTP/2 stream dropped under it ("Stream removed") as UNKNOWN, or as
+    gRPC reports an HTTP/2 stream dropped under it ("Stream removed") as UNKNOWN, as INTERNAL
+    (pyarrow's FlightInternalError, which carries no code) when its flow control failed, or as
     UNAVAILABLE when the connection went with it. Reading again may then succeed."""
-    return isinstance(err, UnreachableError) or err.code == "UNKNOWN"
+    return (isinstance(err, UnreachableError) or err.code == "UNKNOWN"
+            or (isinstance(err, ServerError) and err.code is None))
 
 
 def _flight_detail(err: BaseException) -> Optional[str]:

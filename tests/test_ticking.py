@@ -11,7 +11,6 @@ check that they rebuild the final table.
 from __future__ import annotations
 
 import decimal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,8 @@ import pytest
 
 from pydeephaven import DHError, Session, TableListener, TableListenerHandle, TableUpdate, listen
 from pydeephaven._barrage import rowset
+
+from tests.support.relay import Relay
 
 TIMEOUT = 20.0
 
@@ -590,69 +591,8 @@ def test_listener_exception_ends_the_subscription_through_on_error(session: Sess
 # -- failures and exit ----------------------------------------------------------------------------------
 
 
-class _Proxy:
-    """A loopback TCP relay in front of the server; ``kill()`` makes the server vanish for the client."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.socks: list[socket.socket] = []
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                c, _ = self.lsock.accept()
-            except (socket.timeout, OSError):
-                continue
-            s = socket.create_connection(("127.0.0.1", self.target))
-            for a in (c, s):
-                a.settimeout(0.2)
-                self.socks.append(a)
-            for a, b in ((c, s), (s, c)):
-                th = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                th.start()
-                self.threads.append(th)
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        while not self.stopped.is_set():
-            try:
-                data = a.recv(1 << 16)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            try:
-                b.sendall(data)
-            except OSError:
-                break
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def kill(self) -> None:
-        self.stopped.set()
-        for s in [self.lsock, *self.socks]:
-            try:
-                s.close()
-            except OSError:
-                pass
-        for th in self.threads:
-            th.join(2)
-
-
 def test_server_going_away_calls_on_error_once(server):
-    proxy = _Proxy(server.port)
+    proxy = Relay(server.port)
     session = Session("127.0.0.1", proxy.port, never_timeout=False)
     try:
         t = session.time_table("PT0.05s").update(["X = ii"])
