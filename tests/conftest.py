@@ -12,6 +12,7 @@ import pytest
 from pydeephaven import Session
 from pydeephaven.aio import AsyncSession
 from pydeephaven.embedded import EmbeddedServer, start_server
+from tests.support.psk import psk_server_for_tests
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +47,16 @@ def arun(server: EmbeddedServer) -> Callable[..., Any]:
         return asyncio.run(main())
 
     return run
+
+
+@pytest.fixture(scope="module")
+def psk_server() -> Iterator[EmbeddedServer]:
+    """A pre-shared-key server with a 10 s session duration (tests/support/psk.py), shared by a
+    module's tests; none of them stops it."""
+    yield from psk_server_for_tests()
+
+
+@pytest.fixture
+def doomed_server() -> Iterator[EmbeddedServer]:
+    """The same kind of server for a test that stops it, so that no other test depends on the order."""
+    yield from psk_server_for_tests()

@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
 
 import pytest
 
 from pydeephaven import DHError, Session
 from pydeephaven._transport import auth_header
-from pydeephaven.embedded import PSK_AUTH, EmbeddedServer, start_server
+from pydeephaven.embedded import PSK_AUTH
 
-KEY = "psk-test-key-81729"
+from tests.support.psk import KEY
 
-
-def _psk_server() -> Iterator[EmbeddedServer]:
-    srv = start_server(psk=KEY, heap="1g", jvm_args=["-Dhttp.session.durationMs=10000"])
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def psk_server() -> Iterator[EmbeddedServer]:
-    """Shared by this module's tests; none of them stops it."""
-    yield from _psk_server()
-
-
-@pytest.fixture
-def doomed_server() -> Iterator[EmbeddedServer]:
-    """The same kind of server for a test that stops it, so that no other test depends on the order."""
-    yield from _psk_server()
 
 
 def test_auth_header_forms() -> None:
