@@ -275,12 +275,10 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         """Write the table to an Arrow IPC (Feather v2) file batch by batch; returns the rows written."""
         return await self._write_file("to_feather", "arrow", path, progress)
 
-    async def write_csv(self, path: Union[str, "os.PathLike[str]"], *, progress: Optional[bool] = None,
-                        delimiter: str = ",", include_header: bool = True) -> int:
+    async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
         """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
-        releases: the same as ``to_csv(path)``, which is the spelling shared with ``Table``."""
-        return await self._write_file("to_csv", "csv", path, progress, delimiter=delimiter,
-                                      include_header=include_header)
+        releases: the same as ``to_csv(path, **options)``, the spelling shared with ``Table``."""
+        return await self._write_file("to_csv", "csv", path, **options)
 
     async def _write_file(self, op: str, kind: str, path: Any, progress: Optional[bool] = None,
                           **options: Any) -> int:
