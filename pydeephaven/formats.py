@@ -123,6 +123,15 @@ def convert(data: pa.Table, fmt: str = "arrow", *, title: Optional[str] = None,
 # -- data frames ------------------------------------------------------------------------------------
 
 
+DTYPE_BACKENDS = (None, "numpy_nullable", "pyarrow")
+
+
+def check_dtype_backend(where: str, dtype_backend: Any) -> None:
+    """Refuse an unknown ``dtype_backend`` before any data is fetched."""
+    if dtype_backend not in DTYPE_BACKENDS:
+        raise DHError(f"{where}: unknown dtype_backend {dtype_backend!r}: choose None, 'numpy_nullable' or 'pyarrow'")
+
+
 def to_pandas(data: pa.Table, dtype_backend: Optional[str] = None) -> Any:
     """A pandas DataFrame of ``data``.
 

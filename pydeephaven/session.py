@@ -24,6 +24,7 @@ from pydeephaven._flight import (
     _upload_error,
     fan_out,
 )
+from pydeephaven._live_exports import ExportTally
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, PendingCall, Transport, close_all, is_expired
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
@@ -236,28 +237,16 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         t.flush_releases()
-        live: dict[bytes, ExportTicket] = {}
-        done = {session_pb2.ExportNotification.RELEASED, session_pb2.ExportNotification.CANCELLED,
-                session_pb2.ExportNotification.FAILED, session_pb2.ExportNotification.DEPENDENCY_FAILED,
-                session_pb2.ExportNotification.DEPENDENCY_NEVER_FOUND,
-                session_pb2.ExportNotification.DEPENDENCY_CANCELLED,
-                session_pb2.ExportNotification.DEPENDENCY_RELEASED}
-        end_marker = ExportTicket.export_ticket(1).bytes[:1] + b"\x00\x00\x00\x00"
+        tally = ExportTally()
         stream = t.stream("live_exports", t.session_stub.ExportNotifications,
                           session_pb2.ExportNotificationRequest(), timeout=timeout)
         try:
             for note in stream:
-                raw = note.ticket.ticket
-                if raw == end_marker:
+                if tally.take(note):
                     break
-                if note.export_state in done:
-                    live.pop(raw, None)
-                else:
-                    live[raw] = ExportTicket(raw)
         finally:
             stream.close()
-        console = self._console_id.ticket if self._console_id is not None else None
-        return [tk for raw, tk in live.items() if raw != console]
+        return tally.live(self._console_id)
 
     # -- sharing ----------------------------------------------------------------------------------
 
@@ -352,6 +341,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         if not isinstance(table, Table):
             raise DHError(f"bind_table: expected a Table, got {type(table).__name__}")
         table._check("bind_table")
+        table._resolve()  # a pipelined table's failure is reported as its own op's (as AsyncSession does)
         t = self._transport
         ticket, borrowed = self._own_ticket("bind_table", table)
         try:
@@ -717,7 +707,7 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
                     columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
                     column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
                     csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None,
-                    encoding: Optional[str] = None) -> Table:
+                    encoding: Optional[str] = None, **unknown: Any) -> Table:
         """Load a CSV (or TSV), Parquet or Arrow IPC (Feather) file into a new server table, streamed
         in record batches: a file larger than memory loads.
 
@@ -747,6 +737,10 @@ class Session(SessionCompat):  # SessionCompat: the official client's internals 
         import time as _time
 
         from pydeephaven import _files
+
+        if unknown:
+            raise DHError(f"import_file: unknown arguments {sorted(unknown)}; it takes columns, delimiter, "
+                          f"column_types, batch_rows, csv_options, progress, encoding")
 
         types = dict(column_types or {})
         widened: list[str] = []

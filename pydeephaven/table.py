@@ -273,6 +273,7 @@ class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat:
         from pydeephaven import formats
 
         formats._require("pandas", "to_pandas")
+        formats.check_dtype_backend("to_pandas", dtype_backend)
         return formats.to_pandas(self.to_arrow(), dtype_backend)
 
     def to_polars(self) -> Any:

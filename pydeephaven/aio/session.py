@@ -22,6 +22,7 @@ from pydeephaven import _arrow, _foreign, _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._confirm import Confirmed, UploadConfirmation
 from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
+from pydeephaven._live_exports import ExportTally
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._transport import CallStats, closed_error, is_expired
 from pydeephaven._utils import (
@@ -39,8 +40,6 @@ from pydeephaven.dherror import ArgumentError, DHError, ServerError, cause_of, r
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["AsyncSession"]
-
-_IMPORT_FILE_OPTIONS = {"columns", "delimiter", "column_types", "batch_rows", "csv_options", "progress", "encoding"}
 
 R = TypeVar("R")
 
@@ -269,30 +268,21 @@ class AsyncSession:
             pass
 
     async def live_exports(self, timeout: float = 10.0) -> list[ExportTicket]:
-        """The exports the server holds for this session right now (asked of the server)."""
+        """The exports the server holds for this session right now (asked of the server, which
+        streams the state of every export and then marks the end of that first run)."""
         timeout = check_number("live_exports", "timeout", timeout)
         t = self._transport
         await t.flush_releases()
-        live: dict[bytes, ExportTicket] = {}
-        N = session_pb2.ExportNotification
-        done = {N.RELEASED, N.CANCELLED, N.FAILED, N.DEPENDENCY_FAILED, N.DEPENDENCY_NEVER_FOUND,
-                N.DEPENDENCY_CANCELLED, N.DEPENDENCY_RELEASED}
-        end_marker = b"e\x00\x00\x00\x00"  # the server's mark of the end of the first run
+        tally = ExportTally()
         stream = t.stream("live_exports", t.session_stub.ExportNotifications,
                           session_pb2.ExportNotificationRequest(), timeout=timeout)
         try:
             async for note in stream:
-                raw = note.ticket.ticket
-                if raw == end_marker:
+                if tally.take(note):
                     break
-                if note.export_state in done:
-                    live.pop(raw, None)
-                else:
-                    live[raw] = ExportTicket(raw)
         finally:
             await stream.aclose()
-        console = self._console_id.ticket if self._console_id is not None else None
-        return [tk for raw, tk in live.items() if raw != console]
+        return tally.live(self._console_id)
 
     # -- sharing ------------------------------------------------------------------------------------
 
@@ -393,6 +383,16 @@ class AsyncSession:
         finally:
             for tk in borrowed:
                 self._release_later(tk)
+
+    async def unbind(self, name: str) -> None:
+        """Remove the variable ``name`` from the server's global scope (no error if it is absent).
+        Needs a Python script session."""
+        from pydeephaven._temporary import check_variable_name, unbind_script
+
+        check_variable_name("unbind", name)
+        if self._session_type != "python":
+            raise DHError(f"unbind: needs a python script session, this one is {self._session_type!r}")
+        await self.run_script(unbind_script(name))
 
     async def sql(self, query: str, fmt: str = "arrow", **options: Any) -> Any:
         """Run a SQL query on the server over Arrow Flight SQL, as ``Session.sql`` does, and return
@@ -541,19 +541,22 @@ class AsyncSession:
             return True
         return False
 
-    async def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None,  # noqa: A002
-                          **options: Any) -> AsyncTable:
+    async def import_file(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None, *,  # noqa: A002
+                          columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
+                          column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
+                          csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None,
+                          encoding: Optional[str] = None, **unknown: Any) -> AsyncTable:
         """Load a CSV/TSV, Parquet or Arrow IPC file into a new server table, streamed in batches
-        from a worker thread; the same arguments as ``Session.import_file`` (columns, delimiter,
-        column_types, batch_rows, csv_options, progress, encoding)."""
+        from a worker thread; the same arguments and meaning as ``Session.import_file``."""
         from pydeephaven import _files
 
-        unknown = sorted(set(options) - _IMPORT_FILE_OPTIONS)
         if unknown:
-            raise DHError(f"import_file: unknown arguments {unknown}; it takes "
-                          f"{', '.join(sorted(_IMPORT_FILE_OPTIONS))}")
-        progress = options.pop("progress", None)
-        types = dict(options.pop("column_types", None) or {})
+            raise DHError(f"import_file: unknown arguments {sorted(unknown)}; it takes columns, delimiter, "
+                          f"column_types, batch_rows, csv_options, progress, encoding")
+
+        options: dict[str, Any] = {"columns": columns, "delimiter": delimiter, "batch_rows": batch_rows,
+                                   "csv_options": csv_options, "encoding": encoding}
+        types = dict(column_types or {})
         widened: list[str] = []
         for attempt in range(_files.MAX_CSV_RETYPES + 1):
             source = await self._blocking(functools.partial(_files.open_file, path, format, column_types=types,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import _arrow, _ops
+from pydeephaven import _arrow, _flight, _ops
 from pydeephaven._flight import _flight_error
 from pydeephaven._proto import inputtable_pb2
 from pydeephaven._table_interface import SortDirection, TableInterface
@@ -204,44 +204,80 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         return RecordBatchStream(self)
 
     async def to_format(self, fmt: str, **options: Any) -> Any:
-        """The table's current rows as ``fmt`` ("arrow", "pandas", "polars", "csv", "json" or
-        "pretty"), converted in a worker thread; the same formats as ``Table.to_format``."""
+        """The table's current rows as ``fmt``: "arrow", "pandas", "polars", "csv", "json" or
+        "pretty" (``options`` go to the format; see ``pydeephaven.formats``), converted in a worker
+        thread. As with ``Table.to_format``, "pretty" is ``to_string()`` (the first ``max_rows``)."""
         from pydeephaven import formats
 
         fmt = formats.check_format(fmt)
+        if fmt == "pretty":
+            options.setdefault("max_rows", 10)
+            return await self.to_string(options.pop("max_rows"), **options)
         if fmt in ("pandas", "polars"):
             formats._require(fmt, f"to_format({fmt!r})")
         formats.check_convert_options(fmt, options)
         data = await self.to_arrow()
         return await self.session._blocking(functools.partial(formats.convert, data, fmt, **options))
 
-    async def to_pandas(self) -> Any:
-        """The table's current rows as a pandas DataFrame (needs ``pydeephaven[pandas]``)."""
-        return await self.to_format("pandas")
+    async def to_pandas(self, dtype_backend: Optional[str] = None) -> Any:
+        """The table's current rows as a pandas DataFrame (needs ``pydeephaven[pandas]``).
+        ``dtype_backend``: None, "numpy_nullable" or "pyarrow" (see ``pydeephaven.formats.to_pandas``)."""
+        from pydeephaven import formats
+
+        formats._require("pandas", "to_pandas")
+        formats.check_dtype_backend("to_pandas", dtype_backend)
+        data = await self.to_arrow()
+        return await self.session._blocking(formats.to_pandas, data, dtype_backend)
 
     async def to_polars(self) -> Any:
         """The table's current rows as a polars DataFrame (needs ``pydeephaven[polars]``)."""
-        return await self.to_format("polars")
+        from pydeephaven import formats
 
-    async def to_csv(self) -> str:
-        """The table's current rows as CSV text."""
-        return await self.to_format("csv")
+        formats._require("polars", "to_polars")
+        data = await self.to_arrow()
+        return await self.session._blocking(formats.to_polars, data)
 
-    async def to_json(self) -> str:
-        """The table's current rows as JSON records."""
-        return await self.to_format("json")
+    async def to_csv(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, progress: Optional[bool] = None,
+                     delimiter: str = ",", include_header: bool = True) -> Union[str, int]:
+        """The table's rows as CSV: the text when ``path`` is None, else written to ``path`` batch by
+        batch as they arrive (a ``.gz``/``.bz2``/``.zst`` name compresses) and the number of rows
+        written returned. ``progress``: a progress bar (None: on a terminal, for long transfers).
+        The same as ``Table.to_csv``; the transfer and the conversion run in worker threads."""
+        from pydeephaven import formats
 
-    async def to_parquet(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
-        """Write the table to a Parquet file batch by batch from a worker thread, as
-        ``Table.to_parquet`` does; returns the number of rows written."""
-        return await self._write_file("to_parquet", "parquet", path, **options)
+        if path is None:
+            data = await self.to_arrow()
+            return await self.session._blocking(functools.partial(
+                formats.to_csv_text, data, delimiter=delimiter, include_header=include_header))
+        return await self._write_file("to_csv", "csv", path, progress, delimiter=delimiter,
+                                      include_header=include_header)
 
-    async def to_feather(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
+    async def to_json(self, path: Optional[Union[str, "os.PathLike[str]"]] = None, *, lines: bool = False,
+                      progress: Optional[bool] = None) -> Union[str, int]:
+        """The table's rows as JSON records (an array of objects; JSON lines with ``lines=True``):
+        the text when ``path`` is None, else written to ``path`` batch by batch and the number of
+        rows written returned. The same as ``Table.to_json``."""
+        from pydeephaven import formats
+
+        if path is None:
+            data = await self.to_arrow()
+            return await self.session._blocking(functools.partial(formats.to_json_text, data, lines=lines))
+        return await self._write_file("to_json", "json", path, progress, lines=lines)
+
+    async def to_parquet(self, path: Union[str, "os.PathLike[str]"], *, compression: str = "zstd",
+                         progress: Optional[bool] = None, **options: Any) -> int:
+        """Write the table to a Parquet file batch by batch as the rows arrive, from a worker thread
+        (the table need not fit in memory); returns the number of rows written. ``options`` go to
+        ``pyarrow.parquet.ParquetWriter``. The same as ``Table.to_parquet``."""
+        return await self._write_file("to_parquet", "parquet", path, progress, compression=compression, **options)
+
+    async def to_feather(self, path: Union[str, "os.PathLike[str]"], *, progress: Optional[bool] = None) -> int:
         """Write the table to an Arrow IPC (Feather v2) file batch by batch; returns the rows written."""
-        return await self._write_file("to_feather", "arrow", path, **options)
+        return await self._write_file("to_feather", "arrow", path, progress)
 
     async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
-        """Write the table to a CSV file batch by batch (``to_csv()`` returns the text instead)."""
+        """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
+        releases: the same as ``to_csv(path, **options)``, the spelling shared with ``Table``."""
         return await self._write_file("to_csv", "csv", path, **options)
 
     async def _write_file(self, op: str, kind: str, path: Any, progress: Optional[bool] = None,
@@ -254,11 +290,45 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         total = self._size if self._is_static else None
 
         def write() -> int:
-            schema, batches = _files.stream_batches(session._flight, self.ticket.bytes, op)
-            return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress, op=op,
-                                       **options)
+            for attempt in (1, 2):
+                schema, batches = _files.stream_batches(session._flight, self.ticket.bytes, op)
+                try:
+                    return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress,
+                                               op=op, **options)
+                except DHError as e:
+                    # as Table._write_file: a stream that broke mid-transfer left no file (it
+                    # appears only when complete), so the table is read once more
+                    if attempt == 2 or not _flight.broke_in_transfer(e):
+                        raise
+                    _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
+            raise AssertionError("unreachable")
 
         return await session._blocking(write)
+
+    async def to_string(self, max_rows: int = 10, **options: Any) -> str:
+        """A text rendering: size, column names and types, and the first ``max_rows`` rows (fetched
+        from the server); as ``Table.to_string``. A closed table, or one of a closed session,
+        renders as its ``repr`` without asking the server."""
+        from pydeephaven import formats
+
+        formats.check_options("to_string", formats.render_text, {"max_rows": max_rows, **options})
+        formats._check_layout("to_string", max_rows, options.get("max_col_width", 40))
+        if self._closed or not self.session.is_connected:
+            return repr(self)
+        await self._resolve()
+        try:
+            if self._is_static and self._size is not None and self._size <= max_rows:
+                data = await self.to_arrow(streams=1)
+            else:
+                first = await self.head(max_rows)
+                try:
+                    data = await first.to_arrow(streams=1)
+                finally:
+                    await first.close()
+        except DHError as e:
+            return f"{repr(self)}\n(rows unavailable: {e})"
+        options.setdefault("title", "Table (static)" if self._is_static else "Table (refreshing)")
+        return formats.render_text(data, self._size, max_rows=max_rows, **options)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
