@@ -16,6 +16,9 @@ from pydeephaven.dherror import DHError, InvalidArgumentError, ServerError, Unre
 
 log = logging.getLogger("pydeephaven")
 
+#: How many times a read (DoGet, a file export) is tried when its stream breaks mid-transfer.
+READ_ATTEMPTS = 3
+
 
 class UploadStopped(DHError):
     """An upload ended early on request (its ``stop`` event was set)."""
@@ -86,10 +89,11 @@ class FlightPath:
             pass
 
     def do_get(self, ticket_bytes: bytes, op: str = "to_arrow", args: Optional[dict[str, Any]] = None) -> pa.Table:
-        """The rows of ``ticket_bytes``, in one stream. A read is sent once more when the stream
-        broke under it (seen for large reads on a loaded machine: the HTTP/2 stream removed
-        mid-transfer); a read changes nothing on the server, so that is safe."""
-        for attempt in (1, 2):
+        """The rows of ``ticket_bytes``, in one stream. A read is sent again (up to
+        ``READ_ATTEMPTS`` in all) when the stream broke under it (seen for large reads on a
+        loaded machine: the HTTP/2 stream removed mid-transfer); a read changes nothing on the
+        server, so that is safe."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
             self.transport.check_open(op)
             start = time.perf_counter()
             try:
@@ -98,9 +102,9 @@ class FlightPath:
             except (flight.FlightError, pa.ArrowException, OSError) as e:
                 self.transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
                 err = _flight_error(op, args, e, self.transport.target)
-                if attempt == 2 or not broke_in_transfer(err):
+                if attempt == READ_ATTEMPTS or not broke_in_transfer(err):
                     raise err from None
-                log.warning("%s: the stream broke (%s); reading once more", op, err)
+                log.warning("%s: the stream broke (%s); reading again", op, err)
         self.transport.record(f"DoGet:{op}", time.perf_counter() - start, True,
                               f"{table.num_rows} rows {table.nbytes} bytes")
         self.transport.stats.add_transfer(f"DoGet:{op}", table.num_rows, table.nbytes)

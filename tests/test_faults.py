@@ -145,7 +145,8 @@ def test_32_threads_share_a_session(session) -> None:
 
 def test_a_read_whose_stream_breaks_is_read_once_more(server) -> None:
     """The connection carrying a large DoGet is cut mid-transfer, once: to_arrow reads again
-    (a read changes nothing on the server) and returns every row; a second cut is an error."""
+    (a read changes nothing on the server) and returns every row; cut at every attempt, it is an
+    error."""
     relay = Relay(server.port, cut_after=20_000_000)
     try:
         with Session("127.0.0.1", relay.port, never_timeout=False) as session:
@@ -154,7 +155,8 @@ def test_a_read_whose_stream_breaks_is_read_once_more(server) -> None:
             back = t.to_arrow(streams=1)
             assert relay.cuts == 1
             assert back.num_rows == n and back.column("A").equals(pa.chunked_array([np.arange(n)]))
-            assert session.stats.calls["DoGet:to_arrow"] == 2  # the broken read, then the whole one
+            # the broken read, then the whole one (and another should the stream break by itself)
+            assert session.stats.calls["DoGet:to_arrow"] >= 2
             relay.cuts, relay.cut_after = 0, 10_000_000
             original = relay._should_cut
 

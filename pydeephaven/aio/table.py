@@ -290,15 +290,15 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         total = self._size if self._is_static else None
 
         def write() -> int:
-            for attempt in (1, 2):
+            for attempt in range(1, _flight.READ_ATTEMPTS + 1):
                 schema, batches = _files.stream_batches(session._flight, self.ticket.bytes, op)
                 try:
                     return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress,
                                                op=op, **options)
                 except DHError as e:
                     # as Table._write_file: a stream that broke mid-transfer left no file (it
-                    # appears only when complete), so the table is read once more
-                    if attempt == 2 or not _flight.broke_in_transfer(e):
+                    # appears only when complete), so the table is read again
+                    if attempt == _flight.READ_ATTEMPTS or not _flight.broke_in_transfer(e):
                         raise
                     _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
             raise AssertionError("unreachable")
