@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from pydeephaven import _arrow, _confirm
-from pydeephaven._transport import Transport, describe_args, not_yet_defined
+from pydeephaven._transport import Transport, closed_error, describe_args, not_yet_defined
 from pydeephaven.dherror import DHError, InvalidArgumentError, ServerError, UnreachableError, error_class
 
 log = logging.getLogger("pydeephaven")
@@ -59,17 +59,34 @@ class FlightPath:
     def __init__(self, transport: Transport, tls_root_certs: Optional[bytes] = None,
                  client_cert_chain: Optional[bytes] = None, client_private_key: Optional[bytes] = None) -> None:
         self.transport = transport
-        scheme = "grpc+tls" if transport.use_tls else "grpc+tcp"
-        kwargs: dict[str, Any] = {}
+        self._location = f"{'grpc+tls' if transport.use_tls else 'grpc+tcp'}://{transport.host}:{transport.port}"
+        self._kwargs: dict[str, Any] = {}
         if transport.use_tls:
             if tls_root_certs:
-                kwargs["tls_root_certs"] = tls_root_certs
+                self._kwargs["tls_root_certs"] = tls_root_certs
             if client_cert_chain:
-                kwargs["cert_chain"] = client_cert_chain
+                self._kwargs["cert_chain"] = client_cert_chain
             if client_private_key:
-                kwargs["private_key"] = client_private_key
-        self.client = flight.FlightClient(f"{scheme}://{transport.host}:{transport.port}", **kwargs)
+                self._kwargs["private_key"] = client_private_key
+        # made on first use: a session that moves no Arrow data never pays for one (making and
+        # closing it took about a sixth of a connect and close)
+        self._client: Optional[flight.FlightClient] = None
+        self._client_lock = threading.Lock()
+        self._closed = False
         self._options: Optional[tuple[list[tuple[bytes, bytes]], flight.FlightCallOptions]] = None
+
+    @property
+    def client(self) -> flight.FlightClient:
+        """The Flight client, made on first use (not after ``close()``)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._closed:
+                    raise closed_error("Arrow Flight failed: the session is closed")
+                client = self._client
+                if client is None:
+                    client = self._client = flight.FlightClient(self._location, **self._kwargs)
+        return client
 
     def options(self, timeout: Optional[float] = None) -> flight.FlightCallOptions:
         if timeout is not None:
@@ -83,8 +100,12 @@ class FlightPath:
         return cached[1]
 
     def close(self) -> None:
+        with self._client_lock:
+            self._closed = True
+            client, self._client = self._client, None
         try:
-            self.client.close()
+            if client is not None:
+                client.close()
         except Exception:
             pass
 

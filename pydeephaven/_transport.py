@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Generator, Optional, Sequence, Union
+from typing import Any, Callable, Generator, Optional, Sequence, Union
 
 import grpc
 
@@ -40,6 +40,10 @@ log = logging.getLogger("pydeephaven")
 CONNECT_TIMEOUT = 10.0
 #: Seconds any unary call may take when the caller sets no deadline (none: queries may run long).
 DEFAULT_TIMEOUT: Optional[float] = None
+
+#: Seconds after connecting the keep-alive thread starts the termination watch (a session closed
+#: sooner needs none; a pipelined call or a session without keep-alive starts it at once).
+WATCH_DELAY = 0.05
 
 _open_transports: "weakref.WeakSet[Transport]" = weakref.WeakSet()
 
@@ -243,6 +247,28 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+class _Stub:
+    """A gRPC service stub on the transport's channel, made the first time it is read. Only
+    ``__get__`` is defined, so once made the stub sits in the instance's ``__dict__`` and later
+    reads find it there at no cost; two threads reading it first at once make one each, which is
+    harmless (a stub holds nothing but the channel)."""
+
+    names: list[str] = []
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        _Stub.names.append(name)
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        stub = obj.__dict__[self.name] = self.make(obj.channel)
+        return stub
+
+
 class TransportBase:
     """What the blocking and the asyncio transports share, without I/O: the target, the bearer
     token and the headers sent with every call, the server's configuration, the gRPC service stubs
@@ -269,15 +295,20 @@ class TransportBase:
         return [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
                 *(client_opts or [])]
 
+    # the service stubs, each made on first use (making all seven took about 0.5 ms of a connect)
+    session_stub = _Stub(session_pb2_grpc.SessionServiceStub)
+    table_stub = _Stub(table_pb2_grpc.TableServiceStub)
+    console_stub = _Stub(console_pb2_grpc.ConsoleServiceStub)
+    config_stub = _Stub(config_pb2_grpc.ConfigServiceStub)
+    app_stub = _Stub(application_pb2_grpc.ApplicationServiceStub)
+    input_table_stub = _Stub(inputtable_pb2_grpc.InputTableServiceStub)
+    object_stub = _Stub(object_pb2_grpc.ObjectServiceStub)
+
     def _make_stubs(self, channel: Any) -> None:
+        """Take ``channel`` as the one the stubs call on (they are made on first use)."""
         self.channel = channel
-        self.session_stub = session_pb2_grpc.SessionServiceStub(channel)
-        self.table_stub = table_pb2_grpc.TableServiceStub(channel)
-        self.console_stub = console_pb2_grpc.ConsoleServiceStub(channel)
-        self.config_stub = config_pb2_grpc.ConfigServiceStub(channel)
-        self.app_stub = application_pb2_grpc.ApplicationServiceStub(channel)
-        self.input_table_stub = inputtable_pb2_grpc.InputTableServiceStub(channel)
-        self.object_stub = object_pb2_grpc.ObjectServiceStub(channel)
+        for name in _Stub.names:
+            self.__dict__.pop(name, None)
 
     def _read_config(self, resp: config_pb2.ConfigurationConstantsResponse) -> None:
         self.config = {k: v.string_value for k, v in resp.config_values.items()}
@@ -353,21 +384,36 @@ class Transport(TransportBase):
             self.channel.close()
             raise
         _open_transports.add(self)
+        self._releases: "queue.Queue[Any]" = queue.Queue()
+        self._releaser: Optional[threading.Thread] = None
+        self._releaser_lock = threading.Lock()
+        # The termination watch (see _watch_termination) is started by the keep-alive thread
+        # (WATCH_DELAY), by the first pipelined call, or by the first call when there is no
+        # keep-alive: not here, where it cost about a fifth of a connect.
+        self._termination: Optional[Any] = None
+        self._termination_lock = threading.Lock()
         self._keepalive: Optional[threading.Thread] = None
         if never_timeout:
             self._keepalive = threading.Thread(
                 target=_keepalive_loop, args=(weakref.ref(self),), name="pydeephaven-keepalive", daemon=True
             )
             self._keepalive.start()
-        self._releases: "queue.Queue[Any]" = queue.Queue()
-        self._releaser: Optional[threading.Thread] = None
-        self._releaser_lock = threading.Lock()
-        # A call that stays open for the session's life: the server answers it only when it shuts
-        # down. Besides telling us so, it keeps gRPC's polling thread alive, so that asynchronous
-        # calls (pipelined ops) do not each start a thread.
-        self._termination = self.session_stub.TerminationNotification.future(
-            session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
-        self._termination.add_done_callback(_on_termination(weakref.ref(self)))
+
+    def _watch_termination(self) -> None:
+        """Open the call that stays open for the session's life: the server answers it only when
+        it shuts down, and the answer marks the session dead. Besides telling us so, it keeps
+        gRPC's polling thread alive, so that asynchronous calls (pipelined ops) do not each start
+        a thread. Once per transport; not after close()."""
+        with self._termination_lock:
+            if self._termination is not None or self._closed.is_set():
+                return
+            try:
+                call = self.session_stub.TerminationNotification.future(
+                    session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
+            except Exception:  # the channel is unusable: the calls will say why
+                return
+            call.add_done_callback(_on_termination(weakref.ref(self)))
+            self._termination = call
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -424,6 +470,8 @@ class Transport(TransportBase):
             raise closed_error(f"{op} failed: the session is closed")
         if self._dead:
             raise closed_error(f"{op} failed: the session is no longer usable: {self._dead}")
+        if self._termination is None and self._keepalive is None:
+            self._watch_termination()  # no keep-alive thread to start it
 
     def unary_with_call(
         self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
@@ -453,6 +501,8 @@ class Transport(TransportBase):
                      args: Optional[dict[str, Any]] = None) -> "PendingCall":
         """Send a unary call without waiting for its answer (pipelined operations)."""
         self.check_open(op)
+        if self._termination is None:
+            self._watch_termination()  # before the first asynchronous call (see _watch_termination)
         return PendingCall(self, op, args, method.future(request, metadata=self.metadata), time.perf_counter())
 
     def release_later(self, ticket: Any) -> None:
@@ -514,16 +564,20 @@ class Transport(TransportBase):
                 self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata, timeout=timeout)
             except Exception:  # the server may be gone or the session expired: nothing to end then
                 pass
-        self._closed.set()
+        with self._termination_lock:
+            self._closed.set()
+            termination = self._termination
         self._releases.put(None)
-        try:
-            self._termination.cancel()
-        except Exception:
-            pass
+        # closing the channel ends every call on it, the termination watch too (cancelling the
+        # watch first only made the close wait for gRPC's polling thread to handle that)
         try:
             self.channel.close()
         except Exception:
-            pass
+            try:
+                if termination is not None:
+                    termination.cancel()
+            except Exception:
+                pass
         _open_transports.discard(self)
 
 
@@ -587,8 +641,19 @@ def _release_loop(ref: "weakref.ref[Transport]", releases: "queue.Queue[Any]") -
 
 
 def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
-    """Refresh the token at a third of the session duration; on failure retry with backoff, and
-    once the token must have expired, mark the session dead."""
+    """Start the termination watch, then refresh the token at a third of the session duration;
+    on failure retry with backoff, and once the token must have expired, mark the session dead."""
+    t = ref()
+    if t is None:
+        return
+    closed = t._closed
+    del t
+    if closed.wait(WATCH_DELAY):
+        return  # closed at once: no watch needed (and none to compete with the close)
+    t = ref()
+    if t is not None:
+        t._watch_termination()
+    del t
     failures = 0
     while True:
         t = ref()
