@@ -23,6 +23,7 @@ from pydeephaven._proto import (
     session_pb2,
 )
 from pydeephaven._transport import (
+    _CLOSED_STUB,
     CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     TransportBase,
@@ -427,9 +428,10 @@ class AsyncTransport(TransportBase):
             pass
 
     def _drop_channel(self) -> Any:
-        channel, self.channel = self.channel, None
-        for name in _STUBS:
-            setattr(self, name, _CLOSED_STUB)
+        with self._stub_lock:
+            channel, self.channel = self.channel, None
+            for name in _STUBS:
+                setattr(self, name, _CLOSED_STUB)
         self._keepalive = self._watch = None
         self._tasks.clear()
         return channel
@@ -438,19 +440,6 @@ class AsyncTransport(TransportBase):
 _STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub")
 
 
-class _ClosedStub:
-    """Stands in for the stubs of a closed transport; its methods are never called, because every
-    call checks first that the transport is open."""
-
-    def __getattr__(self, name: str) -> Any:
-        return _never_called
-
-
-def _never_called(*args: Any, **kwargs: Any) -> Any:
-    raise closed_error("the session is closed")
-
-
-_CLOSED_STUB = _ClosedStub()
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

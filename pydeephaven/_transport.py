@@ -265,8 +265,28 @@ class _Stub:
     def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
         if obj is None:
             return self
-        stub = obj.__dict__[self.name] = self.make(obj.channel)
-        return stub
+        with obj._stub_lock:  # never made on a closed channel: gRPC crashes the process then
+            stub = obj.__dict__.get(self.name)
+            if stub is None:
+                if obj.channel is None or obj.is_closed:
+                    return _CLOSED_STUB
+                stub = obj.__dict__[self.name] = self.make(obj.channel)
+            return stub
+
+
+class _ClosedStub:
+    """Stands in for the stubs of a closed transport; its methods are never called, because every
+    call checks first that the transport is open."""
+
+    def __getattr__(self, name: str) -> Any:
+        return _never_called
+
+
+def _never_called(*args: Any, **kwargs: Any) -> Any:
+    raise closed_error("the session is closed")
+
+
+_CLOSED_STUB = _ClosedStub()
 
 
 class TransportBase:
@@ -288,6 +308,7 @@ class TransportBase:
         self._token: Optional[str] = None
         self._token_time = 0.0
         self._dead: Optional[str] = None
+        self._stub_lock = threading.Lock()  # the stubs' making and the channel's closing (_Stub)
         self.known_schemas = KnownSchemas()  # the server's schemas of the uploads so far (_confirm)
 
     @staticmethod
@@ -570,14 +591,15 @@ class Transport(TransportBase):
         self._releases.put(None)
         # closing the channel ends every call on it, the termination watch too (cancelling the
         # watch first only made the close wait for gRPC's polling thread to handle that)
-        try:
-            self.channel.close()
-        except Exception:
+        with self._stub_lock:
             try:
-                if termination is not None:
-                    termination.cancel()
+                self.channel.close()
             except Exception:
-                pass
+                try:
+                    if termination is not None:
+                        termination.cancel()
+                except Exception:
+                    pass
         _open_transports.discard(self)
 
 

@@ -106,3 +106,22 @@ def test_async_session_first_transfer_and_watch(arun) -> None:
         assert s._transport._watch is not None and not s._transport._watch.done()
 
     arun(body)
+
+
+def test_stubs_first_read_after_close_are_closed_stand_ins(server) -> None:
+    """A stub first read after close() is never made on the closed channel (gRPC crashes the
+    process then): it stands in, and any call says the session is closed."""
+    from pydeephaven._transport import _Stub
+    from pydeephaven.dherror import SessionClosedError
+
+    s = Session(server.host, server.port)
+    s.close()
+    unmade = [name for name in _Stub.names if name not in vars(s._transport)]
+    assert "table_stub" in unmade  # the session made no table call
+    for name in unmade:
+        stub = getattr(s._transport, name)
+        assert name not in vars(s._transport)  # nothing made, nothing kept
+        with pytest.raises(SessionClosedError, match="the session is closed"):
+            stub.AnyMethod(None)
+    with pytest.raises(SessionClosedError, match="empty_table failed: the session is closed"):
+        s.empty_table(1)
