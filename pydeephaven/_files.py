@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import _arrow, formats
+from pydeephaven import _arrow, _flight, formats
 from pydeephaven.dherror import DHError
 
 log = logging.getLogger("pydeephaven")
@@ -451,6 +451,24 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
             transport.stats.add_transfer(f"DoGet:{op}", rows, nbytes)
 
     return schema, batches()
+
+
+def export_table(fl: Any, ticket_bytes: bytes, op: str, path: PathLike, kind: str, *,
+                 total_rows: Optional[int], progress: Optional[bool], **options: Any) -> int:
+    """Write the table of ``ticket_bytes`` to ``path`` (see ``write_stream``), streamed from the
+    server. Under heavy load the HTTP/2 stream was seen to break mid-transfer ("Stream removed");
+    nothing is written then (the file appears only when complete), so the table is read again, up
+    to ``_flight.READ_ATTEMPTS`` times in all."""
+    for attempt in range(1, _flight.READ_ATTEMPTS + 1):
+        schema, batches = stream_batches(fl, ticket_bytes, op)
+        try:
+            return write_stream(schema, batches, path, kind, total_rows=total_rows, progress=progress,
+                                op=op, **options)
+        except DHError as e:
+            if attempt == _flight.READ_ATTEMPTS or not _flight.broke_in_transfer(e):
+                raise
+            log.warning("%s: the stream broke (%s); reading the table again", op, e)
+    raise AssertionError("unreachable")
 
 
 def write_stream(schema: pa.Schema, batches: Iterator[pa.RecordBatch], path: PathLike, kind: str, *,

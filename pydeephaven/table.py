@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import pyarrow as pa
 
-from pydeephaven import _flight, _ops
+from pydeephaven import _ops
 from pydeephaven._compat import TableCompat
 from pydeephaven._table_interface import SortDirection, TableInterface
 from pydeephaven._utils import str_tuple
@@ -345,18 +345,8 @@ class Table(TableCompat, TableInterface["Table"], ServerObject):  # TableCompat:
         self._check(op)
         self._resolve()
         total = self._size if self._is_static else None
-        for attempt in range(1, _flight.READ_ATTEMPTS + 1):
-            schema, batches = _files.stream_batches(self.session._flight, self.ticket.bytes, op)
-            try:
-                return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress,
-                                           op=op, **options)
-            except DHError as e:
-                # under heavy load the HTTP/2 stream was seen to break mid-transfer ("Stream removed");
-                # nothing was written yet (the file appears only when complete), so read it again
-                if attempt == _flight.READ_ATTEMPTS or not _flight.broke_in_transfer(e):
-                    raise
-                _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
-        raise AssertionError("unreachable")
+        return _files.export_table(self.session._flight, self.ticket.bytes, op, path, kind, total_rows=total,
+                                   progress=progress, **options)
 
     def to_string(self, max_rows: int = 10, **options: Any) -> str:
         """A text rendering: size, column names and types, and the first ``max_rows`` rows (fetched

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pydeephaven import _arrow, _flight, _ops
+from pydeephaven import _arrow, _ops
 from pydeephaven._flight import _flight_error
 from pydeephaven._proto import inputtable_pb2
 from pydeephaven._table_interface import SortDirection, TableInterface
@@ -289,21 +289,9 @@ class AsyncTable(TableInterface["AsyncTable"], ServerObject):
         session = self.session
         total = self._size if self._is_static else None
 
-        def write() -> int:
-            for attempt in range(1, _flight.READ_ATTEMPTS + 1):
-                schema, batches = _files.stream_batches(session._flight, self.ticket.bytes, op)
-                try:
-                    return _files.write_stream(schema, batches, path, kind, total_rows=total, progress=progress,
-                                               op=op, **options)
-                except DHError as e:
-                    # as Table._write_file: a stream that broke mid-transfer left no file (it
-                    # appears only when complete), so the table is read again
-                    if attempt == _flight.READ_ATTEMPTS or not _flight.broke_in_transfer(e):
-                        raise
-                    _files.log.warning("%s: the stream broke (%s); reading the table again", op, e)
-            raise AssertionError("unreachable")
-
-        return await session._blocking(write)
+        return await session._blocking(functools.partial(
+            _files.export_table, session._flight, self.ticket.bytes, op, path, kind, total_rows=total,
+            progress=progress, **options))
 
     async def to_string(self, max_rows: int = 10, **options: Any) -> str:
         """A text rendering: size, column names and types, and the first ``max_rows`` rows (fetched
