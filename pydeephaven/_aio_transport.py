@@ -18,6 +18,7 @@ from typing import Any, AsyncGenerator, Optional, Sequence, Union
 import grpc
 import grpc.aio
 
+from pydeephaven._core.calls import Unary
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
@@ -279,6 +280,29 @@ class AsyncTransport(TransportBase):
         if error is not None:
             del call, method
             raise error  # outside the except blocks: see unary
+
+    async def perform(self, call: Any) -> Any:
+        """Make a ``_core.calls.Unary`` or ``Stream`` call."""
+        # the method is never a local of this frame: a failure's traceback would keep the
+        # channel it belongs to alive (see unary)
+        if isinstance(call, Unary):
+            return await self.unary(call.op, getattr(getattr(self, call.stub), call.method), call.request,
+                                   args=call.args, timeout=call.timeout)
+        out: list[Any] = []
+        stream = self.stream(call.op, getattr(getattr(self, call.stub), call.method), call.request, args=call.args,
+                             timeout=call.timeout)
+        try:
+            async for item in stream:
+                out.append(item)
+                if call.until is not None and call.until(item):
+                    break
+        except DHError as e:
+            if not call.partial:
+                raise
+            return out, e
+        finally:
+            await stream.aclose()
+        return (out, None) if call.partial else out
 
     async def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""

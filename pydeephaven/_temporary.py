@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import keyword
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from pydeephaven._core.session_base import check_variable_name, unbind_script
 from pydeephaven._proto import session_pb2
 from pydeephaven._transport import not_yet_defined
 from pydeephaven.dherror import DHError
@@ -111,17 +111,6 @@ def release_all(session: "Session", tickets: list[ExportTicket]) -> None:
         log.debug("temporary(): %d export numbers never became exports: %s", len(pending), pending)
     if failures:
         raise DHError(f"temporary(): {len(failures)} of {len(tickets)} releases failed, e.g. {failures[0]}")
-
-
-def check_variable_name(op: str, name: Any) -> str:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise DHError(f"{op}: {name!r} is not a usable variable name (a Python identifier, not a keyword)")
-    return name
-
-
-def unbind_script(name: str) -> str:
-    """A Python statement that removes ``name`` from the server's global scope (no error if absent)."""
-    return f"globals().pop({name!r}, None)"
 
 
 class BoundName:

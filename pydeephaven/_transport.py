@@ -26,6 +26,7 @@ from pydeephaven._proto import (
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
+from pydeephaven._core.calls import DEFAULT_TIMEOUT, Unary
 from pydeephaven.dherror import (
     CallCancelledError,
     DHError,
@@ -38,8 +39,6 @@ log = logging.getLogger("pydeephaven")
 
 #: Seconds the first call may take before a host/port is declared not a Deephaven server.
 CONNECT_TIMEOUT = 10.0
-#: Seconds any unary call may take when the caller sets no deadline (none: queries may run long).
-DEFAULT_TIMEOUT: Optional[float] = None
 
 #: Seconds after connecting the keep-alive thread starts the termination watch (a session closed
 #: sooner needs none; a pipelined call or a session without keep-alive starts it at once).
@@ -517,6 +516,29 @@ class Transport(TransportBase):
     def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
               timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
         return self.unary_with_call(op, method, request, args=args, timeout=timeout)[0]
+
+    def perform(self, call: Any) -> Any:
+        """Make a ``_core.calls.Unary`` or ``Stream`` call."""
+        # the method is never a local of this frame: a failure's traceback would keep the
+        # channel it belongs to alive (see unary)
+        if isinstance(call, Unary):
+            return self.unary(call.op, getattr(getattr(self, call.stub), call.method), call.request,
+                                   args=call.args, timeout=call.timeout)
+        out: list[Any] = []
+        stream = self.stream(call.op, getattr(getattr(self, call.stub), call.method), call.request, args=call.args,
+                             timeout=call.timeout)
+        try:
+            for item in stream:
+                out.append(item)
+                if call.until is not None and call.until(item):
+                    break
+        except DHError as e:
+            if not call.partial:
+                raise
+            return out, e
+        finally:
+            stream.close()
+        return (out, None) if call.partial else out
 
     def unary_future(self, op: str, method: Any, request: Any, *,
                      args: Optional[dict[str, Any]] = None) -> "PendingCall":

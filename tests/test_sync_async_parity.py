@@ -119,7 +119,7 @@ def test_table_of_the_other_kind_is_refused(server: Any) -> None:
                     s.bind_table("x", at)
                 with pytest.raises(DHError, match="merge_tables: expected an AsyncTable, got Table"):
                     await a.merge_tables([at, st])
-                with pytest.raises(DHError, match="merge_tables: expected Tables, got AsyncTable"):
+                with pytest.raises(DHError, match="merge_tables: expected a Table, got AsyncTable"):
                     s.merge_tables([st, at])
 
     asyncio.run(body())

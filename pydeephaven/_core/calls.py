@@ -1,0 +1,105 @@
+"""Call descriptions, the values a flow yields, and the two loops that drive a flow.
+
+A flow is a generator: it yields one description at a time and receives the call's result (or its
+error, thrown in at the ``yield``); its return value is the operation's result. The loops know
+nothing of gRPC: they hand each description to a ``perform`` function of the session driving them.
+
+    Unary     one unary gRPC call                    -> the response
+    Stream    a server stream, read to its end or     -> the messages (a list)
+              until ``until(message)`` holds
+    Blocking  blocking work (Arrow Flight, files,     -> its return value (run in a worker thread
+              conversions)                               by the asyncio API)
+    Do        a method of the driving API's objects   -> its result, awaited by the asyncio API
+              (``table._resolve``, ``session.import_table`` ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar
+
+#: Seconds any unary call may take when the caller sets no deadline (none: queries may run long).
+DEFAULT_TIMEOUT: Optional[float] = None
+
+R = TypeVar("R")
+#: What a flow is: yields call descriptions, is sent their results, returns the operation's result.
+Flow = Generator[Any, Any, R]
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # the operation's name in messages and in the session's stats
+    stub: str  # the transport's stub attribute: "session_stub", "table_stub" ...
+    method: str  # the RPC
+    request: Any
+    args: Optional[dict[str, Any]] = None  # shown in error messages and the query log
+    timeout: Optional[float] = DEFAULT_TIMEOUT
+    via: Any = None  # the session whose transport makes the call (another session's table); None: this one
+
+
+@dataclass(frozen=True)
+class Stream:
+    op: str
+    stub: str
+    method: str
+    request: Any
+    args: Optional[dict[str, Any]] = None
+    timeout: Optional[float] = DEFAULT_TIMEOUT
+    until: Optional[Callable[[Any], bool]] = None  # stop (cancelling the call) after the message it holds for
+    partial: bool = False  # result (messages, error or None): a broken stream's messages are kept
+    via: Any = None
+
+
+@dataclass(frozen=True)
+class Blocking:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Do:
+    fn: Callable[..., Any]  # a method of the driving API: its result is awaited when awaitable
+    args: tuple[Any, ...] = ()
+
+
+def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Blocking:
+    return Blocking(fn, args, kwargs)
+
+
+def do(fn: Callable[..., Any], *args: Any) -> Do:
+    return Do(fn, args)
+
+
+def drive(flow: Flow[R], perform: Callable[[Any], Any]) -> R:
+    """Run ``flow`` to its end, performing each call it yields with ``perform`` (blocking)."""
+    send: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            call = flow.send(send) if error is None else flow.throw(error)
+        except StopIteration as done:
+            return done.value
+        send, error = None, None
+        try:
+            send = perform(call)
+        except BaseException as e:  # noqa: B036 (thrown into the flow: its cleanup runs, then it re-raises)
+            error = e
+
+
+async def drive_async(flow: Flow[R], perform: Callable[[Any], Awaitable[Any]]) -> R:
+    """Run ``flow`` to its end, awaiting ``perform`` for each call it yields."""
+    send: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            call = flow.send(send) if error is None else flow.throw(error)
+        except StopIteration as done:
+            return done.value
+        send, error = None, None
+        try:
+            send = await perform(call)
+        except BaseException as e:  # noqa: B036
+            error = e
+        finally:
+            del call

@@ -1,0 +1,574 @@
+"""``SessionBase``: everything ``Session`` and ``AsyncSession`` share, written once and free of I/O.
+
+It holds the session's state that is not the connection (address, export numbers, the console,
+the pinned exports, the transfer settings) and one flow per operation (``_xxx_flow``, see
+``pydeephaven._core``). The public classes add a transport and a driver; their methods are the
+flows wrapped by ``sync_api`` or ``async_api``, which keep the flows' names, signatures and
+docstrings: a docstring here is the documentation of both APIs (the async one is awaited).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import keyword
+import logging
+import os
+import time
+from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
+
+import pyarrow as pa
+from typing_extensions import Concatenate, ParamSpec
+
+from pydeephaven import _arrow, _files, _ops, _sql, formats
+from pydeephaven._core.calls import Flow, Stream, Unary, blocking, do
+from pydeephaven._core.foreign import borrow_flow, is_foreign
+from pydeephaven._live_exports import ExportTally
+from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
+from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
+from pydeephaven._utils import str_tuple
+from pydeephaven.dherror import ArgumentError, DHError, ServerError, cause_of, reworded, rewrap
+from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
+
+__all__ = ["SessionBase", "sync_api", "async_api", "check_variable_name", "unbind_script"]
+
+log = logging.getLogger("pydeephaven")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+_SYSTEMIC = {
+    None: console_pb2.ExecuteCommandRequest.NOT_SET_SYSTEMIC,
+    True: console_pb2.ExecuteCommandRequest.EXECUTE_SYSTEMIC,
+    False: console_pb2.ExecuteCommandRequest.EXECUTE_NOT_SYSTEMIC,
+}
+
+
+def _public_name(fn: Callable[..., Any]) -> str:
+    name = fn.__name__
+    return name[1:-len("_flow")] if name.startswith("_") and name.endswith("_flow") else name
+
+
+def sync_api(flow: Callable[Concatenate[S, P], Flow[R]]) -> Callable[Concatenate[S, P], R]:
+    """The blocking method of a flow (``_run_script_flow`` -> ``run_script``)."""
+    @functools.wraps(flow)
+    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._run(flow(self, *args, **kwargs))
+
+    method.__name__ = _public_name(flow)
+    return method
+
+
+def async_api(flow: Callable[Concatenate[S, P], Flow[R]]) -> Callable[Concatenate[S, P], Awaitable[R]]:
+    """The coroutine method of a flow (``_run_script_flow`` -> ``async def run_script``)."""
+    @functools.wraps(flow)
+    async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._arun(flow(self, *args, **kwargs))
+
+    method.__name__ = _public_name(flow)
+    return method
+
+
+def check_variable_name(op: str, name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise DHError(f"{op}: {name!r} is not a usable variable name (a Python identifier, not a keyword)")
+    return name
+
+
+def unbind_script(name: str) -> str:
+    """A Python statement that removes ``name`` from the server's global scope (no error if absent)."""
+    return f"globals().pop({name!r}, None)"
+
+
+class SessionBase:
+    """What ``Session`` and ``AsyncSession`` share. Subclasses set ``_table_class`` and
+    ``_input_table_class``, ``_is_async``, and provide the transport, ``_run`` or ``_arun``,
+    ``_run_op``, ``_console`` and ``_release_later``."""
+
+    _table_class: Any
+    _input_table_class: Any
+    _query_class: Any
+    _is_async: bool
+    _transport: Any
+    _flight: Any
+
+    def _init_base(self, where: str, host: Optional[str], port: Optional[int], auth_type: str, auth_token: str,
+                   never_timeout: bool, session_type: str, tls_root_certs: Any, client_cert_chain: Any,
+                   client_private_key: Any, client_opts: Any, extra_headers: Any) -> tuple[Optional[bytes], ...]:
+        """Check the connection arguments and set the state; the PEM arguments as bytes."""
+        self._host, self._port = server_address(where, host, port)
+        check_connection_args(where, auth_type, auth_token, client_opts, extra_headers)
+        pems = tuple(pem_bytes(where, name, value) for name, value in (
+            ("tls_root_certs", tls_root_certs), ("client_cert_chain", client_cert_chain),
+            ("client_private_key", client_private_key)))
+        self._auth_type = auth_type
+        self._session_type = session_type
+        self._never_timeout = never_timeout
+        self._export_numbers = itertools.count(1)
+        self._console_id: Optional[Any] = None
+        #: Parallel Flight streams for ``to_arrow`` of a large static table (1: never).
+        self.fetch_streams = 2
+        #: The estimated size above which ``to_arrow`` uses parallel streams.
+        self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: exports kept for the session's life (the copies published tables are shared from)
+        self._pinned: set[bytes] = set()
+        return pems
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def grpc_channel(self) -> Any:
+        """The gRPC channel (a ``grpc.aio`` channel for an AsyncSession)."""
+        return self._transport.channel
+
+    @property
+    def grpc_metadata(self) -> list[tuple[bytes, bytes]]:
+        return self._transport.flight_headers
+
+    @property
+    def stats(self) -> Any:
+        """Counts and total seconds of the server round trips made so far, by operation."""
+        return self._transport.stats
+
+    @property
+    def is_connected(self) -> bool:
+        raise NotImplementedError
+
+    def _release_later(self, ticket: Ticket) -> None:
+        raise NotImplementedError
+
+    def _console(self) -> Any:
+        """The console's ticket (started once; awaitable in the asyncio API)."""
+        raise NotImplementedError
+
+    def _run_op(self, op: _ops.TableOp, source: Any, cls: Any = None) -> Any:
+        raise NotImplementedError
+
+    # -- tickets ----------------------------------------------------------------------------------
+
+    def make_export_ticket(self, ticket_no: Optional[int] = None) -> ExportTicket:
+        return ExportTicket.export_ticket(ticket_no if ticket_no is not None else self.next_export_ticket_number())
+
+    def next_export_ticket_number(self) -> int:
+        n = next(self._export_numbers)
+        if n >= 2**31 - 1:
+            raise DHError("the session has used up its export ticket numbers; open a new session")
+        return n
+
+    def _release_flow(self, ticket: Ticket) -> Flow[None]:
+        """Tell the server this session no longer needs ``ticket``'s object."""
+        yield Unary("release", "session_stub", "Release", session_pb2.ReleaseRequest(id=ticket.pb_ticket),
+                    args={"ticket": ticket})
+
+    def _release_quietly_flow(self, ticket: Ticket) -> Flow[None]:
+        try:
+            if self.is_connected:
+                yield from self._release_flow(ticket)
+        except DHError:
+            pass
+
+    def _live_exports_flow(self, timeout: float = 10.0) -> Flow[list[ExportTicket]]:
+        """The exports the server holds for this session right now (asked of the server, which
+        streams the state of every export and then marks the end of that first run)."""
+        timeout = check_number("live_exports", "timeout", timeout)
+        yield do(self._transport.flush_releases)
+        tally = ExportTally()
+        yield Stream("live_exports", "session_stub", "ExportNotifications", session_pb2.ExportNotificationRequest(),
+                     timeout=timeout, until=tally.take)
+        return tally.live(self._console_id)
+
+    # -- the server's scope -----------------------------------------------------------------------
+
+    def _fields_flow(self, scope_only: bool) -> Flow[dict[str, ServerObject]]:
+        first = yield Stream("ListFields", "app_stub", "ListFields", application_pb2.ListFieldsRequest(),
+                             until=lambda _: True)
+        out: dict[str, ServerObject] = {}
+        if not first:
+            return out
+        for info in list(first[0].created) + list(first[0].updated):
+            if scope_only and info.application_id != "scope":
+                continue
+            out[info.field_name] = ServerObject(info.typed_ticket.type,
+                                                _ticket_from_bytes(info.typed_ticket.ticket.ticket))
+        for info in first[0].removed:
+            out.pop(info.field_name, None)
+        return out
+
+    def _tables_flow(self) -> Flow[list[str]]:
+        """Names of the tables in the server's global scope."""
+        fields = yield from self._fields_flow(True)
+        return [name for name, obj in fields.items() if obj.type == "Table"]
+
+    def _exportable_objects_flow(self) -> Flow[dict[str, ServerObject]]:
+        """Every object the server offers by name (scope variables and application fields)."""
+        return (yield from self._fields_flow(False))
+
+    # -- sharing ----------------------------------------------------------------------------------
+
+    def _publish_flow(self, source_ticket: Ticket, result_ticket: Ticket) -> Flow[None]:
+        """Make the object behind ``source_ticket`` reachable under ``result_ticket`` (normally a
+        SharedTicket) by other sessions, for as long as this session keeps the source."""
+        check_ticket("publish", "source_ticket", source_ticket)
+        check_ticket("publish", "result_ticket", result_ticket)
+        yield Unary("publish", "session_stub", "PublishFromTicket",
+                    session_pb2.PublishRequest(source_id=source_ticket.pb_ticket, result_id=result_ticket.pb_ticket),
+                    args={"source_ticket": source_ticket, "result_ticket": result_ticket})
+
+    def _fetch_flow(self, ticket: Ticket) -> Flow[ExportTicket]:
+        """Export the object behind ``ticket`` into a new ticket of this session."""
+        check_ticket("fetch", "ticket", ticket)
+        result = self.make_export_ticket()
+        yield Unary("fetch", "session_stub", "ExportFromTicket",
+                    session_pb2.ExportRequest(source_id=ticket.pb_ticket, result_id=result.pb_ticket),
+                    args={"ticket": ticket})
+        return result
+
+    def _publish_table_flow(self, ticket: SharedTicket, table: Any) -> Flow[None]:
+        """Share ``table`` under ``ticket`` for other sessions' ``fetch_table``.
+
+        The table is published from a new export of this session kept until the session ends, so
+        that the shared table outlives the Table object (its close or its collection) and its own
+        export, also when the table is still being made."""
+        self._table_arg("publish_table", table)
+        yield do(table._resolve)  # a pipelined table's failure is reported as its own op's
+        if is_foreign(self, table):
+            copy = yield from borrow_flow(self, table, "publish_table")
+        else:
+            copy = yield from self._fetch_flow(table.ticket)
+        self._pinned.add(copy.bytes)
+        yield from self._publish_flow(copy, ticket)
+
+    def _fetch_table_flow(self, ticket: SharedTicket) -> Flow[Any]:
+        """A table another session published under ``ticket``."""
+        check_ticket("fetch_table", "ticket", ticket)
+        return (yield do(self._run_op, _ops.FetchTableOp(ticket), None))
+
+    # -- scripts and scope ------------------------------------------------------------------------
+
+    def _start_console_flow(self) -> Flow[Any]:
+        ticket = self.make_export_ticket()
+        yield Unary("start_console", "console_stub", "StartConsole",
+                    console_pb2.StartConsoleRequest(result_id=ticket.pb_ticket, session_type=self._session_type),
+                    args={"session_type": self._session_type})
+        return ticket.pb_ticket
+
+    def _run_script_flow(self, script: str, systemic: Optional[bool] = None) -> Flow[None]:
+        """Run ``script`` in the server's script session (language: ``session_type``).
+
+        Raises:
+            DHError: carrying the server's error message when the script fails.
+        """
+        check_str("run_script", "script", script, allow_empty=True)
+        if systemic not in _SYSTEMIC:
+            raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
+        console = yield do(self._console)
+        req = console_pb2.ExecuteCommandRequest(console_id=console, code=script, systemic=_SYSTEMIC[systemic])
+        resp = yield Unary("run_script", "console_stub", "ExecuteCommand", req, args={"script": script})
+        if resp.error_message:
+            raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+
+    def _open_table_flow(self, name: str) -> Flow[Any]:
+        """The table bound to ``name`` in the server's global scope."""
+        check_str("open_table", "name", name)
+        try:
+            return (yield do(self._run_op, _ops.FetchTableOp(ScopeTicket.scope_ticket(name)), None))
+        except DHError as e:
+            if e.code in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                cause = cause_of(e, "fetch_table")
+                raise reworded(e, f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
+                                  f"(server said: {cause})") from None
+            raise
+
+    def _bind_table_flow(self, name: str, table: Any) -> Flow[None]:
+        """Bind ``table`` to the variable ``name`` in the server's global scope."""
+        check_str("bind_table", "name", name)
+        self._table_arg("bind_table", table)
+        yield do(table._resolve)  # a pipelined table's failure is reported as its own op's
+        ticket, borrowed = yield from self._own_ticket_flow("bind_table", table)
+        try:
+            console = yield do(self._console)
+            yield Unary("bind_table", "console_stub", "BindTableToVariable",
+                        console_pb2.BindTableToVariableRequest(console_id=console, variable_name=name,
+                                                               table_id=ticket.pb_ticket),
+                        args={"name": name})
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
+
+    def _unbind_flow(self, name: str) -> Flow[None]:
+        """Remove the variable ``name`` from the server's global scope (no error if it is absent).
+        Needs a Python script session."""
+        check_variable_name("unbind", name)
+        self._needs_python("unbind")
+        yield from self._run_script_flow(unbind_script(name))
+
+    def _needs_python(self, op: str) -> None:
+        if self._session_type != "python":
+            raise DHError(f"{op}: needs a python script session, this one is {self._session_type!r}")
+
+    # -- making tables ----------------------------------------------------------------------------
+
+    def _empty_table_flow(self, size: int) -> Flow[Any]:
+        """A table of ``size`` rows and no columns."""
+        return (yield do(self._run_op, _ops.empty_table(size), None))
+
+    def _time_table_flow(self, period: Union[int, str], start_time: Optional[Union[int, str]] = None,
+                         blink_table: bool = False) -> Flow[Any]:
+        """A ticking table adding one row (a ``Timestamp``) every ``period``.
+
+        Args:
+            period: nanoseconds (int) or a duration string such as ``"PT1S"``.
+            start_time: the first timestamp, as nanoseconds since the epoch or a datetime string;
+                now when None.
+            blink_table: keep only the rows added in the latest update cycle.
+        """
+        return (yield do(self._run_op, _ops.time_table(period, start_time, blink_table), None))
+
+    def _merge_tables_flow(self, tables: Sequence[Any], order_by: str = "") -> Flow[Any]:
+        """The rows of ``tables`` one after another (same columns needed)."""
+        if not tables:
+            raise DHError("merge_tables: tables must not be empty")
+        for tb in tables:
+            self._table_arg("merge_tables", tb)
+        return (yield do(self._run_op, _ops.MergeTablesOp(tuple(tables), order_by or ""), None))
+
+    def _input_table_flow(self, schema: Optional[pa.Schema] = None, init_table: Any = None,
+                          key_cols: Optional[Union[str, list[str]]] = None, blink_table: bool = False) -> Flow[Any]:
+        """A new input table, a table the client can add rows to.
+
+        Args:
+            schema: the columns, as an Arrow schema; give this or ``init_table``.
+            init_table: a table whose columns the input table takes (not its rows).
+            key_cols: key columns: adding a row whose keys exist replaces that row, and rows can be
+                deleted by key. Without keys the table is append-only.
+            blink_table: keep only the rows added in the latest update cycle (no keys allowed).
+
+        Raises:
+            ValueError: neither or both of schema and init_table, or blink_table with key_cols (a
+                DHError too: ``pydeephaven.dherror.ArgumentError``).
+            DHError: the server refused the definition.
+        """
+        if (schema is None) == (init_table is None):
+            raise ArgumentError("input_table: give exactly one of schema and init_table")
+        keys = str_tuple("input_table", "key_cols", key_cols)
+        if blink_table and keys:
+            raise ArgumentError("input_table: a blink input table cannot have key columns")
+        schema_bytes = None
+        if schema is not None:
+            if not isinstance(schema, pa.Schema):
+                raise DHError(f"input_table: schema must be a pyarrow.Schema, got {type(schema).__name__}")
+            for f in schema:
+                _arrow.check_column_name(f.name)
+            missing = [k for k in keys if k not in schema.names]
+            if missing:
+                raise DHError(f"input_table: key_cols {missing} are not columns of the schema {schema.names}")
+            schema_bytes = _arrow.server_schema(schema).serialize().to_pybytes()
+        else:
+            self._table_arg("input_table", init_table, "init_table")
+        op = _ops.CreateInputTableOp(schema_bytes, init_table, keys, bool(blink_table))
+        result = yield do(self._run_op, op, None, self._input_table_class)
+        result.key_cols = list(keys) or None
+        return result
+
+    def _query_flow(self, table: Any) -> Flow[Any]:
+        """A query on ``table``: chain table operations on it, then ``exec()`` runs them all in one
+        batch request."""
+        self._table_arg("query", table, "table")
+        return self._query_class(self, table)
+        yield  # a flow without calls
+
+    # -- SQL --------------------------------------------------------------------------------------
+
+    def _sql_flow(self, query: str, fmt: str = "arrow", **options: Any) -> Flow[Any]:
+        """Run a SQL query on the server (Arrow Flight SQL over this session's connection) and
+        return the result as ``fmt``: "arrow" (a pyarrow Table), "pandas", "polars", "csv", "json",
+        "pretty" (text; see ``pydeephaven.formats``), or "table" (a server Table of this session,
+        for more table operations; close it when done). ``options`` go to the format.
+
+        The query sees the tables in the server's global scope (``bind_table``, ``run_script``).
+        The server's SQL is a subset: see the README's SQL section for what it runs. The transfer
+        and the conversion run in worker threads in the asyncio API.
+
+        Raises:
+            DHError: the server refused or could not run the query; the message carries its reason.
+        """
+        fmt = formats.check_format(fmt, formats.FORMATS + ("table",))
+        _sql.check_query(query)
+        if fmt == "table" and options:
+            raise DHError(f"sql: fmt 'table' takes no options, got {sorted(options)}")
+        try:
+            info = yield blocking(_sql.flight_info, self._flight, query)
+            if fmt == "table":
+                return (yield from self._sql_table_flow(query, info))
+            data = yield blocking(_sql.read_result, self._flight, query, info)
+        except _sql.SqlError as e:
+            raise (yield from self._explain_sql_flow(e, query)) from None
+        if fmt == "pretty":
+            options.setdefault("title", "SQL result")
+        return (yield blocking(formats.convert, data, fmt, **options))
+
+    def _sql_table_flow(self, query: str, info: Any) -> Flow[Any]:
+        tickets = _sql.result_tickets(info)
+        if len(tickets) != 1:
+            raise DHError(f"sql(fmt='table') failed: the server answered with {len(tickets)} result tickets, "
+                          f"expected one; use another fmt")
+        ticket = yield from self._fetch_flow(_sql.FlightSqlTicket(tickets[0]))
+        try:
+            resp = yield Unary("sql", "table_stub", "GetExportedTableCreationResponse", ticket.pb_ticket,
+                               args={"query": _sql.short_query(query)})
+            if not resp.success:
+                raise DHError(resp.error_info or "the server reported a failure without details")
+        except DHError as e:
+            yield from self._release_quietly_flow(ticket)
+            raise _sql.SqlError(f"sql({_sql.short_query(query)!r}) failed: {e}", needs_reason=True, kind=type(e),
+                                code=e.code) from None
+        return (yield from self._table_from_flow(resp, ticket, "sql"))
+
+    def _explain_sql_flow(self, err: Any, query: str) -> Flow[DHError]:
+        """``err`` with the server's reason, asked of the script session when the message lacks it."""
+        if not err.needs_reason or self._session_type != "python":
+            return err.public()
+        try:
+            yield from self._run_script_flow(_sql.explain_script(query))
+        except DHError as script_err:
+            reason = _sql.reason_from_script_error(str(script_err))
+            if reason:
+                return err.public(f"{err}; the server's reason: {reason}")
+        return err.public()
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _import_file_flow(self, path: Union[str, "os.PathLike[str]"], format: Optional[str] = None, *,  # noqa: A002
+                          columns: Optional[Sequence[str]] = None, delimiter: Optional[str] = None,
+                          column_types: Optional[dict[str, Any]] = None, batch_rows: Optional[int] = None,
+                          csv_options: Optional[dict[str, Any]] = None, progress: Optional[bool] = None,
+                          encoding: Optional[str] = None, **unknown: Any) -> Flow[Any]:
+        """Load a CSV (or TSV), Parquet or Arrow IPC (Feather) file into a new server table, streamed
+        in record batches: a file larger than memory loads.
+
+        Args:
+            path: the file; its name gives the format (``.csv``, ``.tsv``, ``.parquet``/``.pq``,
+                ``.arrow``/``.feather``/``.ipc``; CSV may end in ``.gz``, ``.bz2``, ``.zst``).
+            format: "csv", "tsv", "parquet" or "arrow" (also "feather", "ipc") to override the name.
+            columns: load only these columns.
+            delimiter: the CSV field separator ("," for csv, tab for tsv).
+            column_types: CSV column types by name (pyarrow types); the others are guessed from the
+                first megabyte of the file.
+            batch_rows: Parquet rows per batch (default: about 16 MB of data).
+            csv_options: more pyarrow.csv options by name (skip_rows, column_names, quote_char,
+                null_values, timestamp_parsers, ...).
+            progress: a progress bar on stderr: None shows one on a terminal for transfers longer
+                than a second, True always, False never.
+            encoding: the text encoding of a CSV file (e.g. "latin-1"); None reads UTF-8 and refuses
+                a file that is not UTF-8, naming the column and row.
+
+        A CSV column with no value in the first megabyte is read as string (a stream cannot re-type
+        it later); give ``column_types`` for another type.
+
+        Raises:
+            DHError: the file is missing or unreadable, or the server refused the data.
+        """
+        if unknown:
+            raise DHError(f"import_file: unknown arguments {sorted(unknown)}; it takes columns, delimiter, "
+                          f"column_types, batch_rows, csv_options, progress, encoding")
+        types = dict(column_types or {})
+        widened: list[str] = []
+        start = time.perf_counter()
+        for attempt in range(_files.MAX_CSV_RETYPES + 1):
+            source = yield blocking(_files.open_file, path, format, columns=columns, delimiter=delimiter,
+                                    column_types=types, batch_rows=batch_rows, csv_options=csv_options,
+                                    encoding=encoding, widened=widened)
+            bar = _files.progress_bar(progress, source.total, source.unit, f"import {os.path.basename(str(path))}")
+            try:
+                table = yield do(self.import_table, source.reader(bar))  # type: ignore[attr-defined]
+                log.debug("import_file %s: %s rows in %.2f ms", path, table.size, (time.perf_counter() - start) * 1e3)
+                return table
+            except _files.CsvRetype as e:
+                # a later value does not fit the type guessed from the first block: read it again
+                # with that column widened, as pyarrow's read_csv would type it
+                if attempt == _files.MAX_CSV_RETYPES:
+                    raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+                _files.log.info("import_file %s: column %r needs %s; reading the file again", path, e.column,
+                                e.new_type)
+                types[e.column] = e.new_type
+                widened.append(e.column)
+            except DHError as e:
+                raise rewrap(f"import_file({str(path)!r})", e, "import_table") from None
+            finally:
+                bar.close()
+                source.close()
+        raise AssertionError("unreachable")
+
+    # -- running ops ------------------------------------------------------------------------------
+
+    def _table_arg(self, op: str, table: Any, what: str = "") -> None:
+        """Check a table argument: of this API's kind and not closed (a table of another session
+        is borrowed, see ``_core.foreign``)."""
+        kind = self._table_class.__name__
+        if not isinstance(table, self._table_class):
+            article = "an" if kind[0] in "AEIOU" else "a"
+            name = f"{what} must be" if what else "expected"
+            raise DHError(f"{op}: {name} {article} {kind}, got {type(table).__name__}")
+        table._check(op)
+
+    def _table_from_flow(self, resp: table_pb2.ExportedTableCreationResponse, ticket: Ticket, op: str,
+                         cls: Any = None) -> Flow[Any]:
+        if not resp.success:
+            yield from self._release_quietly_flow(ticket)
+            raise DHError(f"{op} failed: {resp.error_info or 'the server reported a failure without details'}")
+        return (cls or self._table_class)(self, ticket, schema_header=resp.schema_header, size=int(resp.size),
+                                          is_static=resp.is_static)
+
+    def _own_ticket_flow(self, op: str, table: Any) -> Flow[tuple[Ticket, list[ExportTicket]]]:
+        """``table``'s ticket for a request of this session (borrowed when the table belongs to
+        another session; release the borrowed tickets after the request)."""
+        if is_foreign(self, table):
+            tk = yield from borrow_flow(self, table, op)
+            return tk, [tk]
+        return table.ticket, []
+
+    def _refs_flow(self, op: str, tables: Sequence[Any]) -> Flow[tuple[list[Any], list[ExportTicket]]]:
+        """References to ``tables`` (an op's inputs besides its source) for a request of this
+        session, and the tickets borrowed for tables of other sessions, which the caller releases
+        once the request has been answered."""
+        refs: list[Any] = []
+        borrowed: list[ExportTicket] = []
+        try:
+            for tb in tables:
+                if is_foreign(self, tb):
+                    tk = yield from borrow_flow(self, tb, op)
+                    borrowed.append(tk)
+                    refs.append(table_pb2.TableReference(ticket=tk.pb_ticket))
+                else:
+                    refs.append(_ops.ref_of(tb))
+        except BaseException:
+            for tk in borrowed:
+                self._release_later(tk)
+            raise
+        return refs, borrowed
+
+    def _op_call_flow(self, op: _ops.TableOp, ticket: ExportTicket, source: Any) -> Flow[Any]:
+        """One op's call into ``ticket``: the server's answer (tables of other sessions borrowed
+        for the call and released after it)."""
+        refs, borrowed = yield from self._refs_flow(op.name, op.others)
+        try:
+            req = op.request(ticket.pb_ticket, _ops.ref_of(source) if source is not None else None, refs)
+            return (yield Unary(op.name, "table_stub", op.rpc, req, args=op.args()))
+        finally:
+            for tk in borrowed:
+                self._release_later(tk)
+
+    def _op_flow(self, op: _ops.TableOp, source: Any, cls: Any = None) -> Flow[Any]:
+        """Run one op into a new export ticket and wait for the answer: the new table."""
+        ticket = self.make_export_ticket()
+        resp = yield from self._op_call_flow(op, ticket, source)
+        return (yield from self._table_from_flow(resp, ticket, op.name, cls))
