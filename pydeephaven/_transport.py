@@ -27,6 +27,7 @@ from pydeephaven._proto import (
 )
 from pydeephaven._confirm import KnownSchemas
 from pydeephaven._core.calls import DEFAULT_TIMEOUT, Unary
+from pydeephaven._utils import describe_args
 from pydeephaven.dherror import (
     CallCancelledError,
     DHError,
@@ -108,16 +109,6 @@ def tls_hint(details: str, use_tls: bool, has_client_cert: bool) -> str:
         return ("the server closed the connection at once: it may require TLS "
                 "(use_tls=True, tls_root_certs=...)")
     return ""
-
-
-def describe_args(args: Optional[dict[str, Any]]) -> str:
-    if not args:
-        return ""
-    parts = []
-    for k, v in args.items():
-        text = repr(v)
-        parts.append(f"{k}={text if len(text) <= 200 else text[:197] + '...'}")
-    return ", ".join(parts)
 
 
 def sent_by_server(err: grpc.RpcError) -> bool:

@@ -177,3 +177,13 @@ def check_number(where: str, param: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise DHError(f"{where}: {param} must be a number, got {_type_name(value)}: {value!r}")
     return float(value)
+
+
+def describe_args(args: Optional[dict[str, Any]]) -> str:
+    if not args:
+        return ""
+    parts = []
+    for k, v in args.items():
+        text = repr(v)
+        parts.append(f"{k}={text if len(text) <= 200 else text[:197] + '...'}")
+    return ", ".join(parts)

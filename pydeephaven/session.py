@@ -168,9 +168,17 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     _table_from = sync_api(_B._table_from_flow)
     _own_ticket = sync_api(_B._own_ticket_flow)
 
-    def _release_later(self, ticket: Ticket) -> None:
-        """Release without waiting (from finalizers, which must not block)."""
-        self._transport.release_later(ticket.pb_ticket)
+    def _release_later(self, ticket: Ticket, after: Optional[PendingCall] = None) -> None:
+        if after is not None and not after.future.done():
+            after.future.add_done_callback(_releaser(self._transport, [ticket]))
+        else:
+            self._transport.release_later(ticket.pb_ticket)
+
+    def _settle_call(self, call: PendingCall) -> None:
+        _settled(call, None)
+
+    def _pipelined_block(self) -> Any:
+        return self.pipelined()
 
     def _console(self) -> Any:
         with self._console_lock:
@@ -378,11 +386,11 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         call = t.unary_future(op.name, getattr(t.table_stub, op.rpc), req, args=op.args())
         if borrowed:
             call.future.add_done_callback(_releaser(t, borrowed))
-        table._pending = (call, (source, *op.others))
+        table._pending = (call, op.name, (source, *op.others))
         return table
 
 
-def _settled(call: PendingCall, timeout: float) -> bool:
+def _settled(call: PendingCall, timeout: Optional[float]) -> bool:
     """Whether ``call`` has its answer (of any kind) within ``timeout`` seconds."""
     try:
         call.future.exception(timeout=timeout)
@@ -393,7 +401,7 @@ def _settled(call: PendingCall, timeout: float) -> bool:
     return True
 
 
-def _releaser(transport: Transport, tickets: list[ExportTicket]) -> Any:
+def _releaser(transport: Transport, tickets: list[Any]) -> Any:
     """A callback releasing ``tickets`` in the background (holds the transport, not the session)."""
     def release(_: Any) -> None:
         for tk in tickets:

@@ -9,6 +9,7 @@ docstrings: a docstring here is the documentation of both APIs (the async one is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import keyword
@@ -143,8 +144,20 @@ class SessionBase:
     def is_connected(self) -> bool:
         raise NotImplementedError
 
-    def _release_later(self, ticket: Ticket) -> None:
+    def _release_later(self, ticket: Ticket, after: Any = None) -> None:
+        """Release without waiting (from finalizers, which may run in any thread and must not
+        block); once the call ``after`` (the one making the export) has its answer, when given."""
         raise NotImplementedError
+
+    def _settle_call(self, call: Any) -> Any:
+        """Wait until ``call`` (a pipelined op's) has its answer, of any kind (awaitable in the
+        asyncio API)."""
+        raise NotImplementedError
+
+    def _pipelined_block(self) -> Any:
+        """A block in which table operations do not wait for their answers (the asyncio API's
+        never do)."""
+        return contextlib.nullcontext(self)
 
     def _console(self) -> Any:
         """The console's ticket (started once; awaitable in the asyncio API)."""

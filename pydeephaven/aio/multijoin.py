@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
+from pydeephaven._core.table_base import multi_join_op
 from pydeephaven._utils import str_tuple
 from pydeephaven.aio.table import AsyncTable
 from pydeephaven.dherror import DHError
-from pydeephaven.table import multi_join_op
 
 __all__ = ["MultiJoinInput", "AsyncMultiJoinTable", "multi_join"]
 

@@ -226,6 +226,10 @@ class AsyncSession(SessionBase):
         except RuntimeError:
             pass
 
+    async def _settle_call(self, task: "asyncio.Task[Any]") -> None:
+        if not task.done():
+            await asyncio.wait([task])
+
     async def _console(self) -> Any:
         if self._console_lock is None:
             self._console_lock = asyncio.Lock()
