@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import grpc
 import pyarrow as pa
 
 from pydeephaven import _ops
 from pydeephaven._proto import application_pb2, config_pb2, inputtable_pb2, table_pb2, ticket_pb2
+from pydeephaven._table_ops import NoneOp
 from pydeephaven._transport import sent_by_server
+from pydeephaven.ticket import ExportTicket, Ticket, _ticket_from_bytes
 from pydeephaven.dherror import DHError, error_class
 
-if TYPE_CHECKING:
-    from pydeephaven.session import Session
-    from pydeephaven.table import InputTable, Table
-    from pydeephaven.ticket import ExportTicket, Ticket
+# in annotations: the sync API's classes, which import this module (so they are not imported here)
+Session = Any
+Table = Any
+InputTable = Any
 
 __all__ = ["SessionCompat", "TableCompat", "QueryCompat", "TableService", "SessionService", "ConsoleService",
            "ArrowFlightService", "AppService", "ConfigService", "InputTableService", "PluginObjService"]
@@ -83,10 +85,8 @@ class TableService(_Service):
             DHError: the call failed; its ``__cause__`` is the ``grpc.RpcError`` when the server
                 refused it, and its message carries the server's words.
         """
-        from pydeephaven.table import Table
-
         session = self.session
-        cls = table_class or Table
+        cls = table_class or session._table_class
         if isinstance(op, _ops.TableOp):  # one of ours: the ordinary path
             return session._run_op(op, table, cls)
         name = type(op).__name__
@@ -106,12 +106,9 @@ class TableService(_Service):
 
     def batch(self, ops: list[Any]) -> "Table":
         """Run a chain of official op objects, the first a ``NoneOp(table)``, as one batch."""
-        from pydeephaven._table_ops import NoneOp
-        from pydeephaven.query import Query
-
         if not ops or not isinstance(ops[0], NoneOp):
             raise DHError("batch: the ops must start with a NoneOp(table)")
-        query = Query(self.session, ops[0].table)
+        query = self.session.query(ops[0].table)
         for op in ops[1:]:
             query._apply(op.model())
         return query.exec()
@@ -119,9 +116,6 @@ class TableService(_Service):
     def fetch_etcr(self, ticket: ticket_pb2.Ticket) -> "Table":
         """A Table for an object this session already holds under ``ticket`` (a protobuf Ticket,
         e.g. the result of ``session.fetch``), with its schema and size asked of the server."""
-        from pydeephaven.table import Table
-        from pydeephaven.ticket import _ticket_from_bytes
-
         session = self.session
         t = session._transport
         resp = t.unary("fetch_etcr", t.table_stub.GetExportedTableCreationResponse, ticket,
@@ -129,7 +123,7 @@ class TableService(_Service):
         if not resp.success:
             raise DHError(f"fetch_etcr failed: the server said: {resp.error_info}")
         raw = resp.result_id.ticket.ticket if resp.result_id.HasField("ticket") else ticket.ticket
-        return Table(session, _ticket_from_bytes(bytes(raw)), schema_header=resp.schema_header,
+        return session._table_class(session, _ticket_from_bytes(bytes(raw)), schema_header=resp.schema_header,
                      size=int(resp.size), is_static=resp.is_static)
 
 
@@ -258,44 +252,43 @@ class SessionCompat:
 
     @property
     def table_service(self) -> TableService:
-        return _lazy(self, "_compat_table_service", lambda: TableService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_table_service", lambda: TableService(self))
 
     @property
     def session_service(self) -> SessionService:
-        return _lazy(self, "_compat_session_service", lambda: SessionService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_session_service", lambda: SessionService(self))
 
     @property
     def console_service(self) -> ConsoleService:
-        return _lazy(self, "_compat_console_service", lambda: ConsoleService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_console_service", lambda: ConsoleService(self))
 
     @property
     def flight_service(self) -> ArrowFlightService:
-        return _lazy(self, "_compat_flight_service", lambda: ArrowFlightService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_flight_service", lambda: ArrowFlightService(self))
 
     @property
     def app_service(self) -> AppService:
-        return _lazy(self, "_compat_app_service", lambda: AppService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_app_service", lambda: AppService(self))
 
     @property
     def config_service(self) -> ConfigService:
-        return _lazy(self, "_compat_config_service", lambda: ConfigService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_config_service", lambda: ConfigService(self))
 
     @property
     def input_table_service(self) -> InputTableService:
-        return _lazy(self, "_compat_input_table_service", lambda: InputTableService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_input_table_service", lambda: InputTableService(self))
 
     @property
     def plugin_object_service(self) -> PluginObjService:
-        return _lazy(self, "_compat_plugin_object_service", lambda: PluginObjService(self))  # type: ignore[arg-type]
+        return _lazy(self, "_compat_plugin_object_service", lambda: PluginObjService(self))
 
     def __del__(self) -> None:
         # The official Session calls close() when collected, and subclasses rely on it (the
         # Enterprise DndSession deletes the persistent query it owns in its close()). Ours closes
         # its connection through a finalizer; a subclass's own close() is called here.
         try:
-            from pydeephaven.session import Session
-
-            if getattr(type(self), "close", None) is not Session.close and "_finalizer" in self.__dict__:
+            cls = type(self)  # a subclass's close, not Session's own (its _base_close)
+            if getattr(cls, "close", None) is not getattr(cls, "_base_close", None) and "_finalizer" in self.__dict__:
                 self.close()  # type: ignore[attr-defined]
         except Exception:
             pass

@@ -405,8 +405,6 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
 
     The round trip is counted in the session's stats and logged (rows, bytes, time) when the
     iterator ends; closing it early cancels the stream."""
-    from pydeephaven._flight import _flight_error
-
     transport = flight_path.transport
     transport.check_open(op)
     start = time.perf_counter()
@@ -415,7 +413,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
         schema = reader.schema
     except (flight.FlightError, pa.ArrowException, OSError) as e:
         transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
-        raise _flight_error(op, None, e, transport.target) from None
+        raise _flight._flight_error(op, None, e, transport.target) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = nbytes = 0
@@ -428,7 +426,7 @@ def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.S
                 except StopIteration:
                     break
                 except (flight.FlightError, pa.ArrowException, OSError) as e:
-                    raise _flight_error(op, {"rows_read": rows}, e, transport.target) from None
+                    raise _flight._flight_error(op, {"rows_read": rows}, e, transport.target) from None
                 if chunk.data is None:
                     continue
                 b = _arrow.mend(chunk.data)

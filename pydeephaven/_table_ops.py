@@ -13,11 +13,12 @@ imports this module.
 from __future__ import annotations
 
 from abc import ABC
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import pyarrow as pa
 
-from pydeephaven import _ops
+from pydeephaven import _arrow, _ops
+from pydeephaven._core.table_base import TableBase
 from pydeephaven.dherror import DHError
 from pydeephaven._proto import table_pb2, ticket_pb2
 from pydeephaven._table_interface import NaturalJoinType, SortDirection
@@ -25,8 +26,8 @@ from pydeephaven.agg import Aggregation
 from pydeephaven.filters import Filter
 from pydeephaven.updateby import UpdateByOperation
 
-if TYPE_CHECKING:
-    from pydeephaven.table import MultiJoinInput, Table
+Table = TableBase  # the official module's annotations name the table class
+MultiJoinInput = Any
 
 __all__ = [
     "SortDirection", "NaturalJoinType", "TableOp", "NoneOp", "TimeTableOp", "EmptyTableOp", "DropColumnsOp",
@@ -434,8 +435,6 @@ class CreateInputTableOp(TableOp):
         self.blink = blink
 
     def model(self) -> _ops.TableOp:
-        from pydeephaven import _arrow
-
         if self.schema is None and self.init_table is None:
             raise ValueError("CreateInputTableOp: give schema or init_table")
         schema_bytes = None

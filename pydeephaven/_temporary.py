@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from pydeephaven._core.session_base import check_variable_name, unbind_script
 from pydeephaven._proto import session_pb2
@@ -13,9 +13,9 @@ from pydeephaven._transport import not_yet_defined
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import ExportTicket
 
-if TYPE_CHECKING:
-    from pydeephaven.session import Session
-    from pydeephaven.table import Table
+# in annotations: the sync API's classes, which import this module
+Session = Any
+Table = Any
 
 log = logging.getLogger("pydeephaven")
 

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Optional, Union
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pydeephaven._utils import check_int
 from pydeephaven.dherror import DHError
 
 __all__ = [
@@ -503,8 +504,6 @@ def _describe(rows_total: Optional[int], ncols: int, title: Optional[str]) -> st
 
 
 def _check_layout(where: str, max_rows: Any, max_col_width: Any) -> None:
-    from pydeephaven._utils import check_int
-
     check_int(where, "max_rows", max_rows, minimum=0)
     check_int(where, "max_col_width", max_col_width, minimum=4)
 

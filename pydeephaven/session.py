@@ -136,6 +136,8 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         the server is gone or the session expired."""
         self._finalizer()
 
+    _base_close = close
+
     def __enter__(self) -> "Session":
         return self
 

@@ -25,7 +25,7 @@ import threading
 import weakref
 from abc import ABC, abstractmethod
 from inspect import Parameter, signature
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -33,10 +33,10 @@ import pyarrow as pa
 from pydeephaven._barrage import messages
 from pydeephaven._barrage.state import Applied, _runs, _take
 from pydeephaven._barrage.subscription import Spec, Subscription, ViewportSpec, viewport_rowset
+from pydeephaven._core.table_base import TableBase
 from pydeephaven.dherror import DHError, reworded
 
-if TYPE_CHECKING:
-    from pydeephaven.table import Table
+Table = TableBase  # a Table or an AsyncTable
 
 log = logging.getLogger("pydeephaven.ticking")
 
@@ -253,9 +253,7 @@ def _subscription_args(table: "Table", columns: Columns, viewport: ViewportSpec,
                        reverse_viewport: bool,
                        update_interval_ms: Optional[int]) -> tuple[Spec, messages.SubscriptionOptions, pa.Schema]:
     """The subscription's Spec and options, and the table's schema (checked to be known)."""
-    from pydeephaven.table import Table
-
-    if not isinstance(table, Table) and type(table).__name__ not in ("AsyncTable", "AsyncInputTable"):
+    if not isinstance(table, TableBase):
         raise DHError(f"subscribe: expected a pydeephaven Table or AsyncTable, got {type(table).__name__}")
     table._check("subscribe")
     schema = table.schema

@@ -513,7 +513,7 @@ def test_file_writer_options_are_checked(session: Session, tmp_path: Path, arun)
     t = session.empty_table(3).update("A = i")
     errors = session.stats.errors
     with pytest.raises(DHError, match="to_csv: unknown option bogus; it takes include_header"):
-        t._write_file("to_csv", "csv", tmp_path / "o.csv", None, bogus=1)
+        t._run(t._write_file_flow("to_csv", "csv", tmp_path / "o.csv", None, bogus=1))
     assert not (tmp_path / "o.csv").exists()
     assert session.stats.errors == errors  # the DoGet opened was closed by us, not failed
     with pytest.raises(DHError, match="fmt 'arrow' takes no options"):

@@ -124,6 +124,10 @@ class TableBase(ServerObject):
     def is_static(self) -> Optional[bool]:
         raise NotImplementedError
 
+    @property
+    def schema(self) -> Optional[pa.Schema]:
+        raise NotImplementedError
+
     def _resolve(self) -> Any:
         """Wait for the answer of the op making this table (awaitable in the asyncio API)."""
         raise NotImplementedError

@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import Any, Iterator, Union
 
 import grpc
 
@@ -29,9 +29,7 @@ from pydeephaven.dherror import DHError
 from pydeephaven.table import Table  # noqa: F401 (the official client's module offers it too)
 from pydeephaven.ticket import ExportTicket, ServerObject, _ticket_from_bytes
 
-if TYPE_CHECKING:
-    from pydeephaven.session import Session
-    from pydeephaven.table import Table
+Session = Any  # in annotations: the sync Session, which imports this module
 
 __all__ = ["PluginClient", "Fetchable", "PluginRequestStream", "PluginResponseStream"]
 
@@ -123,8 +121,6 @@ class Fetchable(ServerObject):
 
     def fetch(self) -> Union["Table", "PluginClient"]:
         if self.type == "Table":
-            from pydeephaven.table import Table
-
             t = self.session._transport
             resp = t.unary("Fetchable.fetch", t.table_stub.GetExportedTableCreationResponse, self.pb_ticket,
                            args={"type": self.type})
