@@ -77,6 +77,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "offline: needs no server (runs in milliseconds)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An ``offline`` test must not reach for the server (directly or through a fixture); checked
+    before any fixture is set up, so that no server is started for it."""
+    if item.get_closest_marker("offline") is not None and "server" in getattr(item, "fixturenames", ()):
+        pytest.fail(f"{item.nodeid} is marked offline but uses the server fixture", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def psk_server() -> Iterator[EmbeddedServer]:
     """A pre-shared-key server with a 10 s session duration (tests/support/psk.py), shared by a
