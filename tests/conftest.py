@@ -4,6 +4,7 @@ port by pydeephaven.embedded), and a fresh Session per test."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from pydeephaven import Session
 from pydeephaven.aio import AsyncSession
 from pydeephaven.embedded import EmbeddedServer, start_server
+from tests.support.apis import DEFAULT_TIMEOUT, Api, run_scenario
 from tests.support.psk import psk_server_for_tests
 
 
@@ -47,6 +49,40 @@ def arun(server: EmbeddedServer) -> Callable[..., Any]:
         return asyncio.run(main())
 
     return run
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, server: EmbeddedServer) -> Iterator[Api]:
+    """The scenario's API, once sync (Session) and once async (AsyncSession), with an open session
+    ``api.s``; tests taking it are coroutines (tests/support/apis.py), run by the hook below."""
+    a = Api(request.param, server.host, server.port)
+    try:
+        yield a.open()
+    finally:
+        a.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """Run a coroutine test that takes ``api`` on that Api's event loop, bounded in time."""
+    api = pyfuncitem.funcargs.get("api")
+    if not isinstance(api, Api) or not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    run_scenario(api, pyfuncitem.obj, kwargs, DEFAULT_TIMEOUT)
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "offline: needs no server (runs in milliseconds)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An ``offline`` test must not reach for the server (directly or through a fixture); checked
+    before any fixture is set up, so that no server is started for it."""
+    if item.get_closest_marker("offline") is not None and "server" in getattr(item, "fixturenames", ()):
+        pytest.fail(f"{item.nodeid} is marked offline but uses the server fixture", pytrace=False)
 
 
 @pytest.fixture(scope="module")

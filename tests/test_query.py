@@ -1,25 +1,24 @@
-"""Query: operations recorded, then sent as one Batch request; checked against plain Python."""
+"""Query: operations recorded, then sent as one Batch request; each scenario run through the sync
+``Query`` and the async ``AsyncQuery`` (the ``api`` fixture), checked against plain Python."""
 
 from __future__ import annotations
 
 import statistics
-import time
 
 import pyarrow as pa
 import pytest
 
-from pydeephaven import DHError, NaturalJoinType, Query, SortDirection, agg
+from pydeephaven import DHError, NaturalJoinType, SortDirection, agg
 from pydeephaven import filters as F
 from pydeephaven import updateby as uby
+from tests.support.tables import QDATA, QQTY, QSYM
 
-SYM = ["a", "b", "a", "c", "b", "a"]
-QTY = [10, 20, 30, 40, 50, 60]
-PX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+ROWS = QDATA.to_pylist()
 
 
 @pytest.fixture
-def t(session):
-    return session.import_table(pa.table({"Sym": SYM, "Qty": QTY, "Px": PX}))
+def t(api):
+    return api.block(api.imp(QDATA))
 
 
 def table_calls(session) -> int:
@@ -27,35 +26,63 @@ def table_calls(session) -> int:
     return sum(n for op, n in session.stats.calls.items() if not op.startswith("DoGet") and op != "release")
 
 
-def test_chain_runs_as_one_batch(session, t):
-    q = session.query(t)
-    assert isinstance(q, Query)
+def by_sym() -> dict:
+    out: dict = {}
+    for s, n in zip(QSYM, QQTY):
+        out.setdefault(s, []).append(n)
+    return out
+
+
+async def test_chain_runs_as_one_batch(api, t):
+    q = api.s.query(t)
+    assert isinstance(q, api.Query)
     q2 = q.where("Qty > 10").update("Value = Qty * Px").sort("Value", SortDirection.DESCENDING).head(3)
     assert q2 is q  # every op returns the query itself
-    before = table_calls(session)
-    result = q.exec()
-    assert table_calls(session) - before == 1
-    assert session.stats.calls.get("query") == 1
-    rows = result.to_arrow().to_pylist()
-    expected = sorted(({"Sym": s, "Qty": n, "Px": p, "Value": n * p} for s, n, p in zip(SYM, QTY, PX) if n > 10),
+    before = table_calls(api.s)
+    result = await api.run(q.exec())
+    assert table_calls(api.s) - before == 1
+    assert api.s.stats.calls.get("query") == 1
+    expected = sorted(({**r, "Value": r["Qty"] * r["Px"]} for r in ROWS if r["Qty"] > 10),
                       key=lambda r: -r["Value"])[:3]
-    assert rows == expected
+    assert await api.rows(result) == expected
     assert result.size == 3 and not result.is_refreshing
 
 
-def test_exec_twice_gives_independent_tables(session, t):
-    q = session.query(t).view(["Sym", "Qty"]).where("Qty >= 30")
-    first, second = q.exec(), q.exec()
+async def test_exec_twice_gives_independent_tables(api, t):
+    q = api.s.query(t).view(["Sym", "Qty"]).where("Qty >= 30")
+    first, second = await api.run(q.exec()), await api.run(q.exec())
     assert first.ticket != second.ticket
-    first.close()
-    assert second.to_arrow().column("Qty").to_pylist() == [30, 40, 50, 60]
+    await api.run(first.close())
+    assert await api.col(second, "Qty") == [n for n in QQTY if n >= 30]
 
 
-def test_every_operation_in_one_query(session, t):
-    right = session.import_table(pa.table({"Sym": ["a", "b", "c"], "Name": ["Ann", "Bob", "Cy"]}))
-    times = session.import_table(pa.table({"Sym": ["a", "b"], "Q0": [15, 25], "Tag": ["x", "y"]}))
-    keys = session.import_table(pa.table({"S": ["a", "b"]}))
-    q = (session.query(t)
+def every_operation_expected() -> list[dict]:
+    """The rows of the query of test_every_operation_in_one_query, worked out step by step."""
+    names = {"a": "Ann", "b": "Bob", "c": "Cy"}
+    times = [("a", 15, "x"), ("b", 25, "y")]
+    rows = [{**r, "Q2": r["Qty"] * 2, "Q3": r["Qty"] * 3} for r in ROWS]
+    rows = [r for r in rows if r["Qty"] > 0 and r["Qty"] >= 10 and r["Sym"] in ("a", "b") and r["Sym"] != "b"]
+    rows = [{**r, "Name": names[r["Sym"]]} for r in rows]  # the exact_join and the join on Rep == 0 keep them
+    out = []
+    for r in rows:
+        before = [(q0, tag) for s, q0, tag in times if s == r["Sym"] and q0 <= r["Qty"]]  # aj: the last Q0 <= Qty
+        after = [(q0, tag) for s, q0, tag in times if s == r["Sym"] and q0 >= r["Qty"]]  # raj: the first Q0 >= Qty
+        q0, tag = max(before) if before else (None, None)
+        out.append({**r, "Q0": q0, "Tag": tag, "RTag": min(after)[1] if after else None})
+    out = sorted(out, key=lambda r: -r["Qty"])[-3:][:2]
+    total = 0
+    for r in out:
+        total += r["Qty"]
+        r["CumQty"] = total
+    return out[0:2]
+
+
+async def test_every_operation_in_one_query(api, t):
+    right = await api.imp(pa.table({"Sym": ["a", "b", "c"], "Name": ["Ann", "Bob", "Cy"]}))
+    times = await api.imp(pa.table({"Sym": ["a", "b"], "Q0": [15, 25], "Tag": ["x", "y"]}))
+    keys = await api.imp(pa.table({"S": ["a", "b"]}))
+    reps = (await api.run(api.s.empty_table(2))).update("Rep = ii")  # async: left unawaited, the query waits for it
+    q = (api.s.query(t)
          .update("Q2 = Qty * 2")
          .lazy_update("Q3 = Qty * 3")
          .update_view("Q4 = Qty * 4")
@@ -65,94 +92,81 @@ def test_every_operation_in_one_query(session, t):
          .where(["Qty > 0"])
          .where(F.ge(F.ColumnName("Qty"), 10))
          .where_in(keys, "Sym = S")
-         .where_not_in(keys.where("S == `b`"), "Sym = S")           # only "a" rows remain: 10, 30, 60
+         .where_not_in(keys.where("S == `b`"), "Sym = S")           # only "a" rows remain
          .natural_join(right, "Sym", "Name", type=NaturalJoinType.FIRST_MATCH)
          .exact_join(right.view(["Sym", "N2 = Name"]), "Sym")
-         .join(session.empty_table(2).update("Rep = ii"))          # each row twice
+         .join(reps)                                               # each row twice
          .where("Rep == 0")
          .drop_columns(["Rep", "N2"])
          .aj(times, ["Sym", "Qty >= Q0"], "Tag")
          .raj(times.view(["Sym", "Q0", "RTag = Tag"]), ["Sym", "Qty <= Q0"], "RTag")
          .sort(["Qty"], [SortDirection.DESCENDING])
          .tail(3)
-         .head(2)                                                 # Qty 60, 30
+         .head(2)
          .update_by(uby.cum_sum("CumQty = Qty"))
          .slice(0, 2)
          .snapshot())
-    r = q.exec().to_arrow().to_pylist()
     # aj brings the right table's as-of column (Q0, of the matched row) along with the joins
-    assert r == [
-        {"Sym": "a", "Qty": 60, "Px": 6.0, "Q2": 120, "Q3": 180, "Name": "Ann", "Q0": 15, "Tag": "x", "RTag": None,
-         "CumQty": 60},
-        {"Sym": "a", "Qty": 30, "Px": 3.0, "Q2": 60, "Q3": 90, "Name": "Ann", "Q0": 15, "Tag": "x", "RTag": None,
-         "CumQty": 90},
-    ]
+    assert await api.rows(q.exec()) == every_operation_expected()
 
 
-def test_grouping_operations_in_a_query(session, t):
-    base = session.query(t)
-    grouped = base.view(["Sym", "Qty"]).group_by("Sym").ungroup().sort(["Sym", "Qty"]).exec()
-    assert grouped.to_arrow().to_pylist() == sorted(({"Sym": s, "Qty": n} for s, n in zip(SYM, QTY)),
-                                                    key=lambda r: (r["Sym"], r["Qty"]))
-    by_sym = {}
-    for s, n in zip(SYM, QTY):
-        by_sym.setdefault(s, []).append(n)
+async def test_grouping_operations_in_a_query(api, t):
+    grouped = await api.run(api.s.query(t).view(["Sym", "Qty"]).group_by("Sym").ungroup().sort(["Sym", "Qty"]).exec())
+    assert await api.rows(grouped) == sorted(({"Sym": s, "Qty": n} for s, n in zip(QSYM, QQTY)),
+                                             key=lambda r: (r["Sym"], r["Qty"]))
+    groups = by_sym()
     for method, fn in (("first_by", lambda v: v[0]), ("last_by", lambda v: v[-1]), ("sum_by", sum),
-                       ("min_by", min), ("max_by", max), ("avg_by", lambda v: sum(v) / len(v)),
-                       ("median_by", lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else
-                        (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2]) / 2)):
-        out = getattr(session.query(t).view(["Sym", "Qty"]), method)("Sym").exec().to_arrow().to_pylist()
-        assert {r["Sym"]: r["Qty"] for r in out} == pytest.approx({k: fn(v) for k, v in by_sym.items()}), method
+                       ("min_by", min), ("max_by", max), ("avg_by", statistics.fmean),
+                       ("median_by", statistics.median)):
+        out = await api.rows(getattr(api.s.query(t).view(["Sym", "Qty"]), method)("Sym").exec())
+        assert {r["Sym"]: r["Qty"] for r in out} == pytest.approx({k: fn(v) for k, v in groups.items()}), method
     # std_by and var_by (sample statistics), and var_by over the std_by result in the same batch
-    two = {k: v for k, v in by_sym.items() if k != "c"}
-    base = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`")
-    stds = base.std_by("Sym").exec().to_arrow().to_pylist()
+    two = {k: v for k, v in groups.items() if len(v) > 1}
+    keep = " && ".join(f"Sym != `{k}`" for k in groups if k not in two)
+    stds = await api.rows(api.s.query(t).view(["Sym", "Qty"]).where(keep).std_by("Sym").exec())
     assert {r["Sym"]: r["Qty"] for r in stds} == pytest.approx({k: statistics.stdev(v) for k, v in two.items()})
-    vars_ = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`").var_by("Sym").exec().to_arrow().to_pylist()
+    vars_ = await api.rows(api.s.query(t).view(["Sym", "Qty"]).where(keep).var_by("Sym").exec())
     assert {r["Sym"]: r["Qty"] for r in vars_} == pytest.approx({k: statistics.variance(v) for k, v in two.items()})
-    chained = session.query(t).view(["Sym", "Qty"]).where("Sym != `c`").std_by("Sym").view("Qty").var_by().exec()
-    assert chained.to_arrow().column("Qty").to_pylist() == pytest.approx(
-        [statistics.variance([statistics.stdev(v) for v in two.values()])])
-    counted = session.query(t).count_by("N", "Sym").exec().to_arrow().to_pylist()
-    assert {r["Sym"]: r["N"] for r in counted} == {k: len(v) for k, v in by_sym.items()}
-    aggd = session.query(t).agg_by([agg.sum_("S = Qty"), agg.count_("C")], "Sym").agg_all_by(agg.max_(), []).exec()
-    assert aggd.to_arrow().to_pylist() == [{"Sym": max(by_sym), "S": max(sum(v) for v in by_sym.values()),
-                                            "C": max(len(v) for v in by_sym.values())}]
-    heads = session.query(t).head_by(1, "Sym").tail_by(1, "Sym").select_distinct("Sym").exec()
-    assert heads.to_arrow().column("Sym").to_pylist() == ["a", "b", "c"]
+    chained = api.s.query(t).view(["Sym", "Qty"]).where(keep).std_by("Sym").view("Qty").var_by().exec()
+    assert await api.col(chained, "Qty") == pytest.approx([statistics.variance([statistics.stdev(v)
+                                                                                for v in two.values()])])
+    counted = await api.rows(api.s.query(t).count_by("N", "Sym").exec())
+    assert {r["Sym"]: r["N"] for r in counted} == {k: len(v) for k, v in groups.items()}
+    aggd = api.s.query(t).agg_by([agg.sum_("S = Qty"), agg.count_("C")], "Sym").agg_all_by(agg.max_(), []).exec()
+    assert await api.rows(aggd) == [{"Sym": max(groups), "S": max(sum(v) for v in groups.values()),
+                                     "C": max(len(v) for v in groups.values())}]
+    heads = api.s.query(t).head_by(1, "Sym").tail_by(1, "Sym").select_distinct("Sym").exec()
+    assert await api.col(heads, "Sym") == list(groups)
 
 
-def test_snapshot_when_in_a_query(session, t):
-    trigger = session.time_table("PT0.2s").view("Fired = Timestamp")
-    result = session.query(t).view("Qty").snapshot_when(trigger, stamp_cols="Fired").exec()
+async def test_snapshot_when_in_a_query(api, t):
+    trigger = (await api.run(api.s.time_table("PT0.2s"))).view("Fired = Timestamp")
+    result = await api.run(api.s.query(t).view("Qty").snapshot_when(trigger, stamp_cols="Fired").exec())
     assert result.is_refreshing
-    deadline = time.monotonic() + 20
-    while result.to_arrow().num_rows == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert result.to_arrow().column("Qty").to_pylist() == QTY
+    got = await api.poll(lambda: api.col(result, "Qty"), lambda v: len(v) > 0, step=0.2)
+    assert got == QQTY
 
 
-def test_failure_names_the_failing_op(session, t):
-    q = session.query(t).where("Qty > 10").update("Bad = Qty +* 2").sort("Sym")
+async def test_failure_names_the_failing_op(api, t):
     with pytest.raises(DHError) as info:
-        q.exec()
+        await api.run(api.s.query(t).where("Qty > 10").update("Bad = Qty +* 2").sort("Sym").exec())
     msg = str(info.value)
-    assert "op 2 of 3" in msg and "update(formulas=['Bad = Qty +* 2'])" in msg
-    assert "INVALID_ARGUMENT" in msg
-    q = session.query(t).where("Qty > 10").sort("NoSuchColumn")
+    assert "op 2 of 3" in msg and "update(formulas=['Bad = Qty +* 2'])" in msg and "INVALID_ARGUMENT" in msg
     with pytest.raises(DHError) as info:
-        q.exec()
+        await api.run(api.s.query(t).where("Qty > 10").sort("NoSuchColumn").exec())
     msg = str(info.value)
     assert "op 2 of 2" in msg and "sort(" in msg and "column(s) not found: NoSuchColumn" in msg
-    q = session.query(t).where("NoSuchColumn > 1").head(1)
     with pytest.raises(DHError) as info:
-        q.exec()
+        await api.run(api.s.query(t).where("NoSuchColumn > 1").head(1).exec())
     assert "op 1 of 2" in str(info.value) and "where(" in str(info.value)
+    # a source that failed (async: before the query's exec saw its answer) reports its own failure
+    with pytest.raises(DHError, match=r"^update\(formulas=\['X = no_such_src_col'\]\) failed: INVALID_ARGUMENT"):
+        await api.run(api.s.query(t.update("X = no_such_src_col")).head(1).exec())
 
 
-def test_argument_mistakes_are_caught_when_recorded(session, t):
-    before = session.stats.total_calls
-    q = session.query(t)
+async def test_argument_mistakes_are_caught_when_recorded(api, t):
+    before = api.s.stats.total_calls
+    q = api.s.query(t)
     with pytest.raises(DHError, match=r"update: formulas must hold only str, got NoneType"):
         q.update(["A = 1", None])
     with pytest.raises(DHError, match=r"head: num_rows must be >= 0, got -5"):
@@ -160,25 +174,22 @@ def test_argument_mistakes_are_caught_when_recorded(session, t):
     with pytest.raises(DHError, match=r"natural_join: table must be a Table, got str"):
         q.natural_join("nope", "Sym")
     with pytest.raises(DHError) as info:
-        q.exec()
+        await api.run(q.exec())
     assert "no operations" in str(info.value)
-    assert session.stats.total_calls == before
+    assert api.s.stats.total_calls == before
     assert q.ops == []
 
 
-def test_query_needs_session_and_table(session, t):
+async def test_query_needs_session_and_table(api, t):
     with pytest.raises(DHError, match=r"invalid session or table value"):
-        Query(session, None)
+        api.Query(api.s, None)
     with pytest.raises(DHError, match=r"invalid session or table value"):
-        Query(None, t)
+        api.Query(None, t)
 
 
-def test_closed_table_refused_at_exec(session, t):
-    other = t.view("Sym")
-    q = session.query(t).where_in(other, "Sym")
-    other.close()
-    before = session.stats.total_calls
-    with pytest.raises(DHError) as info:
-        q.exec()
-    assert "Query.exec: a table given to where_in was closed" in str(info.value)
-    assert session.stats.total_calls == before
+async def test_closed_table_refused_at_exec(api, t):
+    other = await api.run(t.view("Sym"))
+    q = api.s.query(t).where_in(other, "Sym")
+    await api.run(other.close())
+    msg = await api.no_round_trip(q.exec)
+    assert "Query.exec: a table given to where_in was closed" in msg

@@ -30,3 +30,10 @@ def neg_str(s: str) -> tuple:
 
 # the schema of the input-table tests
 INPUT_SCHEMA = pa.schema([("Sym", pa.string()), ("Qty", pa.int64()), ("Px", pa.float64())])
+
+
+# the data of the Query tests
+QSYM = ["a", "b", "a", "c", "b", "a"]
+QQTY = [10, 20, 30, 40, 50, 60]
+QPX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+QDATA = pa.table({"Sym": QSYM, "Qty": QQTY, "Px": QPX})
