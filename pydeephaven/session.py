@@ -13,11 +13,9 @@ import pyarrow as pa
 
 from pydeephaven import _arrow, _ops
 from pydeephaven._compat import SessionCompat
-from pydeephaven._confirm import Confirmed, UploadConfirmation
-from pydeephaven._core.calls import Blocking, Do, Flow, drive
+from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._flight import (
-    UPLOAD_SETTLE_SECONDS,
     FlightPath,
     UploadStopped,
     _nothing_to_release,
@@ -104,7 +102,24 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             return call.fn(*call.args, **call.kwargs)
         if isinstance(call, Do):
             return call.fn(*call.args)
+        if isinstance(call, Spawn):
+            return _InPlace(call)
+        if isinstance(call, Result):
+            return call.handle.result()
+        if isinstance(call, Settle):
+            return (not isinstance(call.handle, PendingCall) or _settled(call.handle, call.timeout)), False
+        if isinstance(call, Quietly):
+            try:
+                return self._transport.perform(call.call), False
+            except DHError as e:
+                return e, False
+        if isinstance(call, Cancelled):
+            raise call.cause
         return (call.via or self)._transport.perform(call)
+
+    def _start_call(self, call: Unary) -> PendingCall:
+        t = self._transport
+        return t.unary_future(call.op, getattr(getattr(t, call.stub), call.method), call.request, args=call.args)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -227,67 +242,12 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     # -- uploads ---------------------------------------------------------------------------------
 
     def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> Table:
-        """Upload Arrow data into a new server table over Arrow Flight.
-
-        Takes a pyarrow Table, RecordBatch or RecordBatchReader (streamed: it need not fit in memory
-        at once). Types the server lacks are converted to the nearest it has (large and view strings
-        to string, dictionaries to their values, large lists to lists ...); types it cannot hold and
-        column names it cannot use raise DHError naming the column. The data is sent in batches below
-        the server's message limit, and the result is confirmed with the server: the returned
-        Table's size is the server's count.
-        """
         streams = self._streams_for_put(data)
         if streams > 1:
             return self._import_parallel(data, streams)
-        ticket = self.make_export_ticket()
-        t = self._transport
-        plan: list[UploadConfirmation] = []
+        return self._run(self._import_table_flow(data))
 
-        def prepare_confirmation(key: bytes) -> None:
-            # While the DoPut is open: the server's schema for this schema is known from an
-            # earlier upload, or it is asked for now, and the server answers right after the
-            # upload (see _confirm).
-            c = UploadConfirmation(t.known_schemas, key)
-            plan.append(c)
-            if c.by_call:
-                c.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
-                                        ticket.pb_ticket)
-
-        try:
-            rows = self._flight.do_put(ticket.ticket_no, data, on_open=prepare_confirmation)
-            confirmed = self._confirmation(plan[0], rows)
-        except BaseException as e:
-            if not plan:  # refused before the upload began (data, names, types): nothing to clean
-                raise
-            note = self._abandon_upload(ticket, plan[0])
-            if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
-                raise
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return Table(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
-
-    def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
-        """The server's word on an upload of ``rows`` rows whose DoPut confirmed it: its schema,
-        known or from the call, whose count is checked too."""
-        if not plan.by_call:
-            return plan.known(rows)
-        try:
-            resp = plan.call.result()
-        except DHError as e:
-            raise plan.call_failed(e, rows) from None
-        return plan.from_call(resp, rows)
-
-    def _abandon_upload(self, ticket: ExportTicket, plan: UploadConfirmation) -> str:
-        """Make sure the server keeps nothing of a failed upload (whose DoPut stream has ended);
-        a note for the error message saying what became of it.
-
-        A confirmation call asked for while the upload ran must reach the server before the
-        release: asked of an export that no longer exists, it would make a new one (a placeholder)
-        that lives until the session ends. So the release waits until the call has its answer,
-        which comes as soon as the server has settled the export (made, failed or released)."""
-        if plan.call is not None and not _settled(plan.call, UPLOAD_SETTLE_SECONDS):
-            self._release_quietly(ticket)  # a placeholder that no DoPut fills: the release ends it
-            _settled(plan.call, UPLOAD_SETTLE_SECONDS)
-        return _release_note(self._release_checked(ticket))
+    import_table.__doc__ = SessionBase._import_table_flow.__doc__
 
     def _release_checked(self, ticket: Ticket) -> Optional[bool]:
         """Release ``ticket``: True when released, False when the server had nothing under it,
@@ -401,6 +361,16 @@ def _settled(call: PendingCall, timeout: Optional[float]) -> bool:
     except grpc.FutureCancelledError:
         pass
     return True
+
+
+class _InPlace:
+    """Work a flow spawned, run in the calling thread when its result is asked for."""
+
+    def __init__(self, work: Spawn) -> None:
+        self.work = work
+
+    def result(self) -> Any:
+        return self.work.fn(*self.work.args, **self.work.kwargs)
 
 
 def _releaser(transport: Transport, tickets: list[Any]) -> Any:
