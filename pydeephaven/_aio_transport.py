@@ -195,16 +195,6 @@ class AsyncTransport(TransportBase):
         self.stats.add(op, elapsed, False)
         log.debug("%s(%s) failed after %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
 
-    def start_unary(self, op: str, method: Any, request: Any, *,
-                    args: Optional[dict[str, Any]] = None) -> "asyncio.Task[Any]":
-        """Send a unary call now and return the task that will hold its answer (pipelined table
-        operations). A failure nobody awaits is not reported as an unretrieved task exception."""
-        self.check_open(op)
-        self.check_loop(op)
-        task = asyncio.get_running_loop().create_task(self.unary(op, method, request, args=args))
-        task.add_done_callback(_consume)
-        return task
-
     async def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
                      timeout: Optional[float] = DEFAULT_TIMEOUT) -> AsyncGenerator[Any, None]:
         """Iterate a server stream; errors become DHError; the call is cancelled when the iteration

@@ -486,7 +486,7 @@ class Transport(TransportBase):
 
     def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
-        resp, call = self.unary_with_call(
+        resp = self.unary(
             "RefreshToken", self.config_stub.GetConfigurationConstants, config_pb2.ConfigurationConstantsRequest(),
             timeout=timeout,
         )
@@ -502,10 +502,9 @@ class Transport(TransportBase):
         if self._termination is None and self._keepalive is None:
             self._watch_termination()  # no keep-alive thread to start it
 
-    def unary_with_call(
-        self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-        timeout: Optional[float] = DEFAULT_TIMEOUT,
-    ) -> tuple[Any, Any]:
+    def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+              timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
+        """One unary call; gRPC errors become DHError naming the op and its arguments."""
         self.check_open(op)
         start = time.perf_counter()
         try:
@@ -520,11 +519,7 @@ class Transport(TransportBase):
         self._take_token(call.initial_metadata())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s(%s) %.2f ms", op, describe_args(args), elapsed * 1e3)
-        return resp, call
-
-    def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-              timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
-        return self.unary_with_call(op, method, request, args=args, timeout=timeout)[0]
+        return resp
 
     def perform(self, call: Any) -> Any:
         """Make a ``_core.calls.Unary`` or ``Stream`` call."""

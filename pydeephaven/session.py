@@ -9,19 +9,13 @@ import weakref
 from typing import Any, Iterator, Optional, Union
 
 import grpc
-import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
+from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._flight import (
     FlightPath,
-    UploadStopped,
-    _nothing_to_release,
-    _release_note,
-    _upload_error,
-    fan_out,
 )
 from pydeephaven._temporary import BoundName, TemporaryScope
 from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
@@ -85,10 +79,6 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         self._console_lock = threading.Lock()
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
-        #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
-        self.put_streams = 4
-        #: The size above which ``import_table`` uses parallel streams.
-        self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
@@ -241,71 +231,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
 
     # -- uploads ---------------------------------------------------------------------------------
 
-    def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> Table:
-        streams = self._streams_for_put(data)
-        if streams > 1:
-            return self._import_parallel(data, streams)
-        return self._run(self._import_table_flow(data))
-
-    import_table.__doc__ = SessionBase._import_table_flow.__doc__
-
-    def _release_checked(self, ticket: Ticket) -> Optional[bool]:
-        """Release ``ticket``: True when released, False when the server had nothing under it,
-        None when the release could not be sent."""
-        try:
-            self.release(ticket)
-            return True
-        except DHError as e:
-            return False if _nothing_to_release(e) else None
-
-    def _streams_for_put(self, data: Any) -> int:
-        if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
-            return 1
-        return self.put_streams if data.nbytes >= self.parallel_put_bytes else 1
-
-    def _import_parallel(self, data: pa.Table, streams: int) -> Table:
-        """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
-        the server (the server ingests each stream on one thread). A failure of one stream stops
-        the others; every slice's export is released whatever happens (the merged table holds the
-        rows)."""
-        _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
-        step = -(-data.num_rows // streams)
-        slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
-        tickets = [self.make_export_ticket() for _ in slices]
-        stop = threading.Event()
-
-        def put(i: int) -> int:
-            try:
-                return self._flight.do_put(tickets[i].ticket_no, slices[i], stop=stop)
-            except BaseException:
-                stop.set()
-                raise
-
-        parts = [Table(self, tk) for tk in tickets]
-        merged: Optional[Table] = None
-        try:
-            results = fan_out(put, len(slices), stop)
-            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadStopped)]
-            if failed or any(isinstance(r, BaseException) for r in results):
-                raise failed[0] if failed else results[0]
-            merged = self._run_op(_ops.MergeTablesOp(tuple(parts), ""), None)
-            rows = sum(results)
-            if merged.size != rows:
-                raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
-        except BaseException as e:
-            if merged is not None:
-                merged.close()
-            released = [self._release_checked(p.ticket) for p in parts]
-            for p in parts:
-                p._closed = True
-            if not isinstance(e, Exception):
-                raise
-            note = _release_note(None if None in released else True)
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        finally:
-            for p in parts:
-                p.close()
-        return merged
+    import_table = sync_api(_B._import_table_flow)
 
     # -- pipelined ops -----------------------------------------------------------------------------
 

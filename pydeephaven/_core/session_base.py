@@ -37,7 +37,14 @@ from pydeephaven._core.calls import (
     do,
 )
 from pydeephaven._core.foreign import borrow_flow, is_foreign
-from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, _nothing_to_release, _release_note, _upload_error
+from pydeephaven._flight import (
+    UPLOAD_SETTLE_SECONDS,
+    UploadStopped,
+    _nothing_to_release,
+    _release_note,
+    _upload_error,
+    fan_out,
+)
 from pydeephaven._live_exports import ExportTally
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
@@ -126,6 +133,10 @@ class SessionBase:
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
+        self.put_streams = 4
+        #: The size above which ``import_table`` uses parallel streams.
+        self.parallel_put_bytes = 64 * 1024 * 1024
         #: exports kept for the session's life (the copies published tables are shared from)
         self._pinned: set[bytes] = set()
         return pems
@@ -488,7 +499,11 @@ class SessionBase:
         column names it cannot use raise DHError naming the column. The data is sent in batches below
         the server's message limit, and the result is confirmed with the server: the returned
         Table's size is the server's count. A failed or cancelled upload leaves nothing on the server.
+        A large table (``put_streams`` streams above ``parallel_put_bytes``) goes over parallel streams.
         """
+        streams = self._streams_for_put(data)
+        if streams > 1:
+            return (yield from self._import_parallel_flow(data, streams))
         ticket = self.make_export_ticket()
         stop = StopFlag()
         plan: list[UploadConfirmation] = []
@@ -525,6 +540,59 @@ class SessionBase:
                 yield Cancelled(e)
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
         return self._table_class(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
+
+    def _streams_for_put(self, data: Any) -> int:
+        if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
+            return 1
+        return self.put_streams if data.nbytes >= self.parallel_put_bytes else 1
+
+    def _import_parallel_flow(self, data: pa.Table, streams: int) -> Flow[Any]:
+        """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
+        the server (the server ingests each stream on one thread). A failure of one stream stops
+        the others; every slice's export is released whatever happens (the merged table holds the
+        rows)."""
+        _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
+        step = -(-data.num_rows // streams)
+        slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
+        tickets = [self.make_export_ticket() for _ in slices]
+        stop = StopFlag()
+
+        def put(i: int) -> int:
+            try:
+                return self._flight.do_put(tickets[i].ticket_no, slices[i], stop=stop)
+            except BaseException:
+                stop.set()
+                raise
+
+        parts = [self._table_class(self, tk) for tk in tickets]
+        merged = None
+        try:
+            results = yield blocking(fan_out, put, len(slices), stop)
+            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadStopped)]
+            if failed or any(isinstance(r, BaseException) for r in results):
+                raise failed[0] if failed else results[0]
+            merged = yield do(self._run_op, _ops.MergeTablesOp(tuple(parts), ""), None)
+            rows = sum(results)
+            if merged.size != rows:
+                raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
+        except BaseException as e:
+            stop.set()
+            if merged is not None:
+                yield from merged._close_flow()
+            unsent = False
+            for p in parts:
+                outcome, _ = yield Quietly(Unary("release", "session_stub", "Release",
+                                                 session_pb2.ReleaseRequest(id=p.ticket.pb_ticket)))
+                unsent |= isinstance(outcome, DHError) and not _nothing_to_release(outcome)
+                p._closed = True
+            if not isinstance(e, Exception):
+                raise
+            raise _upload_error(e, _release_note(None if unsent else True)) from (
+                e.__cause__ if isinstance(e, DHError) else e)
+        finally:
+            for p in parts:
+                yield from p._close_flow()
+        return merged
 
     def _abandon_upload_flow(self, ticket: ExportTicket, work: Any,
                              plan: list[UploadConfirmation]) -> Flow[tuple[Optional[str], bool]]:

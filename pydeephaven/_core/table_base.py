@@ -154,10 +154,6 @@ class TableBase(ServerObject):
 
     _op = _apply
 
-    @property
-    def _owner_session(self) -> Any:
-        return self.session
-
     def sort_descending(self, order_by: Union[str, list[str]]) -> Any:
         """The rows sorted by ``order_by``, largest first."""
         cols = str_tuple("sort_descending", "order_by", order_by)
@@ -413,10 +409,6 @@ class QueryBase:
     def _apply(self, op: _ops.TableOp) -> Any:
         self._ops.append(op)
         return self
-
-    @property
-    def _owner_session(self) -> Any:
-        return self.session
 
     def _run(self, flow: Flow[Any]) -> Any:
         return self.session._run(flow)
