@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +35,9 @@ import pyarrow.flight as flight
 from pydeephaven import Session
 from pydeephaven._proto import table_pb2
 from pydeephaven.ticket import SharedTicket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compare import server  # noqa: E402
 
 
 _PEAK_CHILD = """
@@ -83,17 +87,8 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=300, help="runs of each small-op latency figure")
     args = ap.parse_args()
 
-    server = None
-    if args.port is None:
-        from pydeephaven.embedded import start_server
-
-        server = start_server(heap="8g")
-        args.host, args.port = server.host, server.port
-    try:
+    with server(args.host, args.port, heap="8g") as (args.host, args.port):
         print(json.dumps(run(args)))
-    finally:
-        if server:
-            server.stop()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

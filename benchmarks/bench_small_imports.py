@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-ROOT = Path(__file__).resolve().parent.parent
-OFFICIAL_VERSION = "42.7"
-DEFAULT_VENV = Path.home() / ".cache" / "pydeephaven-bench" / f"official-{OFFICIAL_VERSION}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compare import Rounds, add_common_arguments, official_python, run_worker, server  # noqa: E402
 
 # The worker: runs in either client's environment, so it uses only the API both share.
 WORKER = r"""
@@ -75,39 +71,10 @@ session.close()
 """
 
 
-def official_python(venv: Path) -> Path:
-    """The venv's python, with the official client installed in it (created when missing)."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-I", "-c", "import pydeephaven, sys; sys.exit(pydeephaven.__version__ != %r)"
-             % OFFICIAL_VERSION]
-    if python.exists() and subprocess.run(check, capture_output=True, cwd=tempfile.gettempdir()).returncode == 0:
-        return python
-    print(f"creating {venv} with pydeephaven=={OFFICIAL_VERSION} (the official client) ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"pydeephaven=={OFFICIAL_VERSION}"], check=True)
-    subprocess.run(check, check=True, cwd=tempfile.gettempdir())
-    return python
 
-
-def run_worker(which: str, python: Path, host: str, port: int, threads: int, seconds: float,
-               warmup: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "worker.py"
-        script.write_text(WORKER)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        cmd = [str(python)]
-        if which == "ours":
-            env["PYTHONPATH"] = str(ROOT)  # this source tree
-        else:
-            cmd.append("-I")  # isolated: nothing from this tree, the venv's own packages only
-        cmd += [str(script), host, str(port), str(threads), str(seconds), str(warmup)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=seconds * 10 + 120)
-    if out.returncode != 0:
-        raise SystemExit(f"{which} worker failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    inside = Path(result["client"]).resolve().is_relative_to(ROOT)
-    if inside != (which == "ours"):
-        raise SystemExit(f"{which} worker imported the wrong client: {result['client']}")
+def run_imports(which: str, python: Path, host: str, port: int, threads: int, seconds: float,
+                warmup: int) -> dict[str, Any]:
+    result = run_worker(which, python, WORKER, [host, port, threads, seconds, warmup], timeout=seconds * 10 + 120)
     if result["errors"]:
         raise SystemExit(f"{which} worker had errors: {result['errors'][:3]}")
     return result
@@ -115,47 +82,23 @@ def run_worker(which: str, python: Path, host: str, port: int, threads: int, sec
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, help="a running server on --host; else an embedded one is started")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--official-venv", type=Path,
-                        default=Path(os.environ.get("DH_OFFICIAL_VENV", str(DEFAULT_VENV))))
-    parser.add_argument("--rounds", type=int, default=3)
+    add_common_arguments(parser, rounds=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=int, default=100, help="imports before the timing, per run")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args(argv)
 
-    python = official_python(args.official_venv)
-    server = None
-    host, port = args.host, args.port
-    if port is None:
-        sys.path.insert(0, str(ROOT))
-        from pydeephaven.embedded import start_server
-
-        server = start_server(heap="2g")
-        host, port = server.host, server.port
-    try:
-        figures: dict[str, list[float]] = {}
-        for rnd in range(args.rounds):
+    rounds = Rounds(args.rounds, official_python(args.official_venv))
+    with server(args.host, args.port, heap="2g") as (host, port):
+        for rnd, order in rounds:
             for threads in args.threads:
-                pair = [("ours", Path(sys.executable)), ("official", python)]
-                for which, exe in (pair if rnd % 2 == 0 else pair[::-1]):
-                    r = run_worker(which, exe, host, port, threads, args.seconds, args.warmup)
-                    figures.setdefault(f"{which}_{threads}t", []).append(round(r["imports_per_s"], 1))
+                for which, exe in order:
+                    r = run_imports(which, exe, host, port, threads, args.seconds, args.warmup)
+                    rounds.record(which, f"{threads}t", round(r["imports_per_s"], 1))
                     print(f"round {rnd + 1} {threads:>2} threads {which:>8}: {r['imports_per_s']:7.1f} imports/s",
                           file=sys.stderr)
-    finally:
-        if server is not None:
-            server.stop()
-    summary: dict[str, Any] = {"rounds": args.rounds, "seconds": args.seconds}
-    for threads in args.threads:
-        ours, off = figures[f"ours_{threads}t"], figures[f"official_{threads}t"]
-        ratios = [o / f for o, f in zip(ours, off)]
-        print(f"{threads:>2} threads: ours {min(ours):.0f}-{max(ours):.0f}, official {min(off):.0f}-{max(off):.0f} "
-              f"imports/s; ours/official per round {min(ratios):.2f}-{max(ratios):.2f}", file=sys.stderr)
-        summary[f"ours_{threads}t"] = ours
-        summary[f"official_{threads}t"] = off
-        summary[f"ratio_{threads}t"] = [round(r, 2) for r in ratios]
+    summary = rounds.summary({"rounds": args.rounds, "seconds": args.seconds},
+                             [(f"{t}t", f"{t:>2} threads") for t in args.threads], digits=0, units=("", " imports/s"))
     print(json.dumps(summary))
 
 

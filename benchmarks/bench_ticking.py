@@ -30,9 +30,13 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from pydeephaven import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compare import server  # noqa: E402
 
 CYCLE_SCRIPT = """
 import jpy
@@ -166,13 +170,7 @@ def main() -> None:
                     help="set the server's update cycle for the run (restored to 1000 after)")
     args = ap.parse_args()
 
-    server = None
-    if args.port is None:
-        from pydeephaven.embedded import start_server
-
-        server = start_server(heap="8g")
-        args.host, args.port = server.host, server.port
-    try:
+    with server(args.host, args.port, heap="8g") as (args.host, args.port):
         with Session(args.host, args.port) as session:
             snap = snapshot_bench(session, args.rows)
             if args.cycle_ms:
@@ -195,9 +193,6 @@ def main() -> None:
             finally:
                 if args.cycle_ms:
                     session.run_script(CYCLE_SCRIPT.format(ms=1000))
-    finally:
-        if server is not None:
-            server.stop()
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}))
     print(f"modify: {out['modify_row_updates_s']:,.0f} row-updates/s seen "
           f"(server changes {out['server_rows_per_cycle_s']:,.0f} rows/s), client capacity "

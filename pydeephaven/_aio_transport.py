@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncGenerator, Optional, Sequence, Union
+from typing import Any, AsyncGenerator, Optional
 
 import grpc
 import grpc.aio
@@ -33,9 +33,7 @@ from pydeephaven._transport import (
     closed_error,
     connect_error,
     describe_args,
-    is_expired,
     rpc_error,
-    tls_hint,
 )
 from pydeephaven.dherror import DHError
 
@@ -57,27 +55,8 @@ class AsyncTransport(TransportBase):
     watch, releases) end when ``close()`` runs, or when the event loop shuts down.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        auth_type: str = "Anonymous",
-        auth_token: str = "",
-        never_timeout: bool = True,
-        use_tls: bool = False,
-        tls_root_certs: Optional[bytes] = None,
-        client_cert_chain: Optional[bytes] = None,
-        client_private_key: Optional[bytes] = None,
-        client_opts: Optional[Sequence[tuple[str, Union[int, str]]]] = None,
-        extra_headers: Optional[dict[bytes, bytes]] = None,
-        connect_timeout: float = CONNECT_TIMEOUT,
-    ) -> None:
-        self._init_state(host, port, use_tls, extra_headers)
-        self._auth = (auth_type, auth_token)
-        self._never_timeout = never_timeout
-        self._tls = (tls_root_certs, client_cert_chain, client_private_key)
-        self._client_opts = list(client_opts or [])
-        self._connect_timeout = connect_timeout
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._connected = False
         self._closed = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -95,13 +74,7 @@ class AsyncTransport(TransportBase):
         if self._closed:
             raise closed_error(f"connect to {self.target} failed: the session was closed")
         self._loop = asyncio.get_running_loop()
-        options = self._channel_options(self._client_opts)
-        if self.use_tls:
-            roots, chain, key = self._tls
-            creds = grpc.ssl_channel_credentials(roots, key, chain)
-            self._make_stubs(grpc.aio.secure_channel(self.target, creds, options=options))
-        else:
-            self._make_stubs(grpc.aio.insecure_channel(self.target, options=options))
+        self._open_channel(grpc.aio)
         try:
             await self._authenticate()
         except BaseException:
@@ -138,26 +111,6 @@ class AsyncTransport(TransportBase):
             raise connect_error(self.target, "the server sent no session token", None)
         self._read_config(resp)
         log.debug("connected to %s over asyncio (session duration %d ms)", self.target, self.session_duration_ms)
-
-    def _connect_failure(self, e: grpc.RpcError) -> str:
-        """Why the first call failed, in words."""
-        code = e.code() if hasattr(e, "code") else None
-        details = (e.details() if hasattr(e, "details") else "") or ""
-        low = details.lower()
-        if "http1" in low or "failed parsing http/2" in low:
-            return f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC ({details})"
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            return (f"authentication failed for auth_type {self._auth[0]!r}: the server refused the credentials "
-                    f"({details})")
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return f"no Deephaven server answered at {self.target} within {self._connect_timeout:g} s"
-        if code == grpc.StatusCode.UNAVAILABLE:
-            hint = tls_hint(details, self.use_tls, all(self._tls[1:]))
-            if hint:
-                return f"{hint} ({details})"
-            return f"cannot reach a Deephaven server at {self.target}: {details}"
-        name = code.name if code is not None else ""
-        return f"the server at {self.target} did not answer as a Deephaven server does: {name} {details}"
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -241,16 +194,6 @@ class AsyncTransport(TransportBase):
         elapsed = time.perf_counter() - start
         self.stats.add(op, elapsed, False)
         log.debug("%s(%s) failed after %.2f ms (async)", op, describe_args(args), elapsed * 1e3)
-
-    def start_unary(self, op: str, method: Any, request: Any, *,
-                    args: Optional[dict[str, Any]] = None) -> "asyncio.Task[Any]":
-        """Send a unary call now and return the task that will hold its answer (pipelined table
-        operations). A failure nobody awaits is not reported as an unretrieved task exception."""
-        self.check_open(op)
-        self.check_loop(op)
-        task = asyncio.get_running_loop().create_task(self.unary(op, method, request, args=args))
-        task.add_done_callback(_consume)
-        return task
 
     async def stream(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
                      timeout: Optional[float] = DEFAULT_TIMEOUT) -> AsyncGenerator[Any, None]:
@@ -373,8 +316,7 @@ class AsyncTransport(TransportBase):
         once the token must have expired, mark the session dead."""
         failures = 0
         while not self._closed and not self._dead:
-            period = max(self.session_duration_ms / 3000.0, 1.0)
-            await asyncio.sleep(period if failures == 0 else min(2.0 ** (failures - 1), period))
+            await asyncio.sleep(self._keepalive_wait(failures))
             if self._closed:
                 return
             try:
@@ -382,9 +324,7 @@ class AsyncTransport(TransportBase):
                 failures = 0
             except DHError as e:
                 failures += 1
-                expired = time.monotonic() - self._token_time > self.session_duration_ms / 1000.0
-                if expired or is_expired(e):
-                    self.mark_dead(f"keep-alive could not refresh the session token: {e}")
+                if self._refresh_failed(e):
                     return
 
     @property

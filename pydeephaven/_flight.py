@@ -24,7 +24,7 @@ class UploadStopped(DHError):
     """An upload ended early on request (its ``stop`` event was set)."""
 
 
-def fan_out(work: Callable[[int], Any], n: int, stop: Optional[threading.Event] = None) -> list[Any]:
+def fan_out(work: Callable[[int], Any], n: int, stop: Any = None) -> list[Any]:
     """``work(0)`` .. ``work(n-1)`` on parallel daemon threads (the caller's thread takes the first);
     each result in order, or the exception it raised. Interrupted while waiting (Ctrl-C), it sets
     ``stop`` and gives the threads a while to see it before passing the interruption on."""
@@ -147,7 +147,7 @@ class FlightPath:
     def do_put(self, export_no: int, data: _arrow.ArrowData, *,
                max_batch_bytes: int = _arrow.DEFAULT_BATCH_BYTES,
                on_open: Optional[Callable[[bytes], None]] = None,
-               stop: Optional[threading.Event] = None) -> int:
+               stop: Any = None) -> int:
         """Upload ``data`` into export ``export_no``; returns the number of rows sent.
 
         The server acknowledges each batch once it holds its rows, and ends the stream with OK

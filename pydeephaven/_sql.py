@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -146,33 +146,6 @@ def read_result(flight_path: Any, query: str, info: flight.FlightInfo) -> pa.Tab
     if not parts:
         return info.schema.empty_table()
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-
-
-def execute(flight_path: Any, query: str, run_script: Optional[Callable[[str], Any]] = None) -> pa.Table:
-    """Run ``query`` and return the whole result as a pyarrow Table.
-
-    ``run_script`` (e.g. ``Session.run_script``), when given, is used only after a failure whose
-    message lacks the cause, to ask the server's script session why (see ``explain``)."""
-    check_query(query)
-    try:
-        return read_result(flight_path, query, flight_info(flight_path, query))
-    except SqlError as e:
-        raise explain(e, query, run_script) from None
-
-
-def explain(err: SqlError, query: str, run_script: Optional[Callable[[str], Any]]) -> DHError:
-    """``err`` with the server's reason added when its message gave none and a script can ask."""
-    if not err.needs_reason or run_script is None:
-        return err.public()
-    try:
-        run_script(explain_script(query))
-    except DHError as script_err:
-        reason = reason_from_script_error(str(script_err))
-        if reason:
-            return err.public(f"{err}; the server's reason: {reason}")
-    except Exception:
-        pass
-    return err.public()
 
 
 def explain_script(query: str) -> str:

@@ -57,11 +57,6 @@ class TableInterface(ABC, Generic[T]):
     def _apply(self, op: _ops.TableOp) -> T:
         """Run or record ``op``."""
 
-    @property
-    @abstractmethod
-    def _owner_session(self) -> Any:
-        """The session that tables passed to an operation must belong to."""
-
     # -- argument checks --------------------------------------------------------------------------
 
     def _other(self, op: str, param: str, table: Any) -> Any:

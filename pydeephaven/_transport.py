@@ -284,13 +284,32 @@ class TransportBase:
     token and the headers sent with every call, the server's configuration, the gRPC service stubs
     and the call counters."""
 
-    def _init_state(self, host: str, port: int, use_tls: bool, extra_headers: Optional[dict[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        auth_type: str = "Anonymous",
+        auth_token: str = "",
+        never_timeout: bool = True,
+        use_tls: bool = False,
+        tls_root_certs: Optional[bytes] = None,
+        client_cert_chain: Optional[bytes] = None,
+        client_private_key: Optional[bytes] = None,
+        client_opts: Optional[Sequence[tuple[str, Union[int, str]]]] = None,
+        extra_headers: Optional[dict[bytes, bytes]] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.host, self.port = host, port
         self.target = f"{host}:{port}"
         self.use_tls = use_tls
         self.stats = CallStats()
         self.session_duration_ms = 300_000
         self.config: dict[str, str] = {}
+        self._auth = (auth_type, auth_token)
+        self._never_timeout = never_timeout
+        self._tls = (tls_root_certs, client_cert_chain, client_private_key)
+        self._client_opts = list(client_opts or [])
+        self._connect_timeout = connect_timeout
         self._extra_headers = [
             ((k.decode() if isinstance(k, bytes) else str(k)).lower(), v.decode() if isinstance(v, bytes) else str(v))
             for k, v in (extra_headers or {}).items()
@@ -301,10 +320,50 @@ class TransportBase:
         self._stub_lock = threading.Lock()  # the stubs' making and the channel's closing (_Stub)
         self.known_schemas = KnownSchemas()  # the server's schemas of the uploads so far (_confirm)
 
-    @staticmethod
-    def _channel_options(client_opts: Optional[Sequence[tuple[str, Union[int, str]]]]) -> list[tuple[str, Any]]:
-        return [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
-                *(client_opts or [])]
+    def _open_channel(self, grpc_module: Any) -> None:
+        """Make the channel (of ``grpc`` or ``grpc.aio``) the stubs call on."""
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+                   *self._client_opts]
+        if self.use_tls:
+            roots, chain, key = self._tls
+            creds = grpc.ssl_channel_credentials(roots, key, chain)
+            self._make_stubs(grpc_module.secure_channel(self.target, creds, options=options))
+        else:
+            self._make_stubs(grpc_module.insecure_channel(self.target, options=options))
+
+    def _connect_failure(self, e: grpc.RpcError) -> str:
+        """Why the first call failed, in words (its class and code come from the status)."""
+        code = e.code() if hasattr(e, "code") else None
+        details = (e.details() if hasattr(e, "details") else "") or ""
+        if "http1" in details.lower() or "failed parsing http/2" in details.lower():
+            return f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC ({details})"
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return (f"authentication failed for auth_type {self._auth[0]!r}: the server refused the credentials "
+                    f"({details})")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no Deephaven server answered at {self.target} within {self._connect_timeout:g} s"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            hint = tls_hint(details, self.use_tls, all(self._tls[1:]))
+            return f"{hint} ({details})" if hint else f"cannot reach a Deephaven server at {self.target}: {details}"
+        name = code.name if code is not None else ""
+        return f"the server at {self.target} did not answer as a Deephaven server does: {name} {details}"
+
+    def _keepalive_wait(self, failures: int) -> float:
+        """Seconds before the next token refresh: a third of the session duration, sooner (with
+        backoff) after failures."""
+        period = max(self.session_duration_ms / 3000.0, 1.0)
+        return period if failures == 0 else min(2.0 ** (failures - 1), period)
+
+    def _refresh_failed(self, err: DHError) -> bool:
+        """After a failed refresh: whether the session is over (the token must have expired, or the
+        server refused it); it is then marked dead."""
+        if time.monotonic() - self._token_time > self.session_duration_ms / 1000.0 or is_expired(err):
+            self.mark_dead(f"keep-alive could not refresh the session token: {err}")
+            return True
+        return False
+
+    def mark_dead(self, reason: str) -> None:
+        raise NotImplementedError
 
     # the service stubs, each made on first use (making all seven took about 0.5 ms of a connect)
     session_stub = _Stub(session_pb2_grpc.SessionServiceStub)
@@ -364,33 +423,12 @@ class Transport(TransportBase):
     finalizer closes the transport, which stops the keep-alive thread.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        auth_type: str = "Anonymous",
-        auth_token: str = "",
-        never_timeout: bool = True,
-        use_tls: bool = False,
-        tls_root_certs: Optional[bytes] = None,
-        client_cert_chain: Optional[bytes] = None,
-        client_private_key: Optional[bytes] = None,
-        client_opts: Optional[Sequence[tuple[str, Union[int, str]]]] = None,
-        extra_headers: Optional[dict[bytes, bytes]] = None,
-        connect_timeout: float = CONNECT_TIMEOUT,
-    ) -> None:
-        self._init_state(host, port, use_tls, extra_headers)
-        self._has_client_cert = bool(client_cert_chain and client_private_key)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._closed = threading.Event()
-        options = self._channel_options(client_opts)
-        if use_tls:
-            creds = grpc.ssl_channel_credentials(tls_root_certs, client_private_key, client_cert_chain)
-            self._make_stubs(grpc.secure_channel(self.target, creds, options=options))
-        else:
-            self._make_stubs(grpc.insecure_channel(self.target, options=options))
-
+        self._open_channel(grpc)
         try:
-            self._authenticate(auth_header(auth_type, auth_token), auth_type, connect_timeout)
+            self._authenticate()
         except BaseException:
             self.channel.close()
             raise
@@ -404,7 +442,7 @@ class Transport(TransportBase):
         self._termination: Optional[Any] = None
         self._termination_lock = threading.Lock()
         self._keepalive: Optional[threading.Thread] = None
-        if never_timeout:
+        if self._never_timeout:
             self._keepalive = threading.Thread(
                 target=_keepalive_loop, args=(weakref.ref(self),), name="pydeephaven-keepalive", daemon=True
             )
@@ -428,47 +466,27 @@ class Transport(TransportBase):
 
     # -- authentication -------------------------------------------------------------------------
 
-    def _authenticate(self, header: str, auth_type: str, timeout: float) -> None:
+    def _authenticate(self) -> None:
         start = time.perf_counter()
         try:
             resp, call = self.config_stub.GetConfigurationConstants.with_call(
                 config_pb2.ConfigurationConstantsRequest(),
-                metadata=[("authorization", header), *self._extra_headers],
-                timeout=timeout,
+                metadata=[("authorization", auth_header(*self._auth)), *self._extra_headers],
+                timeout=self._connect_timeout,
             )
         except grpc.RpcError as e:
             self.stats.add("Connect", time.perf_counter() - start, False)
-            code = e.code() if hasattr(e, "code") else None
-            details = (e.details() if hasattr(e, "details") else "") or ""
-            if "http1" in details.lower() or "Failed parsing HTTP/2" in details:
-                why = (f"the server at {self.target} is not a Deephaven server: it answered in HTTP/1, not gRPC "
-                       f"({details})")
-            elif code == grpc.StatusCode.UNAUTHENTICATED:
-                why = (f"authentication failed for auth_type {auth_type!r}: the server refused the credentials "
-                       f"({details})")
-            elif code == grpc.StatusCode.UNAVAILABLE:
-                why = f"cannot reach a Deephaven server at {self.target}: {details}"
-                tls_hint = self._tls_hint(details)
-                if tls_hint:
-                    why = f"{tls_hint} ({details})"
-            elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                why = f"no Deephaven server answered at {self.target} within {timeout:g} s"
-            else:
-                why = (f"the server at {self.target} did not answer as a Deephaven server does: "
-                       f"{code.name if code else ''} {details}")
-            raise connect_error(self.target, why, code) from None
+            raise connect_error(self.target, self._connect_failure(e), e.code() if hasattr(e, "code") else None
+                                ) from None
         self.stats.add("Connect", time.perf_counter() - start, True)
         if not self._take_token(call.initial_metadata()):
             raise connect_error(self.target, "the server sent no session token", None)
         self._read_config(resp)
         log.debug("connected to %s (session duration %d ms)", self.target, self.session_duration_ms)
 
-    def _tls_hint(self, details: str) -> str:
-        return tls_hint(details, self.use_tls, self._has_client_cert)
-
     def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
-        resp, call = self.unary_with_call(
+        resp = self.unary(
             "RefreshToken", self.config_stub.GetConfigurationConstants, config_pb2.ConfigurationConstantsRequest(),
             timeout=timeout,
         )
@@ -484,10 +502,9 @@ class Transport(TransportBase):
         if self._termination is None and self._keepalive is None:
             self._watch_termination()  # no keep-alive thread to start it
 
-    def unary_with_call(
-        self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-        timeout: Optional[float] = DEFAULT_TIMEOUT,
-    ) -> tuple[Any, Any]:
+    def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
+              timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
+        """One unary call; gRPC errors become DHError naming the op and its arguments."""
         self.check_open(op)
         start = time.perf_counter()
         try:
@@ -502,11 +519,7 @@ class Transport(TransportBase):
         self._take_token(call.initial_metadata())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s(%s) %.2f ms", op, describe_args(args), elapsed * 1e3)
-        return resp, call
-
-    def unary(self, op: str, method: Any, request: Any, *, args: Optional[dict[str, Any]] = None,
-              timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
-        return self.unary_with_call(op, method, request, args=args, timeout=timeout)[0]
+        return resp
 
     def perform(self, call: Any) -> Any:
         """Make a ``_core.calls.Unary`` or ``Stream`` call."""
@@ -694,8 +707,7 @@ def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
         t = ref()
         if t is None or t.is_closed or t.dead_reason:
             return
-        period = max(t.session_duration_ms / 3000.0, 1.0)
-        wait = period if failures == 0 else min(2.0 ** (failures - 1), period)
+        wait = t._keepalive_wait(failures)
         closed = t._closed
         del t
         if closed.wait(wait):
@@ -708,9 +720,7 @@ def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
             failures = 0
         except DHError as e:
             failures += 1
-            expired = time.monotonic() - t._token_time > t.session_duration_ms / 1000.0
-            if expired or is_expired(e):
-                t.mark_dead(f"keep-alive could not refresh the session token: {e}")
+            if t._refresh_failed(e):
                 return
         del t
 

@@ -9,21 +9,13 @@ import weakref
 from typing import Any, Iterator, Optional, Union
 
 import grpc
-import pyarrow as pa
 
-from pydeephaven import _arrow, _ops
+from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
-from pydeephaven._confirm import Confirmed, UploadConfirmation
-from pydeephaven._core.calls import Blocking, Do, Flow, drive
+from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._flight import (
-    UPLOAD_SETTLE_SECONDS,
     FlightPath,
-    UploadStopped,
-    _nothing_to_release,
-    _release_note,
-    _upload_error,
-    fan_out,
 )
 from pydeephaven._temporary import BoundName, TemporaryScope
 from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
@@ -87,10 +79,6 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         self._console_lock = threading.Lock()
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
-        #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
-        self.put_streams = 4
-        #: The size above which ``import_table`` uses parallel streams.
-        self.parallel_put_bytes = 64 * 1024 * 1024
         self._local = threading.local()
         self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
 
@@ -104,7 +92,24 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             return call.fn(*call.args, **call.kwargs)
         if isinstance(call, Do):
             return call.fn(*call.args)
+        if isinstance(call, Spawn):
+            return _InPlace(call)
+        if isinstance(call, Result):
+            return call.handle.result()
+        if isinstance(call, Settle):
+            return (not isinstance(call.handle, PendingCall) or _settled(call.handle, call.timeout)), False
+        if isinstance(call, Quietly):
+            try:
+                return self._transport.perform(call.call), False
+            except DHError as e:
+                return e, False
+        if isinstance(call, Cancelled):
+            raise call.cause
         return (call.via or self)._transport.perform(call)
+
+    def _start_call(self, call: Unary) -> PendingCall:
+        t = self._transport
+        return t.unary_future(call.op, getattr(getattr(t, call.stub), call.method), call.request, args=call.args)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -226,126 +231,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
 
     # -- uploads ---------------------------------------------------------------------------------
 
-    def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> Table:
-        """Upload Arrow data into a new server table over Arrow Flight.
-
-        Takes a pyarrow Table, RecordBatch or RecordBatchReader (streamed: it need not fit in memory
-        at once). Types the server lacks are converted to the nearest it has (large and view strings
-        to string, dictionaries to their values, large lists to lists ...); types it cannot hold and
-        column names it cannot use raise DHError naming the column. The data is sent in batches below
-        the server's message limit, and the result is confirmed with the server: the returned
-        Table's size is the server's count.
-        """
-        streams = self._streams_for_put(data)
-        if streams > 1:
-            return self._import_parallel(data, streams)
-        ticket = self.make_export_ticket()
-        t = self._transport
-        plan: list[UploadConfirmation] = []
-
-        def prepare_confirmation(key: bytes) -> None:
-            # While the DoPut is open: the server's schema for this schema is known from an
-            # earlier upload, or it is asked for now, and the server answers right after the
-            # upload (see _confirm).
-            c = UploadConfirmation(t.known_schemas, key)
-            plan.append(c)
-            if c.by_call:
-                c.call = t.unary_future("import_table", t.table_stub.GetExportedTableCreationResponse,
-                                        ticket.pb_ticket)
-
-        try:
-            rows = self._flight.do_put(ticket.ticket_no, data, on_open=prepare_confirmation)
-            confirmed = self._confirmation(plan[0], rows)
-        except BaseException as e:
-            if not plan:  # refused before the upload began (data, names, types): nothing to clean
-                raise
-            note = self._abandon_upload(ticket, plan[0])
-            if not isinstance(e, Exception):  # KeyboardInterrupt and the like: passed on after the cleanup
-                raise
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return Table(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
-
-    def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
-        """The server's word on an upload of ``rows`` rows whose DoPut confirmed it: its schema,
-        known or from the call, whose count is checked too."""
-        if not plan.by_call:
-            return plan.known(rows)
-        try:
-            resp = plan.call.result()
-        except DHError as e:
-            raise plan.call_failed(e, rows) from None
-        return plan.from_call(resp, rows)
-
-    def _abandon_upload(self, ticket: ExportTicket, plan: UploadConfirmation) -> str:
-        """Make sure the server keeps nothing of a failed upload (whose DoPut stream has ended);
-        a note for the error message saying what became of it.
-
-        A confirmation call asked for while the upload ran must reach the server before the
-        release: asked of an export that no longer exists, it would make a new one (a placeholder)
-        that lives until the session ends. So the release waits until the call has its answer,
-        which comes as soon as the server has settled the export (made, failed or released)."""
-        if plan.call is not None and not _settled(plan.call, UPLOAD_SETTLE_SECONDS):
-            self._release_quietly(ticket)  # a placeholder that no DoPut fills: the release ends it
-            _settled(plan.call, UPLOAD_SETTLE_SECONDS)
-        return _release_note(self._release_checked(ticket))
-
-    def _release_checked(self, ticket: Ticket) -> Optional[bool]:
-        """Release ``ticket``: True when released, False when the server had nothing under it,
-        None when the release could not be sent."""
-        try:
-            self.release(ticket)
-            return True
-        except DHError as e:
-            return False if _nothing_to_release(e) else None
-
-    def _streams_for_put(self, data: Any) -> int:
-        if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
-            return 1
-        return self.put_streams if data.nbytes >= self.parallel_put_bytes else 1
-
-    def _import_parallel(self, data: pa.Table, streams: int) -> Table:
-        """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
-        the server (the server ingests each stream on one thread). A failure of one stream stops
-        the others; every slice's export is released whatever happens (the merged table holds the
-        rows)."""
-        _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
-        step = -(-data.num_rows // streams)
-        slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
-        tickets = [self.make_export_ticket() for _ in slices]
-        stop = threading.Event()
-
-        def put(i: int) -> int:
-            try:
-                return self._flight.do_put(tickets[i].ticket_no, slices[i], stop=stop)
-            except BaseException:
-                stop.set()
-                raise
-
-        parts = [Table(self, tk) for tk in tickets]
-        merged: Optional[Table] = None
-        try:
-            results = fan_out(put, len(slices), stop)
-            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadStopped)]
-            if failed or any(isinstance(r, BaseException) for r in results):
-                raise failed[0] if failed else results[0]
-            merged = self._run_op(_ops.MergeTablesOp(tuple(parts), ""), None)
-            rows = sum(results)
-            if merged.size != rows:
-                raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
-        except BaseException as e:
-            if merged is not None:
-                merged.close()
-            released = [self._release_checked(p.ticket) for p in parts]
-            for p in parts:
-                p._closed = True
-            if not isinstance(e, Exception):
-                raise
-            note = _release_note(None if None in released else True)
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        finally:
-            for p in parts:
-                p.close()
-        return merged
+    import_table = sync_api(_B._import_table_flow)
 
     # -- pipelined ops -----------------------------------------------------------------------------
 
@@ -401,6 +287,16 @@ def _settled(call: PendingCall, timeout: Optional[float]) -> bool:
     except grpc.FutureCancelledError:
         pass
     return True
+
+
+class _InPlace:
+    """Work a flow spawned, run in the calling thread when its result is asked for."""
+
+    def __init__(self, work: Spawn) -> None:
+        self.work = work
+
+    def result(self) -> Any:
+        return self.work.fn(*self.work.args, **self.work.kwargs)
 
 
 def _releaser(transport: Transport, tickets: list[Any]) -> Any:

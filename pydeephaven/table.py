@@ -11,11 +11,16 @@ import pyarrow as pa
 from pydeephaven import _files, formats
 from pydeephaven._compat import TableCompat
 from pydeephaven._core.session_base import sync_api
-from pydeephaven._core.table_base import InputTableBase, TableBase, multi_join_op
+from pydeephaven._core.table_base import (
+    InputTableBase,
+    MultiJoinInputBase,
+    MultiJoinTableBase,
+    TableBase,
+    multi_join_op,
+)
 from pydeephaven._table_interface import TableInterface
-from pydeephaven._utils import str_tuple
-from pydeephaven.dherror import DHError
-from pydeephaven.ticket import ServerObject, Ticket  # noqa: F401 (the official module offers them)
+from pydeephaven.dherror import DHError  # noqa: F401 (the official module offers them)
+from pydeephaven.ticket import ServerObject, Ticket  # noqa: F401
 from pydeephaven.ticking import subscribe as _subscribe
 
 # names the official client's module also offers (pydeephaven._compat)
@@ -140,30 +145,13 @@ class InputTable(InputTableBase, Table):
 # -- multi-join -----------------------------------------------------------------------------------
 
 
-class MultiJoinInput:
-    """One table of a ``multi_join``: its key columns ``on`` (``"K"`` or ``"K = TableKey"``) and
-    the columns ``joins`` it contributes (all its non-key columns when None)."""
-
-    def __init__(self, table: Table, on: Union[str, Sequence[str]], joins: Optional[Union[str, Sequence[str]]] = None):
-        if not isinstance(table, Table):
-            raise DHError(f"MultiJoinInput: table must be a Table, got {type(table).__name__}")
-        self.table = table
-        self.on = list(str_tuple("MultiJoinInput", "on", list(on) if isinstance(on, tuple) else on, required=True))
-        self.joins = list(str_tuple("MultiJoinInput", "joins", list(joins) if isinstance(joins, tuple) else joins))
-
-    def __repr__(self) -> str:
-        return f"MultiJoinInput({self.table!r}, on={self.on!r}, joins={self.joins!r})"
+class MultiJoinInput(MultiJoinInputBase):
+    __doc__ = MultiJoinInputBase.__doc__
+    _kind = Table
 
 
-class MultiJoinTable:
+class MultiJoinTable(MultiJoinTableBase):
     """The result of ``multi_join``; the joined table is ``.table``."""
-
-    def __init__(self, table: Table) -> None:
-        self._table = table
-
-    @property
-    def table(self) -> Table:
-        return self._table
 
 
 def multi_join(input: Union[Table, Sequence[Table], MultiJoinInput, Sequence[MultiJoinInput]],  # noqa: A002

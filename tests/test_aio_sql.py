@@ -54,6 +54,22 @@ def test_sql_formats(server) -> None:
     assert "Qty" in pretty and "13" in pretty
 
 
+def test_sql_as_a_server_table(server) -> None:
+    async def body(s: AsyncSession):
+        t = await s.import_table(DATA)
+        await s.bind_table("aio_sql_tbl", t)
+        result = await s.sql("SELECT Sym, Qty FROM aio_sql_tbl WHERE Qty < 10", "table")
+        more = await result.where("Qty > 2").sort("Qty")
+        with pytest.raises(DHError, match="fmt 'table' takes no options"):
+            await s.sql("SELECT 1", "table", x=1)
+        return type(result).__name__, (await more.to_arrow()).to_pylist()
+
+    kind, rows = _run(server, body)
+    assert kind == "AsyncTable"
+    assert rows == sorted(({"Sym": r["Sym"], "Qty": r["Qty"]} for r in DATA.to_pylist() if 2 < r["Qty"] < 10),
+                          key=lambda r: r["Qty"])
+
+
 def test_bad_sql_carries_the_reason(server) -> None:
     async def body(s: AsyncSession):
         with pytest.raises(DHError, match="no_such_table_aio") as e:

@@ -565,3 +565,37 @@ def test_viewports_as_row_sets(spec, ranges):
 def test_bad_viewports_are_refused(spec, message):
     with pytest.raises(DHError, match=message):
         viewport_rowset(spec)
+
+
+# -- damaged input is refused with the library's own errors ----------------------------------------
+
+
+@pytest.mark.parametrize("keys", [[-1, 0], [3, 2], [1, 1, 2]])
+def test_from_keys_refuses_keys_its_decoder_would_refuse(keys: list[int]) -> None:
+    with pytest.raises(RowSetError, match="non-negative, increasing and distinct"):
+        RowSet.from_keys(np.array(keys))
+
+
+def test_from_keys_round_trips_valid_keys() -> None:
+    keys = [0, 1, 2, 7, 9, 10, 2**40]
+    rs = RowSet.from_keys(np.array(keys))
+    assert rowset.decode(rowset.encode(rs)).keys().tolist() == keys
+    assert rs.ranges() == [(0, 2), (7, 7), (9, 10), (2**40, 2**40)]
+
+
+def test_unwrap_of_metadata_that_is_no_flatbuffer_is_not_barrage() -> None:
+    assert messages.unwrap(memoryview(b"\xff" * 16)) == (messages.MSG_NONE, None)
+
+
+@pytest.mark.parametrize("err", [FlatbufferError("offset out of range"), RowSetError("bad command"),
+                                 struct.error("unpack requires a buffer of 8 bytes")])
+def test_a_damaged_message_ends_a_subscription_with_a_dherror(err: BaseException) -> None:
+    from types import SimpleNamespace
+
+    from pydeephaven._barrage.subscription import Subscription
+
+    fake = SimpleNamespace(_session=SimpleNamespace(_transport=SimpleNamespace(is_closed=False, target="h:1")),
+                           name="t")
+    out = Subscription._as_error(fake, err)  # type: ignore[arg-type]
+    assert isinstance(out, DHError)
+    assert "a message this client does not understand" in str(out) and str(err) in str(out)

@@ -139,6 +139,27 @@ def test_parallel_success_leaves_only_the_merged_table(parallel: Session) -> Non
     assert wait_exports(session, before | {t.ticket.bytes}) == before | {t.ticket.bytes}
 
 
+def test_async_parallel_upload_keeps_order_and_a_failure_leaves_nothing(arun) -> None:
+    async def body(s: AsyncSession) -> None:
+        s.put_streams, s.parallel_put_bytes = 3, 1
+        n = 300_000
+        data = pa.table({"A": np.arange(n, dtype=np.int64)})
+        assert s._streams_for_put(data) == 3
+        before = {e.bytes for e in await s.live_exports()}
+        t = await s.import_table(data)
+        assert t.size == n
+        assert (await t.to_arrow()).column("A").equals(data.column("A"))
+        assert await await_exports(s, before | {t.ticket.bytes}) == before | {t.ticket.bytes}
+        await t.close()
+        bad_middle = pa.table({"A": pa.array(list(range(n // 2)) + [-(2**63)] + list(range(n // 2)), pa.int64())})
+        with pytest.raises(DHError, match="column 'A'") as info:
+            await s.import_table(bad_middle)
+        assert "keeps none" in str(info.value)
+        assert await await_exports(s, before) == before
+
+    arun(body)
+
+
 # -- async: failed and cancelled uploads ------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ import flatbuffers
 import numpy as np
 
 from pydeephaven._barrage import rowset
-from pydeephaven._barrage.flatbuf import FbTable
+from pydeephaven._barrage.flatbuf import FbTable, FlatbufferError
 
 BARRAGE_MAGIC = 0x6E687064
 
@@ -208,8 +208,11 @@ def unwrap(app_metadata: Optional[memoryview]) -> tuple[int, Optional[memoryview
     not Barrage's."""
     if app_metadata is None or len(app_metadata) < 8:
         return MSG_NONE, None
-    w = FbTable.root(app_metadata)
-    if w.scalar(0, "<I") != BARRAGE_MAGIC:
+    try:
+        w = FbTable.root(app_metadata)
+        if w.scalar(0, "<I") != BARRAGE_MAGIC:
+            return MSG_NONE, None
+    except FlatbufferError:  # not a flatbuffer at all
         return MSG_NONE, None
     return int(w.scalar(1, "<b")), w.bytes_view(2)
 

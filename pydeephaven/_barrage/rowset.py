@@ -88,7 +88,10 @@ class RowSet:
         keys = np.asarray(keys, dtype=np.int64)
         if len(keys) == 0:
             return cls.empty()
-        breaks = np.flatnonzero(np.diff(keys) != 1)
+        steps = np.diff(keys)
+        if keys[0] < 0 or (steps <= 0).any():
+            raise RowSetError("row keys must be non-negative, increasing and distinct")
+        breaks = np.flatnonzero(steps != 1)
         starts = np.concatenate(([keys[0]], keys[breaks + 1]))
         ends = np.concatenate((keys[breaks], [keys[-1]]))
         return cls(starts, ends)

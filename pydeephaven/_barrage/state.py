@@ -69,9 +69,6 @@ class TableState:
     def complete(self) -> bool:
         return len(self.missing) == 0
 
-    def to_table(self) -> pa.Table:
-        return pa.Table.from_arrays(list(self.columns), schema=self.schema)
-
     def positions(self, rows: RowSet, what: str) -> np.ndarray:
         """Positions in this state of the keys of ``rows``; every key must be present. Works range
         by range: a range [a, b] is fully held when the state has b - a + 1 keys in it."""

@@ -8,6 +8,7 @@ shapes: it hands ``Applied`` records to a sink and reports its end once.
 from __future__ import annotations
 
 import atexit
+import struct
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from pydeephaven._barrage import messages, rowset, state as state_mod
+from pydeephaven._barrage.flatbuf import FlatbufferError
 from pydeephaven._barrage.stream import AsyncBarrageStream, BarrageStream, RawUpdate
 from pydeephaven._transport import sent_by_server
 from pydeephaven.dherror import DHError, SessionClosedError, error_class
@@ -304,7 +306,7 @@ class Subscription:
                 return cls(f"{what} ended: the call was cancelled, most likely because the server or "
                            f"the connection to {transport.target} went away ({details})", code=code.name)
             return cls(f"{what} failed: {code.name}: {details}", code=code.name)
-        if isinstance(err, messages.ProtocolError):
+        if isinstance(err, (messages.ProtocolError, FlatbufferError, rowset.RowSetError, struct.error)):
             return DHError(f"{what} failed: the server sent a message this client does not understand: {err}")
         if err is None or isinstance(err, ConnectionError):
             return DHError(f"{what} ended: the server closed the stream ({err or 'no reason given'})")

@@ -11,6 +11,17 @@ nothing of gRPC: they hand each description to a ``perform`` function of the ses
               conversions)                               by the asyncio API)
     Do        a method of the driving API's objects   -> its result, awaited by the asyncio API
               (``table._resolve``, ``session.import_table`` ...)
+
+For work that runs beside the flow (an upload) and its cleanup:
+
+    Spawn     start blocking work                     -> a handle (the blocking API runs the work
+                                                         in place, at its Result)
+    Result    the result of a handle                  -> its result (the asyncio API's caller may be
+                                                         cancelled while the work goes on)
+    Settle    wait at most ``timeout`` for a handle   -> (finished, caller cancelled meanwhile)
+    Quietly   a Unary that must run to its end        -> (its result or its DHError, caller
+                                                         cancelled meanwhile)
+    Cancelled the caller's cancellation, passed on     (raises; only the asyncio API has one)
 """
 
 from __future__ import annotations
@@ -61,6 +72,47 @@ class Blocking:
 class Do:
     fn: Callable[..., Any]  # a method of the driving API: its result is awaited when awaitable
     args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spawn:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    handle: Any
+
+
+@dataclass(frozen=True)
+class Settle:
+    handle: Any
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Quietly:
+    call: Unary
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    cause: BaseException
+
+
+class StopFlag:
+    """Set by a flow to stop work it spawned (read by the work, in another thread)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Blocking:

@@ -22,8 +22,29 @@ import pyarrow as pa
 from typing_extensions import Concatenate, ParamSpec
 
 from pydeephaven import _arrow, _files, _ops, _sql, formats
-from pydeephaven._core.calls import Flow, Stream, Unary, blocking, do
+from pydeephaven._confirm import UploadConfirmation
+from pydeephaven._core.calls import (
+    Cancelled,
+    Flow,
+    Quietly,
+    Result,
+    Settle,
+    Spawn,
+    StopFlag,
+    Stream,
+    Unary,
+    blocking,
+    do,
+)
 from pydeephaven._core.foreign import borrow_flow, is_foreign
+from pydeephaven._flight import (
+    UPLOAD_SETTLE_SECONDS,
+    UploadStopped,
+    _nothing_to_release,
+    _release_note,
+    _upload_error,
+    fan_out,
+)
 from pydeephaven._live_exports import ExportTally
 from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
@@ -112,6 +133,10 @@ class SessionBase:
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
         self.parallel_fetch_bytes = 32 * 1024 * 1024
+        #: Parallel Flight streams for ``import_table`` of a large in-memory table (1: never).
+        self.put_streams = 4
+        #: The size above which ``import_table`` uses parallel streams.
+        self.parallel_put_bytes = 64 * 1024 * 1024
         #: exports kept for the session's life (the copies published tables are shared from)
         self._pinned: set[bytes] = set()
         return pems
@@ -147,6 +172,10 @@ class SessionBase:
     def _release_later(self, ticket: Ticket, after: Any = None) -> None:
         """Release without waiting (from finalizers, which may run in any thread and must not
         block); once the call ``after`` (the one making the export) has its answer, when given."""
+        raise NotImplementedError
+
+    def _start_call(self, call: Unary) -> Any:
+        """Send ``call`` now, from any thread, without waiting: a handle for ``Result`` and ``Settle``."""
         raise NotImplementedError
 
     def _settle_call(self, call: Any) -> Any:
@@ -457,6 +486,147 @@ class SessionBase:
             if reason:
                 return err.public(f"{err}; the server's reason: {reason}")
         return err.public()
+
+    # -- uploads ----------------------------------------------------------------------------------
+
+    def _import_table_flow(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> Flow[Any]:
+        """Upload Arrow data into a new server table over Arrow Flight (in a worker thread in the
+        asyncio API).
+
+        Takes a pyarrow Table, RecordBatch or RecordBatchReader (streamed: it need not fit in memory
+        at once). Types the server lacks are converted to the nearest it has (large and view strings
+        to string, dictionaries to their values, large lists to lists ...); types it cannot hold and
+        column names it cannot use raise DHError naming the column. The data is sent in batches below
+        the server's message limit, and the result is confirmed with the server: the returned
+        Table's size is the server's count. A failed or cancelled upload leaves nothing on the server.
+        A large table (``put_streams`` streams above ``parallel_put_bytes``) goes over parallel streams.
+        """
+        streams = self._streams_for_put(data)
+        if streams > 1:
+            return (yield from self._import_parallel_flow(data, streams))
+        ticket = self.make_export_ticket()
+        stop = StopFlag()
+        plan: list[UploadConfirmation] = []
+
+        def prepare_confirmation(key: bytes) -> None:
+            # While the DoPut is open (in the worker): the server's schema for this schema is known
+            # from an earlier upload, or it is asked for now, and the server answers right after
+            # the upload (see _confirm).
+            c = UploadConfirmation(self._transport.known_schemas, key)
+            plan.append(c)
+            if c.by_call:
+                c.call = self._start_call(Unary("import_table", "table_stub", "GetExportedTableCreationResponse",
+                                                ticket.pb_ticket))
+
+        work = yield Spawn(self._flight.do_put, (ticket.ticket_no, data), {"on_open": prepare_confirmation,
+                                                                          "stop": stop})
+        try:
+            rows = yield Result(work)
+            confirmed = plan[0].known(rows) if not plan[0].by_call else None
+            if confirmed is None:
+                try:
+                    resp = yield Result(plan[0].call)
+                except DHError as e:
+                    raise plan[0].call_failed(e, rows) from None
+                confirmed = plan[0].from_call(resp, rows)
+        except BaseException as e:
+            stop.set()
+            note, cancelled = yield from self._abandon_upload_flow(ticket, work, plan)
+            if note is None:  # refused before the upload began (data, names, types): nothing to clean
+                raise
+            if not isinstance(e, Exception):  # a cancellation or an interrupt: passed on after the cleanup
+                raise
+            if cancelled:  # the caller was cancelled during the cleanup of a failure: the cancellation wins
+                yield Cancelled(e)
+            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
+        return self._table_class(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
+
+    def _streams_for_put(self, data: Any) -> int:
+        if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:
+            return 1
+        return self.put_streams if data.nbytes >= self.parallel_put_bytes else 1
+
+    def _import_parallel_flow(self, data: pa.Table, streams: int) -> Flow[Any]:
+        """Upload contiguous slices of ``data`` over parallel streams, then merge them in order on
+        the server (the server ingests each stream on one thread). A failure of one stream stops
+        the others; every slice's export is released whatever happens (the merged table holds the
+        rows)."""
+        _arrow.server_schema(data.schema)  # name and type problems show once, before any upload
+        step = -(-data.num_rows // streams)
+        slices = [data.slice(i * step, step) for i in range(streams) if i * step < data.num_rows]
+        tickets = [self.make_export_ticket() for _ in slices]
+        stop = StopFlag()
+
+        def put(i: int) -> int:
+            try:
+                return self._flight.do_put(tickets[i].ticket_no, slices[i], stop=stop)
+            except BaseException:
+                stop.set()
+                raise
+
+        parts = [self._table_class(self, tk) for tk in tickets]
+        merged = None
+        try:
+            results = yield blocking(fan_out, put, len(slices), stop)
+            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UploadStopped)]
+            if failed or any(isinstance(r, BaseException) for r in results):
+                raise failed[0] if failed else results[0]
+            merged = yield do(self._run_op, _ops.MergeTablesOp(tuple(parts), ""), None)
+            rows = sum(results)
+            if merged.size != rows:
+                raise DHError(f"import_table failed: sent {rows} rows but the server holds {merged.size}")
+        except BaseException as e:
+            stop.set()
+            if merged is not None:
+                yield from merged._close_flow()
+            unsent = False
+            for p in parts:
+                outcome, _ = yield Quietly(Unary("release", "session_stub", "Release",
+                                                 session_pb2.ReleaseRequest(id=p.ticket.pb_ticket)))
+                unsent |= isinstance(outcome, DHError) and not _nothing_to_release(outcome)
+                p._closed = True
+            if not isinstance(e, Exception):
+                raise
+            raise _upload_error(e, _release_note(None if unsent else True)) from (
+                e.__cause__ if isinstance(e, DHError) else e)
+        finally:
+            for p in parts:
+                yield from p._close_flow()
+        return merged
+
+    def _abandon_upload_flow(self, ticket: ExportTicket, work: Any,
+                             plan: list[UploadConfirmation]) -> Flow[tuple[Optional[str], bool]]:
+        """Make sure the server keeps nothing of a failed or cancelled upload, once the work has
+        ended the DoPut stream (it stops before its next batch); cancellations of the caller
+        meanwhile do not stop the cleanup. A note for the error message (None when the upload
+        never began) and whether the caller was cancelled meanwhile.
+
+        A confirmation call asked for while the upload ran must reach the server before the
+        release: asked of an export that no longer exists, it would make a new one (a placeholder)
+        that lives until the session ends. So the release waits until the call has its answer,
+        which comes as soon as the server has settled the export (made, failed or released)."""
+        release = Unary("release", "session_stub", "Release", session_pb2.ReleaseRequest(id=ticket.pb_ticket),
+                        args={"ticket": ticket})
+        done, cancelled = yield Settle(work, UPLOAD_SETTLE_SECONDS)
+        if not done:  # stuck in a write: releasing the export makes the server end the stream
+            cancelled |= (yield Quietly(release))[1]
+            done, c = yield Settle(work, 3 * UPLOAD_SETTLE_SECONDS)
+            cancelled |= c
+        if not plan:
+            return (None if done else _release_note(None)), cancelled
+        call = plan[0].call
+        if call is not None:
+            settled, c = yield Settle(call, UPLOAD_SETTLE_SECONDS)
+            cancelled |= c
+            if not settled:  # a placeholder that no DoPut fills: the release ends it
+                cancelled |= (yield Quietly(release))[1]
+                cancelled |= (yield Settle(call, UPLOAD_SETTLE_SECONDS))[1]
+        outcome, c = yield Quietly(release)
+        if isinstance(outcome, DHError):
+            released: Optional[bool] = False if _nothing_to_release(outcome) else None
+        else:
+            released = True
+        return _release_note(released), cancelled or c
 
     # -- files ------------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from pydeephaven._utils import describe_args, str_tuple
 from pydeephaven.dherror import DHError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
-__all__ = ["TableBase", "InputTableBase", "QueryBase", "read_schema", "multi_join_op"]
+__all__ = ["TableBase", "InputTableBase", "QueryBase", "read_schema", "multi_join_op", "MultiJoinInputBase",
+           "MultiJoinTableBase"]
 
 
 def read_schema(schema_header: bytes) -> Optional[pa.Schema]:
@@ -152,10 +153,6 @@ class TableBase(ServerObject):
         return self.session._run_op(op, self)
 
     _op = _apply
-
-    @property
-    def _owner_session(self) -> Any:
-        return self.session
 
     def sort_descending(self, order_by: Union[str, list[str]]) -> Any:
         """The rows sorted by ``order_by``, largest first."""
@@ -413,10 +410,6 @@ class QueryBase:
         self._ops.append(op)
         return self
 
-    @property
-    def _owner_session(self) -> Any:
-        return self.session
-
     def _run(self, flow: Flow[Any]) -> Any:
         return self.session._run(flow)
 
@@ -528,6 +521,37 @@ class QueryBase:
 
 
 # -- multi-join -----------------------------------------------------------------------------------
+
+
+class MultiJoinInputBase:
+    """One table of a ``multi_join``: its key columns ``on`` (``"K"`` or ``"K = TableKey"``) and
+    the columns ``joins`` it contributes (all its non-key columns when None). Subclasses name their
+    API's table class as ``_kind``."""
+
+    _kind: type
+
+    def __init__(self, table: Any, on: Union[str, Sequence[str]], joins: Optional[Union[str, Sequence[str]]] = None):
+        kind = self._kind.__name__
+        if not isinstance(table, self._kind):
+            raise DHError(f"MultiJoinInput: table must be a{'n' if kind[0] in 'AEIOU' else ''} {kind}, "
+                          f"got {type(table).__name__}")
+        self.table = table
+        self.on = list(str_tuple("MultiJoinInput", "on", list(on) if isinstance(on, tuple) else on, required=True))
+        self.joins = list(str_tuple("MultiJoinInput", "joins", list(joins) if isinstance(joins, tuple) else joins))
+
+    def __repr__(self) -> str:
+        return f"MultiJoinInput({self.table!r}, on={self.on!r}, joins={self.joins!r})"
+
+
+class MultiJoinTableBase:
+    """The result of ``multi_join``; the joined table is ``.table``."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        return self._table
 
 
 def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002

@@ -9,27 +9,25 @@ same op model as the sync API) on ``AsyncTable``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
-import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar, Union
 
-import pyarrow as pa
 
 from pydeephaven import _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
-from pydeephaven._confirm import Confirmed, UploadConfirmation
-from pydeephaven._core.calls import Blocking, Do, Flow, drive_async
+from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive_async
 from pydeephaven._core.foreign import check as check_foreign
 from pydeephaven._core.foreign import is_foreign
 from pydeephaven._core.session_base import SessionBase, async_api
-from pydeephaven._flight import UPLOAD_SETTLE_SECONDS, FlightPath, _nothing_to_release, _release_note, _upload_error
+from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
 from pydeephaven.dherror import DHError
-from pydeephaven.ticket import ExportTicket, Ticket
+from pydeephaven.ticket import Ticket
 
 __all__ = ["AsyncSession"]
 
@@ -94,7 +92,31 @@ class AsyncSession(SessionBase):
         if isinstance(call, Do):
             result = call.fn(*call.args)
             return (await result) if isinstance(result, Awaitable) else result
+        if isinstance(call, Spawn):
+            return self._spawn(functools.partial(call.fn, *call.args, **call.kwargs))
+        if isinstance(call, Result):
+            return await asyncio.shield(_aio_future(call.handle))
+        if isinstance(call, Settle):
+            fut = _aio_future(call.handle)
+            cancelled = await _outlast(fut, call.timeout)
+            return fut.done(), cancelled
+        if isinstance(call, Quietly):
+            task = asyncio.get_running_loop().create_task(self._quietly(call.call))
+            cancelled = await _outlast(task, None)
+            return task.result(), cancelled
+        if isinstance(call, Cancelled):
+            raise asyncio.CancelledError() from call.cause
         return await (call.via or self)._transport.perform(call)
+
+    async def _quietly(self, call: Unary) -> Any:
+        try:
+            return await self._transport.perform(call)
+        except DHError as e:
+            return e
+
+    def _start_call(self, call: Unary) -> "concurrent.futures.Future[Any]":
+        loop = self._transport.loop
+        return asyncio.run_coroutine_threadsafe(self._transport.perform(call), loop)
 
     # -- connecting and closing ---------------------------------------------------------------------
 
@@ -165,16 +187,19 @@ class AsyncSession(SessionBase):
 
     # -- worker threads -----------------------------------------------------------------------------
 
-    async def _blocking(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run blocking work (Arrow Flight, conversions) in the session's worker threads."""
+    def _spawn(self, fn: Callable[[], R]) -> "asyncio.Future[R]":
+        """Start blocking work (Arrow Flight, conversions) in the session's worker threads."""
         try:
             # only the hand-over can fail so: the executor refuses new work once close() shut it down
-            work = asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+            return asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except RuntimeError:
             if self._transport.is_closed:
                 raise closed_error("the session is closed") from None
             raise
-        return await work
+
+    async def _blocking(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run blocking work in the session's worker threads."""
+        return await self._spawn(functools.partial(fn, *args))
 
     # -- the operations (written once, in pydeephaven._core.session_base) -------------------------
 
@@ -195,6 +220,7 @@ class AsyncSession(SessionBase):
     input_table = async_api(_B._input_table_flow)
     sql = async_api(_B._sql_flow)
     import_file = async_api(_B._import_file_flow)
+    import_table = async_api(_B._import_table_flow)
     _table_from = async_api(_B._table_from_flow)
     _own_ticket = async_api(_B._own_ticket_flow)
 
@@ -238,100 +264,6 @@ class AsyncSession(SessionBase):
                 self._console_id = await self._arun(self._start_console_flow())
             return self._console_id
 
-    # -- uploads ---------------------------------------------------------------------------------
-
-    async def import_table(self, data: Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader]) -> AsyncTable:
-        """Upload Arrow data into a new server table over Arrow Flight, in a worker thread; see
-        ``Session.import_table`` for the types taken and converted. The returned table's size is
-        the server's count."""
-        ticket = self.make_export_ticket()
-        t = self._transport
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-        plan: list[UploadConfirmation] = []
-
-        def prepare_confirmation(key: bytes) -> None:
-            # In the worker, while the DoPut is open: see Session.import_table.
-            c = UploadConfirmation(t.known_schemas, key)
-            plan.append(c)
-            if c.by_call:
-                c.call = asyncio.run_coroutine_threadsafe(
-                    t.unary("import_table", t.table_stub.GetExportedTableCreationResponse, ticket.pb_ticket,
-                            timeout=None), loop)
-
-        try:
-            work = loop.run_in_executor(self._executor, functools.partial(
-                self._flight.do_put, ticket.ticket_no, data, on_open=prepare_confirmation, stop=stop))
-        except RuntimeError:  # see _blocking
-            if self._transport.is_closed:
-                raise closed_error("import_table failed: the session is closed") from None
-            raise
-        try:
-            rows = await asyncio.shield(work)
-            confirmed = await self._confirmation(plan[0], rows)
-        except BaseException as e:
-            stop.set()
-            note, cancelled = await self._abandon_upload(ticket, work, plan)
-            if note is None:  # refused before the upload began (data, names, types): nothing to clean
-                raise
-            if not isinstance(e, Exception):
-                raise  # CancelledError and the like: passed on after the cleanup
-            if cancelled:  # cancelled during the cleanup of a failure: the cancellation wins
-                raise asyncio.CancelledError() from e
-            raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return AsyncTable(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
-
-    async def _confirmation(self, plan: UploadConfirmation, rows: int) -> Confirmed:
-        """See ``Session._confirmation``."""
-        if not plan.by_call:
-            return plan.known(rows)
-        try:
-            resp = await asyncio.shield(asyncio.wrap_future(plan.call))
-        except DHError as e:
-            raise plan.call_failed(e, rows) from None
-        return plan.from_call(resp, rows)
-
-    async def _abandon_upload(self, ticket: ExportTicket, work: "asyncio.Future[int]",
-                              plan: list[UploadConfirmation]) -> tuple[Optional[str], bool]:
-        """Make sure the server keeps nothing of a failed or cancelled upload, as
-        ``Session._abandon_upload`` does, once the worker has ended the DoPut stream (it stops
-        before its next batch). Cancellations of the caller meanwhile do not stop the cleanup.
-        Returns a note for the error message (None when the upload never began) and whether the
-        caller was cancelled meanwhile."""
-        cancelled = await _outlast(work, UPLOAD_SETTLE_SECONDS)
-        if not work.done():  # stuck in a write: releasing the export makes the server end the stream
-            cancelled = await self._release_once(ticket) or cancelled
-            cancelled = await _outlast(work, 3 * UPLOAD_SETTLE_SECONDS) or cancelled
-        if not plan:
-            return (None if work.done() else _release_note(None)), cancelled
-        if plan[0].call is not None:
-            answer = asyncio.wrap_future(plan[0].call)
-            cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
-            if not answer.done():
-                cancelled = await self._release_once(ticket) or cancelled  # a placeholder no DoPut fills
-                cancelled = await _outlast(answer, UPLOAD_SETTLE_SECONDS) or cancelled
-            answer.cancel()
-        released: Optional[bool] = None
-        for _ in range(3):
-            try:
-                await self.release(ticket)
-                released = True
-            except DHError as e:
-                released = False if _nothing_to_release(e) else None
-            except asyncio.CancelledError:
-                cancelled = True
-                continue  # the release is the point of the cleanup: send it once more
-            break
-        return _release_note(released), cancelled
-
-    async def _release_once(self, ticket: ExportTicket) -> bool:
-        """Release quietly; whether the caller was cancelled meanwhile."""
-        try:
-            await self._release_quietly(ticket)
-        except asyncio.CancelledError:
-            return True
-        return False
-
     # -- table operations: sent at once, awaited by the table ----------------------------------------
 
     def _run_op(self, op: _ops.TableOp, source: Optional[AsyncTable], cls: Optional[type[AsyncTable]] = None
@@ -351,14 +283,19 @@ class AsyncSession(SessionBase):
         return table
 
 
-async def _outlast(fut: "asyncio.Future[Any]", timeout: float) -> bool:
+def _aio_future(handle: Any) -> "asyncio.Future[Any]":
+    return asyncio.wrap_future(handle) if isinstance(handle, concurrent.futures.Future) else handle
+
+
+async def _outlast(fut: "asyncio.Future[Any]", timeout: Optional[float]) -> bool:
     """Wait (at most ``timeout``) for ``fut`` to finish, through cancellations of the waiting
     task; whether the task was cancelled meanwhile."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
     cancelled = False
     while not fut.done():
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
             break
         try:
             await asyncio.wait([fut], timeout=left)
