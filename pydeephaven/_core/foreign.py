@@ -21,7 +21,7 @@ from typing import Any
 
 from pydeephaven._core.calls import Flow, Unary, do
 from pydeephaven._proto import session_pb2
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, reworded
 from pydeephaven.ticket import ExportTicket, SharedTicket
 
 __all__ = ["is_foreign", "borrow_flow", "check"]
@@ -62,13 +62,13 @@ def borrow_flow(session: Any, table: Any, op: str) -> Flow[ExportTicket]:
         try:
             yield Unary(f"{op}: take the shared table", "session_stub", "ExportFromTicket",
                         session_pb2.ExportRequest(source_id=shared.pb_ticket, result_id=mine.pb_ticket))
-        except DHError as e:
+        except BaseException as e:  # an interrupt or a cancellation too: the taken export is released
             session._release_later(mine)
-            if e.code == "NOT_FOUND":
-                raise DHError(f"{op}: the table belongs to a session of another server ({owner.host}:{owner.port}) "
-                              f"than this session's ({session.host}:{session.port}); a table cannot be used on "
-                              f"another server (move the data with to_arrow() and import_table()). "
-                              f"The server said: {e}") from None
+            if isinstance(e, DHError) and e.code == "NOT_FOUND":
+                raise reworded(e, f"{op}: the table belongs to a session of another server ({owner.host}:{owner.port}) "
+                                  f"than this session's ({session.host}:{session.port}); a table cannot be used on "
+                                  f"another server (move the data with to_arrow() and import_table()). "
+                                  f"The server said: {e}") from None
             raise
     finally:
         owner._release_later(copy)

@@ -310,10 +310,11 @@ class SessionBase:
             DHError: carrying the server's error message when the script fails.
         """
         check_str("run_script", "script", script, allow_empty=True)
-        if systemic not in _SYSTEMIC:
+        if systemic is not None and not (isinstance(systemic, int) and systemic in (0, 1)):  # ints as bools
             raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
         console = yield do(self._console)
-        req = console_pb2.ExecuteCommandRequest(console_id=console, code=script, systemic=_SYSTEMIC[systemic])
+        req = console_pb2.ExecuteCommandRequest(console_id=console, code=script,
+                                                systemic=_SYSTEMIC[None if systemic is None else bool(systemic)])
         resp = yield Unary("run_script", "console_stub", "ExecuteCommand", req, args={"script": script})
         if resp.error_message:
             raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
@@ -469,8 +470,10 @@ class SessionBase:
                                args={"query": _sql.short_query(query)})
             if not resp.success:
                 raise DHError(resp.error_info or "the server reported a failure without details")
-        except DHError as e:
+        except BaseException as e:
             yield from self._release_quietly_flow(ticket)
+            if not isinstance(e, DHError):  # an interrupt or a cancellation: passed on after the release
+                raise
             raise _sql.SqlError(f"sql({_sql.short_query(query)!r}) failed: {e}", needs_reason=True, kind=type(e),
                                 code=e.code) from None
         return (yield from self._table_from_flow(resp, ticket, "sql"))
