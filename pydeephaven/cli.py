@@ -38,14 +38,17 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import click
 
+from pydeephaven import formats
 from pydeephaven.dherror import DHError
-from pydeephaven.embedded import PSK_AUTH
+from pydeephaven.embedded import PSK_AUTH, start_server
+from pydeephaven.formats import visible
+from pydeephaven.session import Session
+from pydeephaven.ticking import listen
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from pydeephaven.embedded import EmbeddedServer
-    from pydeephaven.session import Session
     from pydeephaven.table import Table
 
 PROG = "pydeephaven"
@@ -86,8 +89,6 @@ def _for_terminal(text: str) -> str:
     bidirectional overrides) escaped visibly, line ends kept: for output a person reads (CSV rows
     of ``tail`` or ``sql --format csv`` on a terminal, error lines). Output to a pipe or a file is
     data and stays as it is."""
-    from pydeephaven.formats import visible
-
     return "\n".join(visible(line) for line in text.split("\n"))
 
 
@@ -164,8 +165,6 @@ class Connection:
         return self._session
 
     def _connect(self, session_type: str) -> "Session":
-        from pydeephaven.session import Session
-
         host, port, auth_type, auth_token = self.host, self.port, self.auth_type, self.auth_token
         if self.embedded:
             server = self.start_embedded()
@@ -181,8 +180,6 @@ class Connection:
         return session
 
     def start_embedded(self) -> "EmbeddedServer":
-        from pydeephaven.embedded import start_server
-
         _note("starting an embedded Deephaven server (about 30-40 s) ...")
         server = start_server()
         self._stack.callback(server.stop)
@@ -477,8 +474,6 @@ def _render_rows(parts: Sequence[tuple[str, "pa.Table"]], fmt: str, header: bool
     "op" column first, or JSON lines {"op": ..., "row": {...}}."""
     import pyarrow as pa
 
-    from pydeephaven import formats
-
     schema = parts[0][1].schema
     kept = [(op, t) for op, t in parts if t.num_rows]
     data = pa.concat_tables([t for _, t in kept]) if kept else schema.empty_table()
@@ -525,8 +520,6 @@ def tail(ctx: click.Context, name: str, rows: int, fmt: str, max_updates: Option
     """Follow the server table NAME: print its last rows (op "="), then every change as it happens
     (op "-" removed rows, "+" added rows, "~" modified rows with their new values), until Ctrl-C.
     A static table's rows are printed once. The whole table is subscribed to."""
-    from pydeephaven.ticking import listen
-
     session = _conn(ctx).session()
     table = session.open_table(name)
     events: "queue.Queue[Any]" = queue.Queue()
@@ -585,8 +578,6 @@ def tail(ctx: click.Context, name: str, rows: int, fmt: str, max_updates: Option
 def serve(ctx: click.Context, port: Optional[int], psk: Optional[str], heap: str) -> None:
     """Run a real Deephaven server (from the deephaven-server package, Java 17+) on 127.0.0.1 in the
     foreground, until Ctrl-C or SIGTERM."""
-    from pydeephaven.embedded import start_server
-
     conn = _conn(ctx)
     if conn.embedded:
         raise click.UsageError("serve runs a server itself: drop --embedded")
