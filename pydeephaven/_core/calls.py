@@ -37,7 +37,7 @@ R = TypeVar("R")
 Flow = Generator[Any, Any, R]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Unary:
     op: str  # the operation's name in messages and in the session's stats
     stub: str  # the transport's stub attribute: "session_stub", "table_stub" ...
@@ -48,7 +48,7 @@ class Unary:
     via: Any = None  # the session whose transport makes the call (another session's table); None: this one
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stream:
     op: str
     stub: str
@@ -61,43 +61,43 @@ class Stream:
     via: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Blocking:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Do:
     fn: Callable[..., Any]  # a method of the driving API: its result is awaited when awaitable
     args: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Spawn:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Result:
     handle: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Settle:
     handle: Any
     timeout: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Quietly:
     call: Unary
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Cancelled:
     cause: BaseException
 
