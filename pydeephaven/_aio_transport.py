@@ -401,7 +401,8 @@ class AsyncTransport(TransportBase):
         return channel
 
 
-_STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub")
+_STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub",
+          "partitioned_table_stub")
 
 
 

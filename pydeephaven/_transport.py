@@ -21,6 +21,7 @@ from pydeephaven._proto import (
     console_pb2_grpc,
     inputtable_pb2_grpc,
     object_pb2_grpc,
+    partitionedtable_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
     table_pb2_grpc,
@@ -373,6 +374,7 @@ class TransportBase:
     app_stub = _Stub(application_pb2_grpc.ApplicationServiceStub)
     input_table_stub = _Stub(inputtable_pb2_grpc.InputTableServiceStub)
     object_stub = _Stub(object_pb2_grpc.ObjectServiceStub)
+    partitioned_table_stub = _Stub(partitionedtable_pb2_grpc.PartitionedTableServiceStub)
 
     def _make_stubs(self, channel: Any) -> None:
         """Take ``channel`` as the one the stubs call on (they are made on first use)."""

@@ -22,7 +22,7 @@ from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
 from pydeephaven.dherror import DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
-from pydeephaven.table import InputTable, Table
+from pydeephaven.table import InputTable, PartitionedTable, Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket  # noqa: F401 (the official module offers them)
 
 __all__ = ["Session"]
@@ -54,6 +54,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     _table_class = Table
     _input_table_class = InputTable
     _query_class = Query
+    _partitioned_class = PartitionedTable
 
     def __init__(
         self,
@@ -163,6 +164,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     fetch_table = sync_api(_B._fetch_table_flow)
     run_script = sync_api(_B._run_script_flow)
     open_table = sync_api(_B._open_table_flow)
+    open_partitioned_table = sync_api(_B._open_partitioned_table_flow)
     bind_table = sync_api(_B._bind_table_flow)
     unbind = sync_api(_B._unbind_flow)
     empty_table = sync_api(_B._empty_table_flow)

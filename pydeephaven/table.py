@@ -15,6 +15,7 @@ from pydeephaven._core.table_base import (
     InputTableBase,
     MultiJoinInputBase,
     MultiJoinTableBase,
+    PartitionedTableBase,
     TableBase,
     multi_join_op,
 )
@@ -28,7 +29,7 @@ from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
 from pydeephaven.filters import Filter  # noqa: E402,F401
 from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
-__all__ = ["Table", "InputTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
+__all__ = ["Table", "InputTable", "PartitionedTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
 
 _T = TableBase
 
@@ -93,6 +94,7 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
     to_feather = sync_api(_T._to_feather_flow)
     to_string = sync_api(_T._to_string_flow)
     close = sync_api(_T._close_flow)
+    partition_by = sync_api(_T._partition_by_flow)
 
     def __enter__(self) -> "Table":
         return self
@@ -128,6 +130,22 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
             return f"<pre>{html.escape(repr(self))}\n(rows unavailable: {html.escape(problem)})</pre>"
         title = "Table (static)" if self._is_static else "Table (refreshing)"
         return formats.render_html(data, self._size, title=title, max_rows=10)
+
+
+class PartitionedTable(PartitionedTableBase):
+    __doc__ = PartitionedTableBase.__doc__
+
+    keys = sync_api(PartitionedTableBase._keys_flow)
+    get_constituent = sync_api(PartitionedTableBase._get_constituent_flow)
+    constituents = sync_api(PartitionedTableBase._constituents_flow)
+    merge = sync_api(PartitionedTableBase._merge_flow)
+    close = sync_api(PartitionedTableBase._close_flow)
+
+    def __enter__(self) -> "PartitionedTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class InputTable(InputTableBase, Table):

@@ -61,3 +61,17 @@ def test_errors_example(server) -> None:
         "closed: empty_table failed: the session is closed",
         "nothing listening: UnreachableError UNAVAILABLE True",
     ]
+
+
+def test_partitioned_example(server) -> None:
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "partitioned.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().split("\n")
+    syms = ["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"]
+    qty = [100, 50, 200, 75, 25, 300]
+    assert lines[0] == f"keys: {sorted(set(syms))}"
+    want = [f"{s} {syms.count(s)} {sum(q for x, q in zip(syms, qty) if x == s)}" for s in sorted(set(syms))]
+    assert lines[1:-1] == want
+    assert lines[-1] == f"merged: {len(syms)}"

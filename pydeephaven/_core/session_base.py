@@ -46,10 +46,18 @@ from pydeephaven._flight import (
     fan_out,
 )
 from pydeephaven._live_exports import ExportTally
-from pydeephaven._proto import application_pb2, console_pb2, session_pb2, table_pb2
+from pydeephaven._proto import (
+    application_pb2,
+    console_pb2,
+    object_pb2,
+    partitionedtable_pb2,
+    session_pb2,
+    table_pb2,
+    ticket_pb2,
+)
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
 from pydeephaven._utils import str_tuple
-from pydeephaven.dherror import ArgumentError, DHError, ServerError, cause_of, reworded, rewrap
+from pydeephaven.dherror import ArgumentError, DHError, NotFoundError, ServerError, cause_of, reworded, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["SessionBase", "sync_api", "async_api", "check_variable_name", "unbind_script"]
@@ -111,6 +119,7 @@ class SessionBase:
     _table_class: Any
     _input_table_class: Any
     _query_class: Any
+    _partitioned_class: Any
     _is_async: bool
     _transport: Any
     _flight: Any
@@ -330,6 +339,34 @@ class SessionBase:
                 raise reworded(e, f"open_table({name!r}) failed: no table named {name!r} in the server's scope "
                                   f"(server said: {cause})") from None
             raise
+
+    def _open_partitioned_table_flow(self, name: str) -> Flow[Any]:
+        """The partitioned table bound to ``name`` in the server's global scope (a script made it
+        with ``partition_by``)."""
+        check_str("open_partitioned_table", "name", name)
+        fields = yield from self._fields_flow(True)
+        found = fields.get(name)
+        if found is None or found.type != "PartitionedTable":
+            what = f"a {found.type}" if found is not None else "nothing"
+            raise NotFoundError(f"open_partitioned_table({name!r}) failed: the server's scope holds {what} under "
+                                f"{name!r}, not a PartitionedTable", code=None)
+        ticket = yield from self._fetch_flow(ScopeTicket.scope_ticket(name))
+        return (yield from self._partitioned_from_flow(ticket, "open_partitioned_table"))
+
+    def _partitioned_from_flow(self, ticket: Ticket, op: str) -> Flow[Any]:
+        """The partitioned table exported under ``ticket``: its description and its table, asked of
+        the server (the export is released when that fails)."""
+        try:
+            resp = yield Unary(op, "object_stub", "FetchObject", object_pb2.FetchObjectRequest(
+                source_id=ticket_pb2.TypedTicket(ticket=ticket.pb_ticket, type="PartitionedTable")))
+            descriptor = partitionedtable_pb2.PartitionedTableDescriptor.FromString(resp.data)
+            inner = _ticket_from_bytes(resp.typed_export_ids[0].ticket.ticket)
+            created = yield Unary(op, "table_stub", "GetExportedTableCreationResponse", inner.pb_ticket)
+            table = yield from self._table_from_flow(created, inner, op)
+        except BaseException:
+            yield from self._release_quietly_flow(ticket)
+            raise
+        return self._partitioned_class(self, ticket, descriptor, table)
 
     def _bind_table_flow(self, name: str, table: Any) -> Flow[None]:
         """Bind ``table`` to the variable ``name`` in the server's global scope."""

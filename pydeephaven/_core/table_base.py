@@ -18,14 +18,14 @@ from pydeephaven import _files, _ops, formats
 from pydeephaven._core.calls import Flow, Stream, Unary, blocking, do
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.session_base import SessionBase
-from pydeephaven._proto import inputtable_pb2, table_pb2
+from pydeephaven._proto import inputtable_pb2, partitionedtable_pb2, table_pb2
 from pydeephaven._table_interface import SortDirection
 from pydeephaven._utils import describe_args, str_tuple
-from pydeephaven.dherror import DHError, cause_of, reworded
+from pydeephaven.dherror import DHError, InvalidArgumentError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
 __all__ = ["TableBase", "InputTableBase", "QueryBase", "read_schema", "multi_join_op", "MultiJoinInputBase",
-           "MultiJoinTableBase"]
+           "MultiJoinTableBase", "PartitionedTableBase"]
 
 
 def read_schema(schema_header: bytes) -> Optional[pa.Schema]:
@@ -191,6 +191,19 @@ class TableBase(ServerObject):
                 # released after the server has made it, or a late answer would make it again
                 yield do(self.session._settle_call, self._pending[0])
             yield from self.session._release_quietly_flow(self.ticket)
+
+    def _partition_by_flow(self, by: Union[str, list[str]], drop_keys: bool = False) -> Flow[Any]:
+        """This table split by the key columns ``by``: a partitioned table with one constituent per
+        distinct key (``drop_keys``: the constituents lack the key columns). It ticks when this
+        table does: keys come and go."""
+        keys = str_tuple("partition_by", "by", by, required=True)
+        yield from self._ready_flow("partition_by")
+        session = self.session
+        result = session.make_export_ticket()
+        yield Unary("partition_by", "partitioned_table_stub", "PartitionBy", partitionedtable_pb2.PartitionByRequest(
+            table_id=self.ticket.pb_ticket, result_id=result.pb_ticket, key_column_names=keys,
+            drop_keys=bool(drop_keys)), args={"by": list(keys), "drop_keys": drop_keys})
+        return (yield from session._partitioned_from_flow(result, "partition_by"))
 
     # -- data -------------------------------------------------------------------------------------
 
@@ -586,3 +599,135 @@ def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002
                           "with natural_join, which takes tables of other sessions)")
         mi.table._check("multi_join")
     return session, _ops.MultiJoinOp(tuple((mi.table, tuple(mi.on), tuple(mi.joins)) for mi in inputs))
+
+
+# -- partitioned tables ---------------------------------------------------------------------------
+
+
+class PartitionedTableBase:
+    """A table split by key into one table per key (a *constituent*), as the server holds it: made
+    by ``Table.partition_by`` or opened from the server's scope (``open_partitioned_table``). What
+    ``PartitionedTable`` and ``AsyncPartitionedTable`` share.
+
+    ``key_columns`` name the keys; ``table`` is the server's table of the partitioning, one row per
+    key with the key columns and a column of the constituents; ``constituent_schema`` is the schema
+    every constituent has. A key is the value of the one key column, or a tuple of the values of
+    several. ``close()`` releases the server's copy (the constituents fetched stay valid).
+    """
+
+    def __init__(self, session: Any, ticket: Ticket, descriptor: Any, table: Any) -> None:
+        self.session: Any = session
+        self.ticket = ticket
+        self.table = table
+        self.key_columns: list[str] = list(descriptor.key_column_names)
+        self.constituent_column: str = descriptor.constituent_column_name
+        self.unique_keys: bool = descriptor.unique_keys
+        self.constituent_schema: pa.Schema = pa.ipc.read_schema(pa.py_buffer(descriptor.constituent_definition_schema))
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_refreshing(self) -> bool:
+        """Whether keys can come and go (the source ticks)."""
+        return bool(self.table.is_refreshing)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.ticket!r}, keys={self.key_columns}, "
+                f"{'closed' if self._closed else ('refreshing' if self.is_refreshing else 'static')})")
+
+    def _check(self, op: str) -> None:
+        if self._closed:
+            raise DHError(f"{op} failed: the partitioned table was closed (its server copy released)")
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        return self.session._run(flow)
+
+    async def _arun(self, flow: Flow[Any]) -> Any:
+        return await self.session._arun(flow)
+
+    def _keys_flow(self) -> Flow[Any]:
+        """A table of the keys, one row per constituent (ticking when the source ticks)."""
+        self._check("keys")
+        return (yield do(self.table.view, self.key_columns))
+
+    def _key_table(self, key: Any) -> pa.Table:
+        """``key`` as a one-row table of the key columns, with their types."""
+        values = key if isinstance(key, tuple) else (key,)
+        if len(values) != len(self.key_columns):
+            raise DHError(f"get_constituent: the key {key!r} has {len(values)} value(s); this table has "
+                          f"{len(self.key_columns)} key column(s) {self.key_columns} (give a tuple for several)")
+        fields = [self.table.schema.field(name) for name in self.key_columns]
+        try:
+            return pa.table({f.name: pa.array([v], f.type) for f, v in zip(fields, values)})
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise DHError(f"get_constituent: the key {key!r} does not fit the key columns "
+                          f"{[f'{f.name}: {f.type}' for f in fields]}: {e}") from None
+
+    def _get_constituent_flow(self, key: Any) -> Flow[Any]:
+        """The table of one key, or None when no constituent has that key."""
+        self._check("get_constituent")
+        keys = self._key_table(key)
+        key_table = yield do(self.session.import_table, keys)
+        session = self.session
+        result = session.make_export_ticket()
+        try:
+            resp = yield Unary("get_constituent", "partitioned_table_stub", "GetTable",
+                               partitionedtable_pb2.GetTableRequest(
+                                   partitioned_table=self.ticket.pb_ticket, key_table_ticket=key_table.pb_ticket,
+                                   result_id=result.pb_ticket,
+                                   unique_behavior=partitionedtable_pb2.GetTableRequest
+                                   .REQUIRE_UNIQUE_RESULTS_STATIC_SINGLE_KEY),
+                               args={"key": key})
+        except InvalidArgumentError:
+            # the server refuses a key with no constituent (and more than one): say None when the
+            # keys, asked now, do not hold it
+            present = yield from self._has_key_flow(keys)
+            if not present:
+                return None
+            raise
+        finally:
+            yield from key_table._close_flow()
+        return (yield from session._table_from_flow(resp, result, "get_constituent"))
+
+    def _has_key_flow(self, key: pa.Table) -> Flow[bool]:
+        keys = yield from self._keys_flow()
+        try:
+            data = yield from keys._to_arrow_flow()
+        finally:
+            yield from keys._close_flow()
+        wanted = key.to_pylist()[0]
+        return any(row == wanted for row in data.to_pylist())
+
+    def _constituents_flow(self) -> Flow[dict[Any, Any]]:
+        """Every constituent by key (of the keys there are now; for a static source, all of them)."""
+        keys = yield from self._keys_flow()
+        try:
+            data = yield from keys._to_arrow_flow()
+        finally:
+            yield from keys._close_flow()
+        out: dict[Any, Any] = {}
+        for row in data.to_pylist():
+            key = row[self.key_columns[0]] if len(self.key_columns) == 1 else tuple(row[c] for c in self.key_columns)
+            out[key] = yield from self._get_constituent_flow(key)
+        return out
+
+    def _merge_flow(self) -> Flow[Any]:
+        """One table again: the rows of every constituent."""
+        self._check("merge")
+        session = self.session
+        result = session.make_export_ticket()
+        resp = yield Unary("merge", "partitioned_table_stub", "Merge", partitionedtable_pb2.MergeRequest(
+            partitioned_table=self.ticket.pb_ticket, result_id=result.pb_ticket))
+        return (yield from session._table_from_flow(resp, result, "merge"))
+
+    def _close_flow(self) -> Flow[None]:
+        """Release the server's copy of the partitioning (the constituents fetched stay valid)."""
+        if self._closed:
+            return
+        self._closed = True
+        yield from self.table._close_flow()
+        if isinstance(self.ticket, ExportTicket):
+            yield from self.session._release_quietly_flow(self.ticket)

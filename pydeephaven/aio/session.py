@@ -25,7 +25,7 @@ from pydeephaven._core.session_base import SessionBase, async_api
 from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
 from pydeephaven.aio.query import AsyncQuery
-from pydeephaven.aio.table import AsyncInputTable, AsyncTable, RecordBatchStream
+from pydeephaven.aio.table import AsyncInputTable, AsyncPartitionedTable, AsyncTable, RecordBatchStream
 from pydeephaven.dherror import DHError
 from pydeephaven.ticket import Ticket
 
@@ -53,6 +53,7 @@ class AsyncSession(SessionBase):
     _table_class = AsyncTable
     _input_table_class = AsyncInputTable
     _query_class = AsyncQuery
+    _partitioned_class = AsyncPartitionedTable
 
     def __init__(
         self,
@@ -212,6 +213,7 @@ class AsyncSession(SessionBase):
     fetch_table = async_api(_B._fetch_table_flow)
     run_script = async_api(_B._run_script_flow)
     open_table = async_api(_B._open_table_flow)
+    open_partitioned_table = async_api(_B._open_partitioned_table_flow)
     bind_table = async_api(_B._bind_table_flow)
     unbind = async_api(_B._unbind_flow)
     empty_table = async_api(_B._empty_table_flow)

@@ -23,12 +23,12 @@ import pyarrow.flight as flight
 
 from pydeephaven import _arrow
 from pydeephaven._core.session_base import async_api
-from pydeephaven._core.table_base import InputTableBase, TableBase
+from pydeephaven._core.table_base import InputTableBase, PartitionedTableBase, TableBase
 from pydeephaven._flight import _flight_error
 from pydeephaven._table_interface import TableInterface
 from pydeephaven.dherror import DHError
 
-__all__ = ["AsyncTable", "AsyncInputTable", "RecordBatchStream"]
+__all__ = ["AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "RecordBatchStream"]
 
 _T = TableBase
 
@@ -105,6 +105,7 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
     to_feather = async_api(_T._to_feather_flow)
     to_string = async_api(_T._to_string_flow)
     close = async_api(_T._close_flow)
+    partition_by = async_api(_T._partition_by_flow)
 
     async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
         """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
@@ -120,6 +121,23 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
 
     async def __aenter__(self) -> "AsyncTable":
         return await self._resolve()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncPartitionedTable(PartitionedTableBase):
+    """A partitioned table for asyncio code: ``await pt.keys()``, ``await pt.get_constituent(key)``,
+    ``await pt.merge()`` ...; see ``pydeephaven.table.PartitionedTable``."""
+
+    keys = async_api(PartitionedTableBase._keys_flow)
+    get_constituent = async_api(PartitionedTableBase._get_constituent_flow)
+    constituents = async_api(PartitionedTableBase._constituents_flow)
+    merge = async_api(PartitionedTableBase._merge_flow)
+    close = async_api(PartitionedTableBase._close_flow)
+
+    async def __aenter__(self) -> "AsyncPartitionedTable":
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
