@@ -400,55 +400,79 @@ def _rows(rows: int) -> int:
 # -- writing files --------------------------------------------------------------------------------
 
 
-def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The schema and the record batches of a DoGet of ``ticket_bytes``, read as they arrive.
+class BatchReader:
+    """One DoGet of ``ticket_bytes``, read a record batch at a time by ``next()`` (in one thread at
+    a time; the asyncio API calls it in a worker thread); ``cancel()`` from any thread. The round
+    trip is counted in the session's stats and logged (rows, bytes, time) when it ends."""
 
-    The round trip is counted in the session's stats and logged (rows, bytes, time) when the
-    iterator ends; closing it early cancels the stream."""
-    transport = flight_path.transport
-    transport.check_open(op)
-    start = time.perf_counter()
-    try:
-        reader = flight_path.client.do_get(flight.Ticket(ticket_bytes), flight_path.options())
-        schema = reader.schema
-    except (flight.FlightError, pa.ArrowException, OSError) as e:
-        transport.record(f"DoGet:{op}", time.perf_counter() - start, False)
-        raise _flight._flight_error(op, None, e, transport.target) from None
+    def __init__(self, flight_path: Any, ticket_bytes: bytes, op: str) -> None:
+        self._transport = transport = flight_path.transport
+        self._op = op
+        transport.check_open(op)
+        self._start = time.perf_counter()
+        self.rows = self.nbytes = 0
+        self._done = False
+        try:
+            self._reader = flight_path.client.do_get(flight.Ticket(ticket_bytes), flight_path.options())
+            self.schema: pa.Schema = self._reader.schema
+        except (flight.FlightError, pa.ArrowException, OSError) as e:
+            self._done = True
+            transport.record(f"DoGet:{op}", time.perf_counter() - self._start, False)
+            raise _flight._flight_error(op, None, e, transport.target) from None
+
+    def next(self) -> Optional[pa.RecordBatch]:
+        """The next batch; None at the end of the data."""
+        while not self._done:
+            try:
+                chunk = self._reader.read_chunk()
+            except StopIteration:
+                self.finish(True)
+                return None
+            except (flight.FlightError, pa.ArrowException, OSError) as e:
+                self.finish(False)
+                raise _flight._flight_error(self._op, {"rows_read": self.rows}, e, self._transport.target) from None
+            if chunk.data is None:  # a message without rows
+                continue
+            b = _arrow.mend(chunk.data)
+            self.rows += b.num_rows
+            self.nbytes += b.nbytes
+            return b
+        return None
+
+    def finish(self, ok: bool, early: bool = False) -> None:
+        """End the transfer (once): ``ok`` counts it as a success; ``early`` (the caller stopped
+        reading, which is not an error) or a failure cancels a transfer still running."""
+        if self._done:
+            return
+        self._done = True
+        if early or not ok:
+            try:
+                self._reader.cancel()
+            except Exception:
+                pass
+        detail = " (closed early by the caller)" if ok and early else ""
+        op = f"DoGet:{self._op}"
+        self._transport.record(op, time.perf_counter() - self._start, ok,
+                               f"{self.rows} rows {self.nbytes} bytes{detail}")
+        self._transport.stats.add_transfer(op, self.rows, self.nbytes)
+
+    def cancel(self) -> None:
+        self.finish(True, early=True)
+
+
+def stream_batches(flight_path: Any, ticket_bytes: bytes, op: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The schema and the record batches of a DoGet of ``ticket_bytes``, read as they arrive;
+    closing the iterator early cancels the stream (see ``BatchReader``)."""
+    reader = BatchReader(flight_path, ticket_bytes, op)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        rows = nbytes = 0
-        ok = False
-        detail = ""
         try:
-            while True:
-                try:
-                    chunk = reader.read_chunk()
-                except StopIteration:
-                    break
-                except (flight.FlightError, pa.ArrowException, OSError) as e:
-                    raise _flight._flight_error(op, {"rows_read": rows}, e, transport.target) from None
-                if chunk.data is None:
-                    continue
-                b = _arrow.mend(chunk.data)
-                rows += b.num_rows
-                nbytes += b.nbytes
-                try:
-                    yield b
-                except GeneratorExit:  # the caller closed the iterator early: its choice, not an error
-                    ok, detail = True, " (closed early by the caller)"
-                    reader.cancel()
-                    raise
-            ok = True
+            while (b := reader.next()) is not None:
+                yield b
         finally:
-            if not ok:
-                try:
-                    reader.cancel()
-                except Exception:
-                    pass
-            transport.record(f"DoGet:{op}", time.perf_counter() - start, ok, f"{rows} rows {nbytes} bytes{detail}")
-            transport.stats.add_transfer(f"DoGet:{op}", rows, nbytes)
+            reader.cancel()  # nothing when the transfer ended already
 
-    return schema, batches()
+    return reader.schema, batches()
 
 
 def export_table(fl: Any, ticket_bytes: bytes, op: str, path: PathLike, kind: str, *,

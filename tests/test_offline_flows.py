@@ -949,3 +949,86 @@ def test_run_script_takes_ints_as_bools_for_systemic(given: int, sent: int) -> N
                            fields={"systemic": sent}))
     drive(s._run_script_flow("x = 1", given), s.script.perform)
     s.script.done()
+
+
+# -- a DoGet read batch by batch (pydeephaven._files.BatchReader), fed scripted chunks -------------
+
+
+class _Chunks:
+    """A Flight stream reader that hands out scripted chunks (a chunk without data: a message
+    without rows), then StopIteration."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self.schema = pa.schema([("A", pa.int64())])
+        self._chunks = list(chunks)
+        self.cancelled = False
+
+    def read_chunk(self) -> Any:
+        if not self._chunks:
+            raise StopIteration
+        from types import SimpleNamespace
+
+        return SimpleNamespace(data=self._chunks.pop(0))
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _flight_path(reader: _Chunks) -> Any:
+    from pydeephaven._transport import CallStats
+
+    recorded: list[tuple[str, bool, str]] = []
+
+    class _Transport:
+        target = "h:1"
+        stats = CallStats()
+
+        def check_open(self, op: str) -> None:
+            pass
+
+        def record(self, op: str, seconds: float, ok: bool, detail: str = "") -> None:
+            recorded.append((op, ok, detail))
+
+    class _Client:
+        def do_get(self, ticket: Any, options: Any) -> _Chunks:
+            return reader
+
+    class _Path:
+        transport = _Transport()
+        client = _Client()
+
+        def options(self) -> None:
+            return None
+
+    path = _Path()
+    path.recorded = recorded  # type: ignore[attr-defined]
+    return path
+
+
+def test_batch_reader_skips_messages_without_rows_and_counts_the_transfer() -> None:
+    from pydeephaven._files import BatchReader
+
+    b1 = pa.record_batch([pa.array([1, 2], pa.int64())], names=["A"])
+    b2 = pa.record_batch([pa.array([3], pa.int64())], names=["A"])
+    reader = _Chunks([b1, None, None, b2])
+    path = _flight_path(reader)
+    r = BatchReader(path, b"e\x01\x00\x00\x00", "iter_batches")
+    got = []
+    while (b := r.next()) is not None:
+        got.extend(b.column(0).to_pylist())
+    assert got == [1, 2, 3]  # the row-less messages neither end the stream nor show as batches
+    assert (r.rows, path.recorded[0][:2]) == (3, ("DoGet:iter_batches", True))
+    assert not reader.cancelled
+    assert r.next() is None and len(path.recorded) == 1  # ended once
+
+
+def test_batch_reader_closed_early_cancels_and_is_no_failure() -> None:
+    from pydeephaven._files import stream_batches
+
+    reader = _Chunks([pa.record_batch([pa.array([i], pa.int64())], names=["A"]) for i in range(5)])
+    path = _flight_path(reader)
+    _, batches = stream_batches(path, b"e\x01\x00\x00\x00", "iter_batches")
+    assert next(batches).column(0).to_pylist() == [0]
+    batches.close()
+    assert reader.cancelled
+    assert path.recorded == [("DoGet:iter_batches", True, "1 rows 8 bytes (closed early by the caller)")]

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any, Generator, Optional, Union
 
 import pyarrow as pa
-import pyarrow.flight as flight
 
-from pydeephaven import _arrow
 from pydeephaven._core.session_base import async_api
 from pydeephaven._core.table_base import InputTableBase, PartitionedTableBase, TableBase
-from pydeephaven._flight import _flight_error
+from pydeephaven._files import BatchReader
 from pydeephaven._table_interface import TableInterface
 from pydeephaven.dherror import DHError
 
@@ -151,17 +148,9 @@ class AsyncInputTable(InputTableBase, AsyncTable):
     delete = async_api(InputTableBase._delete_flow)
 
 
-def _next_chunk(reader: Any) -> Optional[pa.RecordBatch]:
-    """The next batch of a Flight stream, None at its end (StopIteration cannot cross a future)."""
-    try:
-        data = reader.read_chunk().data
-        return _arrow.mend(data) if data is not None else None
-    except StopIteration:
-        return None
-
-
 class RecordBatchStream:
-    """The record batches of one DoGet of a table, read in a worker thread one at a time.
+    """The record batches of one DoGet of a table, read in a worker thread one at a time
+    (``_files.BatchReader``).
 
     ``async for batch in stream`` (the stream ends itself when the data does, or on an error);
     ``aclose()`` or leaving ``async with`` cancels a transfer still running.
@@ -169,16 +158,21 @@ class RecordBatchStream:
 
     def __init__(self, table: AsyncTable) -> None:
         self._table = table
-        self._reader: Any = None
+        self._reader: Optional[BatchReader] = None
         self._done = False
-        self._start = 0.0
-        self.rows = 0
-        self.nbytes = 0
 
     @property
     def schema(self) -> Optional[pa.Schema]:
         """The schema of the batches, once the first one was asked for."""
         return self._reader.schema if self._reader is not None else None
+
+    @property
+    def rows(self) -> int:
+        return self._reader.rows if self._reader is not None else 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._reader.nbytes if self._reader is not None else 0
 
     def __aiter__(self) -> "RecordBatchStream":
         return self
@@ -192,65 +186,44 @@ class RecordBatchStream:
             if self._reader is None:
                 table._check("iter_batches")
                 await table._resolve()
-                session._transport.check_open("iter_batches")
-                self._start = time.perf_counter()
-                self._reader = await session._blocking(_open_reader, session._flight, table.ticket.bytes)
+                self._reader = await session._blocking(BatchReader, session._flight, table.ticket.bytes,
+                                                       "iter_batches")
                 session._streams.add(self)
-            batch = await session._blocking(_next_chunk, self._reader)
+            batch = await session._blocking(self._reader.next)
         except asyncio.CancelledError:  # the caller's task was cancelled: its choice, not a failed transfer
-            self._finish(True, stop=True)
+            self.cancel()
             raise
-        except (flight.FlightError, pa.ArrowException, OSError) as e:
-            self._finish(False)
-            raise _flight_error("iter_batches", None, e, session._transport.target) from None
         except BaseException:
-            self._finish(False)
+            self._end(ok=False)
             raise
         if batch is None:
-            self._finish(True)
+            self._end(ok=True)
             raise StopAsyncIteration
-        self.rows += batch.num_rows
-        self.nbytes += batch.nbytes
         return batch
 
-    def _finish(self, ok: bool, stop: bool = False) -> None:
-        """End the stream: ``ok`` counts it as a success in the session's stats; ``stop`` cancels
-        a transfer still running (also when the caller ended it early, which is not an error)."""
+    def _end(self, ok: bool, early: bool = False) -> None:
         if self._done:
             return
         self._done = True
-        reader, self._reader = self._reader, None
-        if reader is None:
-            return
-        if stop or not ok:
-            try:
-                reader.cancel()
-            except Exception:
-                pass
-        self._table.session._streams.discard(self)
-        detail = " (closed early by the caller)" if ok and stop else ""
-        self._table.session._transport.record("DoGet:iter_batches", time.perf_counter() - self._start, ok,
-                                              f"{self.rows} rows {self.nbytes} bytes{detail}")
+        if self._reader is not None:
+            self._reader.finish(ok, early)
+            self._table.session._streams.discard(self)
 
     def cancel(self) -> None:
         """Stop the transfer (thread-safe, no waiting)."""
-        self._finish(True, stop=True)
+        self._end(ok=True, early=True)
 
     async def aclose(self) -> None:
-        self._finish(True, stop=True)
+        self.cancel()
 
     async def __aenter__(self) -> "RecordBatchStream":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._finish(True, stop=True)
+        self.cancel()
 
     def __del__(self) -> None:
         try:
-            self._finish(True, stop=True)
+            self.cancel()
         except Exception:
             pass
-
-
-def _open_reader(flight_path: Any, ticket_bytes: bytes) -> Any:
-    return flight_path.client.do_get(flight.Ticket(ticket_bytes), flight_path.options())
