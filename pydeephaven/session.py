@@ -158,6 +158,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     release = sync_api(_B._release_flow)
     _release_quietly = sync_api(_B._release_quietly_flow)
     live_exports = sync_api(_B._live_exports_flow)
+    heap_info = sync_api(_B._heap_info_flow)
     publish = sync_api(_B._publish_flow)
     fetch = sync_api(_B._fetch_flow)
     publish_table = sync_api(_B._publish_table_flow)

@@ -95,6 +95,8 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
     to_string = sync_api(_T._to_string_flow)
     close = sync_api(_T._close_flow)
     partition_by = sync_api(_T._partition_by_flow)
+    seek_row = sync_api(_T._seek_row_flow)
+    column_statistics = sync_api(_T._column_statistics_flow)
 
     def __enter__(self) -> "Table":
         return self

@@ -175,6 +175,24 @@ class SessionBase:
         return self._transport.stats
 
     @property
+    def server_config(self) -> dict[str, str]:
+        """The server's configuration values that clients may read (asked at connect and at
+        each token refresh): its version, the versions of its Java, Python and Barrage ..."""
+        return dict(self._transport.config)
+
+    @property
+    def server_version(self) -> Optional[str]:
+        """The server's Deephaven version, e.g. ``"42.7"``."""
+        return self._transport.config.get("deephaven.version")
+
+    def _heap_info_flow(self) -> Flow[dict[str, int]]:
+        """The server's Java heap in bytes: ``max_memory`` (the most it may use), ``total_memory``
+        (taken now) and ``free_memory`` (of that, unused)."""
+        resp = yield Unary("heap_info", "console_stub", "GetHeapInfo", console_pb2.GetHeapInfoRequest())
+        return {"max_memory": int(resp.max_memory), "total_memory": int(resp.total_memory),
+                "free_memory": int(resp.free_memory)}
+
+    @property
     def is_connected(self) -> bool:
         raise NotImplementedError
 

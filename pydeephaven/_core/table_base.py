@@ -14,13 +14,13 @@ from typing import Any, Optional, Sequence, Union
 
 import pyarrow as pa
 
-from pydeephaven import _files, _ops, formats
+from pydeephaven import _files, _ops, filters, formats
 from pydeephaven._core.calls import Flow, Stream, Unary, blocking, do
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.session_base import SessionBase
 from pydeephaven._proto import inputtable_pb2, partitionedtable_pb2, table_pb2
 from pydeephaven._table_interface import SortDirection
-from pydeephaven._utils import describe_args, str_tuple
+from pydeephaven._utils import check_int, check_str, describe_args, str_tuple
 from pydeephaven.dherror import DHError, InvalidArgumentError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
@@ -191,6 +191,55 @@ class TableBase(ServerObject):
                 # released after the server has made it, or a late answer would make it again
                 yield do(self.session._settle_call, self._pending[0])
             yield from self.session._release_quietly_flow(self.ticket)
+
+    def _column_arg(self, op: str, column: Any) -> str:
+        check_str(op, "column", column)
+        if self._schema is not None and column not in self._schema.names:
+            raise DHError(f"{op}: no column {column!r}; the table has {self._schema.names}")
+        return str(column)
+
+    def _seek_row_flow(self, column: str, value: Any, start: int = 0, reverse: bool = False, contains: bool = False,
+                       case_insensitive: bool = False) -> Flow[int]:
+        """The position of the next row whose ``column`` equals ``value`` (``contains``: a string
+        holding it; ``case_insensitive``: strings compared so), or -1 when no row matches.
+
+        As the web UI's find does, the search begins at the row after ``start`` (before it, with
+        ``reverse``), goes on round the end of the table, and looks at ``start`` itself last.
+        """
+        start = check_int("seek_row", "start", start, minimum=0)
+        literal = filters._literal("seek_row", value)
+        yield from self._ready_flow("seek_row")
+        self._column_arg("seek_row", column)
+        resp = yield Unary("seek_row", "table_stub", "SeekRow", table_pb2.SeekRowRequest(
+            source_id=self.ticket.pb_ticket, starting_row=start, column_name=column, seek_value=literal,
+            insensitive=bool(case_insensitive), contains=bool(contains), is_backward=bool(reverse)),
+            args={"column": column, "value": value, "start": start})
+        return int(resp.result_row)
+
+    def _column_statistics_flow(self, column: str, unique_value_limit: Optional[int] = None) -> Flow[dict[str, Any]]:
+        """Statistics of one column, as the server computes them for the web UI, by the server's
+        names: ``COUNT`` (values that are not null) and ``SIZE`` (rows); for numbers ``SUM``,
+        ``SUM_ABS``, ``SUM_SQRD``, ``MIN``, ``MAX``, ``MIN_ABS``, ``MAX_ABS``, ``AVG``, ``AVG_ABS``
+        and ``STD_DEV`` (of a sample); for other columns ``UNIQUE_VALUES`` (distinct values) and the
+        most frequent values with their counts, ``UNIQUE_KEYS`` and ``UNIQUE_COUNTS`` (at most
+        ``unique_value_limit`` of them)."""
+        if unique_value_limit is not None:
+            unique_value_limit = check_int("column_statistics", "unique_value_limit", unique_value_limit, minimum=1)
+        yield from self._ready_flow("column_statistics")
+        self._column_arg("column_statistics", column)
+        session = self.session
+        result = session.make_export_ticket()
+        req = table_pb2.ColumnStatisticsRequest(result_id=result.pb_ticket, source_id=_ops.ref_of(self),
+                                                column_name=column)
+        if unique_value_limit is not None:
+            req.unique_value_limit = unique_value_limit
+        resp = yield Unary("column_statistics", "table_stub", "ComputeColumnStatistics", req, args={"column": column})
+        stats = yield from session._table_from_flow(resp, result, "column_statistics")
+        try:
+            data = yield from stats._to_arrow_flow(1)
+        finally:
+            yield from stats._close_flow()
+        return data.to_pylist()[0]
 
     def _partition_by_flow(self, by: Union[str, list[str]], drop_keys: bool = False) -> Flow[Any]:
         """This table split by the key columns ``by``: a partitioned table with one constituent per

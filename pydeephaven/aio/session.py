@@ -207,6 +207,7 @@ class AsyncSession(SessionBase):
     release = async_api(_B._release_flow)
     _release_quietly = async_api(_B._release_quietly_flow)
     live_exports = async_api(_B._live_exports_flow)
+    heap_info = async_api(_B._heap_info_flow)
     publish = async_api(_B._publish_flow)
     fetch = async_api(_B._fetch_flow)
     publish_table = async_api(_B._publish_table_flow)

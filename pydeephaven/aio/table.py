@@ -103,6 +103,8 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
     to_string = async_api(_T._to_string_flow)
     close = async_api(_T._close_flow)
     partition_by = async_api(_T._partition_by_flow)
+    seek_row = async_api(_T._seek_row_flow)
+    column_statistics = async_api(_T._column_statistics_flow)
 
     async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
         """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
