@@ -21,6 +21,7 @@ from pydeephaven.dherror import (
     SessionExpiredError,
     UnreachableError,
 )
+from pydeephaven._core.session_base import ScriptResult
 from pydeephaven.query import Query
 from pydeephaven.session import Session
 from pydeephaven.table import Table
@@ -32,6 +33,6 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
-__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle"]
+__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
             "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]

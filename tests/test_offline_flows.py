@@ -16,6 +16,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pytest
 
+from pydeephaven import ScriptResult
+
 from pydeephaven import _sql, formats
 from pydeephaven._core import calls
 from pydeephaven._core.calls import Do, Stream, Unary, drive, drive_async
@@ -71,7 +73,7 @@ def released_ok(ticket: Any) -> Any:
 def test_run_script_sends_console_code_and_systemic(systemic: Any, wire: int) -> None:
     s = session_with(unary("console_stub", "ExecuteCommand", console_pb2.ExecuteCommandResponse(),
                            op="run_script", fields={"console_id": CONSOLE, "code": "x = 1", "systemic": wire}))
-    assert drive(s._run_script_flow("x = 1", systemic), s.script.perform) is None
+    assert drive(s._run_script_flow("x = 1", systemic), s.script.perform) == ScriptResult({}, {}, {}, 0, 0)
     s.script.done()
     assert s.script.dos() == ["_console"]
 
@@ -1032,3 +1034,19 @@ def test_batch_reader_closed_early_cancels_and_is_no_failure() -> None:
     batches.close()
     assert reader.cancelled
     assert path.recorded == [("DoGet:iter_batches", True, "1 rows 8 bytes (closed early by the caller)")]
+
+
+def test_run_script_result_reads_the_server_changes() -> None:
+    from pydeephaven._proto import application_pb2, ticket_pb2
+
+    def info(name: str, kind: str) -> Any:
+        return application_pb2.FieldInfo(field_name=name, typed_ticket=ticket_pb2.TypedTicket(type=kind))
+
+    resp = console_pb2.ExecuteCommandResponse(
+        changes=application_pb2.FieldsChangeUpdate(created=[info("a", "Table"), info("f", "Figure")],
+                                                   updated=[info("b", "Table")], removed=[info("c", "Table")]),
+        start_timestamp=10, end_timestamp=12)
+    s = session_with(unary("console_stub", "ExecuteCommand", resp))
+    got = drive(s._run_script_flow("x"), s.script.perform)
+    s.script.done()
+    assert got == ScriptResult({"a": "Table", "f": "Figure"}, {"b": "Table"}, {"c": "Table"}, 10, 12)

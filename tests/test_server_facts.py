@@ -79,3 +79,20 @@ async def test_server_facts(api) -> None:
     assert s.server_version == version("deephaven-server")
     heap = await api.run(s.heap_info())
     assert 0 < heap["free_memory"] <= heap["total_memory"] <= heap["max_memory"]
+
+
+async def test_run_script_says_what_it_changed(api) -> None:
+    import time
+
+    p = f"sr_{api.kind}_"
+    before = time.time_ns()
+    made = await api.run(api.s.run_script(
+        f"from deephaven import empty_table\n{p}a = empty_table(1)\n{p}n = 5\n"
+        f"{p}p = empty_table(4).update('G = i % 2').partition_by('G')"))
+    assert made.created == {f"{p}a": "Table", f"{p}p": "PartitionedTable"}  # a plain number is no server object
+    assert made.updated == {} and made.removed == {}
+    assert before <= made.start <= made.end <= time.time_ns()
+    rebound = await api.run(api.s.run_script(f"{p}a = empty_table(2)\ndel {p}n"))
+    assert (rebound.created, rebound.updated, rebound.removed) == ({}, {f"{p}a": "Table"}, {})
+    gone = await api.run(api.s.run_script(f"del {p}a, {p}p"))
+    assert gone.removed == {f"{p}a": "Table", f"{p}p": "PartitionedTable"} and gone.created == {}

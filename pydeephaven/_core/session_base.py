@@ -16,6 +16,7 @@ import keyword
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
 
 import pyarrow as pa
@@ -60,7 +61,7 @@ from pydeephaven._utils import str_tuple
 from pydeephaven.dherror import ArgumentError, DHError, NotFoundError, ServerError, cause_of, reworded, rewrap
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
-__all__ = ["SessionBase", "sync_api", "async_api", "check_variable_name", "unbind_script"]
+__all__ = ["SessionBase", "ScriptResult", "sync_api", "async_api", "check_variable_name", "unbind_script"]
 
 log = logging.getLogger("pydeephaven")
 
@@ -109,6 +110,30 @@ def check_variable_name(op: str, name: Any) -> str:
 def unbind_script(name: str) -> str:
     """A Python statement that removes ``name`` from the server's global scope (no error if absent)."""
     return f"globals().pop({name!r}, None)"
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    """What ``run_script`` did to the server's global scope, as the server reports it: the
+    variables the script ``created``, ``updated`` (bound again) and ``removed``, each name with its
+    type (``"Table"``, ``"PartitionedTable"``, ``"Figure"`` ...; the server reports only objects a
+    client can fetch, not plain values such as numbers); and when the server ran it (``start``,
+    ``end``: nanoseconds since the epoch)."""
+
+    created: dict[str, str]
+    updated: dict[str, str]
+    removed: dict[str, str]
+    start: int = 0
+    end: int = 0
+
+    @classmethod
+    def of(cls, resp: Any) -> "ScriptResult":
+        def names(infos: Any) -> dict[str, str]:
+            return {i.field_name: i.typed_ticket.type for i in infos}
+
+        ch = resp.changes
+        return cls(names(ch.created), names(ch.updated), names(ch.removed), int(resp.start_timestamp),
+                   int(resp.end_timestamp))
 
 
 class SessionBase:
@@ -330,8 +355,9 @@ class SessionBase:
                     args={"session_type": self._session_type})
         return ticket.pb_ticket
 
-    def _run_script_flow(self, script: str, systemic: Optional[bool] = None) -> Flow[None]:
-        """Run ``script`` in the server's script session (language: ``session_type``).
+    def _run_script_flow(self, script: str, systemic: Optional[bool] = None) -> Flow[ScriptResult]:
+        """Run ``script`` in the server's script session (language: ``session_type``); what it did
+        to the global scope (a ``ScriptResult``; the official client returns None).
 
         Raises:
             DHError: carrying the server's error message when the script fails.
@@ -345,6 +371,7 @@ class SessionBase:
         resp = yield Unary("run_script", "console_stub", "ExecuteCommand", req, args={"script": script})
         if resp.error_message:
             raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
+        return ScriptResult.of(resp)
 
     def _open_table_flow(self, name: str) -> Flow[Any]:
         """The table bound to ``name`` in the server's global scope."""
