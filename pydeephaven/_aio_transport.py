@@ -402,7 +402,7 @@ class AsyncTransport(TransportBase):
 
 
 _STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub",
-          "partitioned_table_stub")
+          "partitioned_table_stub", "storage_stub")
 
 
 

@@ -24,6 +24,7 @@ from pydeephaven._proto import (
     partitionedtable_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
+    storage_pb2_grpc,
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
@@ -375,6 +376,7 @@ class TransportBase:
     input_table_stub = _Stub(inputtable_pb2_grpc.InputTableServiceStub)
     object_stub = _Stub(object_pb2_grpc.ObjectServiceStub)
     partitioned_table_stub = _Stub(partitionedtable_pb2_grpc.PartitionedTableServiceStub)
+    storage_stub = _Stub(storage_pb2_grpc.StorageServiceStub)
 
     def _make_stubs(self, channel: Any) -> None:
         """Take ``channel`` as the one the stubs call on (they are made on first use)."""

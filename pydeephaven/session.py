@@ -13,6 +13,7 @@ import grpc
 from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
+from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._flight import (
     FlightPath,
@@ -55,6 +56,10 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     _input_table_class = InputTable
     _query_class = Query
     _partitioned_class = PartitionedTable
+
+    @property
+    def _storage_class(self) -> Any:
+        return Storage
 
     def __init__(
         self,
@@ -316,3 +321,16 @@ def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
 
 
 atexit.register(close_all)
+
+
+class Storage(StorageBase):
+    """``session.storage``: the server's file storage (see ``StorageBase``):
+    ``ls(path, glob)``, ``read(path)``, ``write(path, data, allow_overwrite, etag)``, ``mkdir(path)``,
+    ``move(src, dst)``, ``delete(path)``."""
+
+    ls = sync_api(StorageBase._ls_flow)
+    read = sync_api(StorageBase._read_flow)
+    write = sync_api(StorageBase._write_flow)
+    mkdir = sync_api(StorageBase._mkdir_flow)
+    move = sync_api(StorageBase._move_flow)
+    delete = sync_api(StorageBase._delete_flow)

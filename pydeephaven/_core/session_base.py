@@ -145,6 +145,7 @@ class SessionBase:
     _input_table_class: Any
     _query_class: Any
     _partitioned_class: Any
+    _storage_class: Any
     _is_async: bool
     _transport: Any
     _flight: Any
@@ -198,6 +199,15 @@ class SessionBase:
     def stats(self) -> Any:
         """Counts and total seconds of the server round trips made so far, by operation."""
         return self._transport.stats
+
+    @property
+    def storage(self) -> Any:
+        """The server's file storage, where the web UI keeps notebooks and layouts: ``ls``,
+        ``read``, ``write``, ``mkdir``, ``move``, ``delete`` (awaited in the asyncio API)."""
+        store = self.__dict__.get("_storage")
+        if store is None:
+            store = self.__dict__["_storage"] = self._storage_class(self)
+        return store
 
     @property
     def server_config(self) -> dict[str, str]:

@@ -21,6 +21,7 @@ from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive_async
 from pydeephaven._core.foreign import check as check_foreign
 from pydeephaven._core.foreign import is_foreign
+from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, async_api
 from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
@@ -54,6 +55,10 @@ class AsyncSession(SessionBase):
     _input_table_class = AsyncInputTable
     _query_class = AsyncQuery
     _partitioned_class = AsyncPartitionedTable
+
+    @property
+    def _storage_class(self) -> Any:
+        return AsyncStorage
 
     def __init__(
         self,
@@ -327,3 +332,16 @@ def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: Threa
 
 
 _closing: "set[asyncio.Task[None]]" = set()
+
+
+class AsyncStorage(StorageBase):
+    """``session.storage`` of an AsyncSession: the same, awaited:
+    ``ls(path, glob)``, ``read(path)``, ``write(path, data, allow_overwrite, etag)``, ``mkdir(path)``,
+    ``move(src, dst)``, ``delete(path)``."""
+
+    ls = async_api(StorageBase._ls_flow)
+    read = async_api(StorageBase._read_flow)
+    write = async_api(StorageBase._write_flow)
+    mkdir = async_api(StorageBase._mkdir_flow)
+    move = async_api(StorageBase._move_flow)
+    delete = async_api(StorageBase._delete_flow)
