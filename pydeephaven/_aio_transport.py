@@ -25,6 +25,7 @@ from pydeephaven._proto import (
 )
 from pydeephaven._transport import (
     _CLOSED_STUB,
+    _Stub,
     CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     TransportBase,
@@ -394,15 +395,13 @@ class AsyncTransport(TransportBase):
     def _drop_channel(self) -> Any:
         with self._stub_lock:
             channel, self.channel = self.channel, None
-            for name in _STUBS:
+            for name in _Stub.names:
                 setattr(self, name, _CLOSED_STUB)
         self._keepalive = self._watch = None
         self._tasks.clear()
         return channel
 
 
-_STUBS = ("session_stub", "table_stub", "console_stub", "config_stub", "app_stub", "input_table_stub", "object_stub",
-          "partitioned_table_stub", "storage_stub")
 
 
 

@@ -177,7 +177,6 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     time_table = sync_api(_B._time_table_flow)
     merge_tables = sync_api(_B._merge_tables_flow)
     input_table = sync_api(_B._input_table_flow)
-    query = sync_api(_B._query_flow)
     sql = sync_api(_B._sql_flow)
     import_file = sync_api(_B._import_file_flow)
     _table_from = sync_api(_B._table_from_flow)

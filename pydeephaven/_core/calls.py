@@ -115,6 +115,18 @@ class StopFlag:
         return self._set
 
 
+class OnSession:
+    """Mixin of the objects whose flows their ``session`` drives (tables, queries, storage ...)."""
+
+    session: Any
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        return self.session._run(flow)
+
+    async def _arun(self, flow: Flow[Any]) -> Any:
+        return await self.session._arun(flow)
+
+
 def blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Blocking:
     return Blocking(fn, args, kwargs)
 

@@ -514,12 +514,11 @@ class SessionBase:
         result.key_cols = list(keys) or None
         return result
 
-    def _query_flow(self, table: Any) -> Flow[Any]:
+    def query(self, table: Any) -> Any:
         """A query on ``table``: chain table operations on it, then ``exec()`` runs them all in one
-        batch request."""
+        batch request (``await q.exec()`` in the asyncio API)."""
         self._table_arg("query", table, "table")
         return self._query_class(self, table)
-        yield  # a flow without calls
 
     # -- SQL --------------------------------------------------------------------------------------
 
@@ -617,13 +616,14 @@ class SessionBase:
                                                                           "stop": stop})
         try:
             rows = yield Result(work)
-            confirmed = plan[0].known(rows) if not plan[0].by_call else None
-            if confirmed is None:
+            if plan[0].by_call:
                 try:
                     resp = yield Result(plan[0].call)
                 except DHError as e:
                     raise plan[0].call_failed(e, rows) from None
                 confirmed = plan[0].from_call(resp, rows)
+            else:
+                confirmed = plan[0].known(rows)
         except BaseException as e:
             stop.set()
             note, cancelled = yield from self._abandon_upload_flow(ticket, work, plan)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from pydeephaven._core.calls import Flow, Unary
+from pydeephaven._core.calls import Flow, OnSession, Unary
 from pydeephaven._proto import storage_pb2
 from pydeephaven._utils import check_str
 from pydeephaven.dherror import DHError
@@ -34,17 +34,11 @@ def _path(op: str, path: Any) -> str:
     return str(path)
 
 
-class StorageBase:
+class StorageBase(OnSession):
     """The server's file storage (paths from its root, ``/``). Made by ``session.storage``."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return self.session._run(flow)
-
-    async def _arun(self, flow: Flow[Any]) -> Any:
-        return await self.session._arun(flow)
 
     def _ls_flow(self, path: str = "/", glob: Optional[str] = None) -> Flow[list[StorageItem]]:
         """The entries of the directory ``path`` (those whose names match ``glob``, e.g. ``"*.py"``)."""

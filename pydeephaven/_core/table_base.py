@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _files, _ops, filters, formats
-from pydeephaven._core.calls import Flow, Stream, Unary, blocking, do
+from pydeephaven._core.calls import Flow, OnSession, Stream, Unary, blocking, do
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.session_base import SessionBase
 from pydeephaven._proto import inputtable_pb2, partitionedtable_pb2, table_pb2
@@ -58,7 +58,7 @@ def _failed(op: str, resp: Any) -> DHError:
     return DHError(f"{op} failed: {resp.error_info or 'the server reported a failure without details'}")
 
 
-class TableBase(ServerObject):
+class TableBase(OnSession, ServerObject):
     """What ``Table`` and ``AsyncTable`` share. ``_pending`` is set while the server has not
     answered the op that makes the table: (the call, the op's name, the tables it read)."""
 
@@ -79,12 +79,6 @@ class TableBase(ServerObject):
         self._closed = False
         self._meta: Optional[Any] = None
         self._pending: Optional[tuple[Any, str, tuple[Any, ...]]] = None
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return self.session._run(flow)
-
-    async def _arun(self, flow: Flow[Any]) -> Any:
-        return await self.session._arun(flow)
 
     # -- the server's answer ----------------------------------------------------------------------
 
@@ -151,8 +145,6 @@ class TableBase(ServerObject):
     def _apply(self, op: _ops.TableOp) -> Any:
         self._check(op.name)
         return self.session._run_op(op, self)
-
-    _op = _apply
 
     def sort_descending(self, order_by: Union[str, list[str]]) -> Any:
         """The rows sorted by ``order_by``, largest first."""
@@ -453,7 +445,7 @@ class InputTableBase:
 _UUID_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12} (cause: )?")
 
 
-class QueryBase:
+class QueryBase(OnSession):
     """What ``Query`` and ``AsyncQuery`` share: the recording, the checks, the Batch request and
     the reading of its answers; ``exec`` is one flow."""
 
@@ -471,12 +463,6 @@ class QueryBase:
     def _apply(self, op: _ops.TableOp) -> Any:
         self._ops.append(op)
         return self
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return self.session._run(flow)
-
-    async def _arun(self, flow: Flow[Any]) -> Any:
-        return await self.session._arun(flow)
 
     @property
     def ops(self) -> list[str]:
@@ -653,7 +639,7 @@ def multi_join_op(kind: type, input_kind: type, input: Any,  # noqa: A002
 # -- partitioned tables ---------------------------------------------------------------------------
 
 
-class PartitionedTableBase:
+class PartitionedTableBase(OnSession):
     """A table split by key into one table per key (a *constituent*), as the server holds it: made
     by ``Table.partition_by`` or opened from the server's scope (``open_partitioned_table``). What
     ``PartitionedTable`` and ``AsyncPartitionedTable`` share.
@@ -690,12 +676,6 @@ class PartitionedTableBase:
     def _check(self, op: str) -> None:
         if self._closed:
             raise DHError(f"{op} failed: the partitioned table was closed (its server copy released)")
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return self.session._run(flow)
-
-    async def _arun(self, flow: Flow[Any]) -> Any:
-        return await self.session._arun(flow)
 
     def _keys_flow(self) -> Flow[Any]:
         """A table of the keys, one row per constituent (ticking when the source ticks)."""
@@ -741,24 +721,22 @@ class PartitionedTableBase:
             yield from key_table._close_flow()
         return (yield from session._table_from_flow(resp, result, "get_constituent"))
 
-    def _has_key_flow(self, key: pa.Table) -> Flow[bool]:
+    def _key_rows_flow(self) -> Flow[list[dict[str, Any]]]:
+        """The keys there are now, a dict per row."""
         keys = yield from self._keys_flow()
         try:
             data = yield from keys._to_arrow_flow()
         finally:
             yield from keys._close_flow()
-        wanted = key.to_pylist()[0]
-        return any(row == wanted for row in data.to_pylist())
+        return data.to_pylist()
+
+    def _has_key_flow(self, key: pa.Table) -> Flow[bool]:
+        return key.to_pylist()[0] in (yield from self._key_rows_flow())
 
     def _constituents_flow(self) -> Flow[dict[Any, Any]]:
         """Every constituent by key (of the keys there are now; for a static source, all of them)."""
-        keys = yield from self._keys_flow()
-        try:
-            data = yield from keys._to_arrow_flow()
-        finally:
-            yield from keys._close_flow()
         out: dict[Any, Any] = {}
-        for row in data.to_pylist():
+        for row in (yield from self._key_rows_flow()):
             key = row[self.key_columns[0]] if len(self.key_columns) == 1 else tuple(row[c] for c in self.key_columns)
             out[key] = yield from self._get_constituent_flow(key)
         return out

@@ -232,19 +232,6 @@ class AsyncSession(SessionBase):
     _table_from = async_api(_B._table_from_flow)
     _own_ticket = async_api(_B._own_ticket_flow)
 
-    def query(self, table: AsyncTable) -> AsyncQuery:
-        """An AsyncQuery on ``table``: chain table operations on it, then ``await q.exec()`` runs
-        them all in one batch request."""
-        return self._run_now(self._query_flow(table))
-
-    def _run_now(self, flow: Flow[R]) -> R:
-        """A flow that makes no call, run at once."""
-        try:
-            flow.send(None)
-        except StopIteration as done:
-            return done.value
-        raise AssertionError("the flow made a call")
-
     def _release_later(self, ticket: Ticket, after: Optional["asyncio.Task[Any]"] = None) -> None:
         """Release without waiting (from finalizers, which may run in any thread and must not
         block); after ``after`` (the call making the export) has finished, when given."""
