@@ -404,7 +404,7 @@ def to_json_text(data: Union[pa.Table, pa.RecordBatch], *, lines: bool = False, 
 # -- text and HTML renderings -----------------------------------------------------------------------
 
 
-def _type_name(field: pa.Field) -> str:
+def type_name(field: pa.Field) -> str:
     if is_char(field):
         return "char"
     return str(field.type)
@@ -521,7 +521,7 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     if not fields:
         return lines[0]
     headers = [_fit(visible(f.name), max_col_width) for f in fields]
-    types = [_fit(visible(_type_name(f)), max_col_width) for f in fields]
+    types = [_fit(visible(type_name(f)), max_col_width) for f in fields]
     cells = [[_cell(v, max_col_width) for v in r] for r in rows]
     widths = [min(max_col_width, max([display_width(headers[i]), display_width(types[i])]
                                      + [display_width(r[i]) for r in cells]))
@@ -542,6 +542,12 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     return "\n".join(lines)
 
 
+def display_cells(data: Union[pa.Table, pa.RecordBatch], max_col_width: int = 80) -> list[list[str]]:
+    """Every row of ``data`` as the texts the renderings show (escaped, cut to ``max_col_width``)."""
+    _, rows = _rows_for_display(data, data.num_rows)
+    return [[_cell(v, max_col_width) for v in r] for r in rows]
+
+
 def render_html(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int] = None, *,
                 title: Optional[str] = None, max_rows: int = 10, max_col_width: int = 80) -> str:
     """An HTML table of the first ``max_rows`` rows with a caption giving the size (notebooks)."""
@@ -550,8 +556,8 @@ def render_html(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     fields, rows = _rows_for_display(data, max_rows)
     esc = html.escape
     parts = ["<table>", f"<caption>{esc(visible(_describe(total, len(fields), title)))}</caption>", "<thead><tr>"]
-    parts += [f"<th title=\"{esc(visible(_type_name(f)))}\">{esc(visible(f.name))}<br>"
-              f"<small>{esc(visible(_type_name(f)))}</small></th>" for f in fields]
+    parts += [f"<th title=\"{esc(visible(type_name(f)))}\">{esc(visible(f.name))}<br>"
+              f"<small>{esc(visible(type_name(f)))}</small></th>" for f in fields]
     parts.append("</tr></thead><tbody>")
     for r in rows:
         parts.append("<tr>" + "".join(f"<td>{esc(_cell(v, max_col_width))}</td>" for v in r) + "</tr>")
