@@ -76,8 +76,8 @@ def _widget_class() -> Any:
     if _CLASS is not None:
         return _CLASS
     try:
-        anywidget = importlib.import_module("anywidget")
-        traitlets = importlib.import_module("traitlets")
+        anywidget: Any = importlib.import_module("anywidget")
+        traitlets: Any = importlib.import_module("traitlets")
     except ImportError:
         raise DHError("widget() needs the optional package 'anywidget': pip install 'pydeephaven[notebook]'") from None
     t = traitlets
