@@ -21,7 +21,7 @@ function render({ model, el: host }) {
   const bar = el("div", "dh-bar");
   const status = el("span", "dh-status");
   const buttons = {};
-  for (const [name, label] of [["top", "\u23ee"], ["prev", "\u25b2"], ["next", "\u25bc"], ["end", "\u23ed"]]) {
+  for (const [name, label] of [["top", "\u00ab"], ["prev", "\u25b2"], ["next", "\u25bc"], ["end", "\u00bb"]]) {
     buttons[name] = el("button", "dh-" + name, label);
     buttons[name].title = { top: "first rows", prev: "previous page", next: "next page", end: "last rows" }[name];
     bar.append(buttons[name]);
@@ -109,6 +109,7 @@ function render({ model, el: host }) {
 
   function drawMeta() {
     title.textContent = model.get("title");
+    root.dataset.title = model.get("title");
     title.style.display = model.get("title") ? "" : "none";
     error.textContent = model.get("error");
     error.style.display = model.get("error") ? "" : "none";
