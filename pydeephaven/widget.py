@@ -192,6 +192,9 @@ def _widget_class() -> Any:
 
         def close(self) -> None:
             """End the subscriptions, release the server tables of the view, close the widget."""
+            if "_lock" not in self.__dict__:  # refused in __init__: nothing was started
+                super().close()
+                return
             with self._lock:
                 old = self._live, self._count, self._made
                 self._live = self._count = None

@@ -120,3 +120,30 @@ def test_widget_in_jupyterlab(server, session: Session, tmp_path: Path) -> None:
             page.screenshot(path=str(shots / "widget-ticked.png"))
     finally:
         session.unbind(live_name)
+
+
+def test_widget_python_side(session: Session) -> None:
+    """What the browser is sent, without a browser: a LiveTable's widget, the rows of a moved viewport,
+    a refused page size, and nothing left on the server after close()."""
+    from pydeephaven.widget import widget
+
+    t = session.empty_table(50).update(["Id = ii", "V = (int) ((ii * 37 + 11) % 50)"])
+    before = len(session.live_exports())
+    with t.subscribe() as live:
+        w = widget(live, page=4)
+        try:
+            until("rows", lambda: w.rows, lambda r: r == [[str(i), str((i * 37 + 11) % 50)] for i in range(4)])
+            until("size", lambda: w.size, lambda n: n == 50)
+            assert w.columns == [{"name": "Id", "type": "int64"}, {"name": "V", "type": "int32"}]
+            w.first = 46
+            until("moved", lambda: w.rows, lambda r: [x[0] for x in r] == ["46", "47", "48", "49"])
+            w.filters = {"V": "in 11, 12"}
+            until("filtered", lambda: (w.size, w.rows), lambda s: s[0] == 2 and {r[1] for r in s[1]} == {"11", "12"})
+            assert w.first == 0
+        finally:
+            w.close()
+    until("released", lambda: len(session.live_exports()), lambda n: n <= before)
+    with pytest.raises(DHError, match="page must be an int from 1 to 1000"):
+        t.widget(page=0)
+    with pytest.raises(DHError, match="expected a pydeephaven Table"):
+        widget("not a table")
