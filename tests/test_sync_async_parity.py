@@ -308,7 +308,6 @@ ONE_SIDED = {
     ("Session", "plugin_client"): "plugin clients are a sync API (their bidi stream runs on threads)",
     ("Table", "subscribe"): "live tables (ticking) are written over the sync transport",
     ("Table", "widget"): "a notebook view over live tables (ticking: the sync transport)",
-    ("InputTable", "widget"): "a notebook view over live tables (ticking: the sync transport)",
 }
 
 PAIRS = [(Session, AsyncSession), (Table, AsyncTable), (InputTable, AsyncInputTable)]
