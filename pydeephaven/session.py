@@ -382,8 +382,14 @@ class _Following:
         self.thread.start()
 
     def _main(self, transport: Transport, flow: Flow[Any]) -> None:
+        def perform(call: Any) -> Any:
+            outcome = transport.perform(call)
+            if outcome is not None and transport.is_closed:
+                self.followed.stop()  # the session closed meanwhile (collected, program exit): an end, no error
+            return outcome
+
         try:
-            drive(flow, transport.perform)
+            drive(flow, perform)
         except BaseException:  # noqa: BLE001 (the flow reported its end already; nothing waits for this thread)
             pass
         finally:

@@ -4,9 +4,13 @@ tables, through both APIs against the real server. Every wait is a bounded poll.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -295,11 +299,12 @@ def test_offline_scope_watch_reports_changes_of_the_scope_only(initial: bool) ->
             application_pb2.FieldsChangeUpdate(created=[_field("g", "Table", "app1")]),  # application only
             application_pb2.FieldsChangeUpdate(updated=[_field("a", "Table")], removed=[_field("b", "Table")])]
     w = _Collecting(initial)
-    assert drive(w.flow(), _follow_with(msgs)) is None
+    ended = drive(w.flow(), _follow_with(msgs))  # the server ended the stream: an error for a watch
     later = [ScopeChange({}, {"a": "Table"}, {"b": "Table"})]
     assert w.changes == ([ScopeChange({"a": "Table"})] if initial else []) + later
     assert w.began_after == (1 if initial else 0)
-    assert w.end is None and w.ended and not w.is_open and w.started
+    assert isinstance(ended, DHError) and "the server ended the stream" in str(ended)
+    assert w.end is ended is w.error and w.ended and not w.is_open and w.started
 
 
 @pytest.mark.offline
@@ -342,5 +347,23 @@ def test_offline_live_sizes_follow_registered_tables() -> None:
     drive(run.flow(), perform)
     assert (a._size, b._size) == (12, 0)  # b was not registered; a failure keeps the last size
     assert not sizes.running
+    assert sizes.begin() is None  # the stream ended (the server ended it): none again for a few seconds
     sizes.close()
     assert sizes.begin() is None  # closed: no stream again
+
+
+def test_watch_example(server) -> None:
+    """examples/watch.py (the README's example) runs as written and prints what it saw."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(root / "examples" / "watch.py")], env=env, capture_output=True,
+                          text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "created: {'watched_prices': 'Table'}",
+        "updated: {'watched_prices': 'Table'}",
+        "removed: {'watched_prices': 'Table'}",
+        "grew: True refreshing: True static refreshing: False",
+        "async created: {'watched_volumes': 'Table'}",
+        "async grew: True",
+    ]

@@ -80,8 +80,8 @@ class Followed:
     ``_request``), say what a message means (``_take``, run in the reading thread or loop) and
     what the end means (``_ended``, run once, last).
 
-    ``error`` is None when the stream ended because ``stop()`` was called (or was not ended yet),
-    else the DHError that ended it (the server or the network)."""
+    ``error`` is None when the stream ended because ``stop()`` was called or the session closed
+    (or it has not ended), else the DHError that ended it (the server or the network)."""
 
     op = ""
     stub = ""
@@ -113,6 +113,8 @@ class Followed:
         try:
             error = yield Follow(self.op, self.stub, self.method, self._request(), each=self._each,
                                  opened=self._opened)
+            if error is None and not self._stopped:
+                error = DHError(f"{self.op} failed: the server ended the stream")
         except DHError as e:  # the session was closed, or unusable, before the call began
             error = e
         finally:  # a cancelled task or an interrupt ends it too

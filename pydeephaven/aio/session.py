@@ -376,7 +376,14 @@ class _Following:
     def __init__(self, transport: AsyncTransport, followed: Followed, name: str,
                  followers: "set[_Following]") -> None:
         self.followed = followed
-        self.task = asyncio.get_running_loop().create_task(drive_async(followed.flow(), transport.perform), name=name)
+
+        async def perform(call: Any) -> Any:
+            outcome = await transport.perform(call)
+            if outcome is not None and transport.is_closed:
+                followed.stop()  # the session closed meanwhile (collected, loop ending): an end, no error
+            return outcome
+
+        self.task = asyncio.get_running_loop().create_task(drive_async(followed.flow(), perform), name=name)
         followers.add(self)
         self.task.add_done_callback(lambda _: followers.discard(self))
         self.task.add_done_callback(_consume)
