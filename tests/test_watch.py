@@ -180,6 +180,38 @@ def test_async_watch_tables_iterates_changes(arun) -> None:
     arun(body, timeout=120)
 
 
+async def test_a_broken_connection_ends_the_watch_with_an_error(api) -> None:
+    from pydeephaven import Session, UnreachableError
+    from pydeephaven.aio import AsyncSession
+    from tests.support.relay import Relay
+
+    relay = Relay(api.port)
+    errors: list[DHError] = []
+    try:
+        if api.is_async:
+            s = await AsyncSession(api.host, relay.port, never_timeout=False)
+        else:
+            s = Session(api.host, relay.port, never_timeout=False)
+        watch = await api.run(s.watch_tables(lambda c: None, on_error=errors.append))
+        tt = await api.run(s.time_table("PT0.1s"))
+        assert tt.size is not None  # the size stream runs
+        relay.kill()  # the server vanishes for this client
+        await wait_for(api, lambda: bool(errors))
+        [error] = errors
+        assert isinstance(error, UnreachableError) and "watch_tables" in str(error)
+        assert watch.error is error and not watch.is_open
+        if api.is_async:
+            await wait_for(api, lambda: watch_tasks("pydeephaven-aio-watch-tables") == [])
+            await wait_for(api, lambda: watch_tasks("pydeephaven-aio-live-sizes") == [])
+        else:
+            await wait_for(api, lambda: watch_threads() == [])
+            await wait_for(api, lambda: not [t for t in threading.enumerate() if t.name == "pydeephaven-live-sizes"])
+        await api.run(s.close())  # quiet although the connection is gone
+        assert errors == [error]  # reported once
+    finally:
+        relay.kill()
+
+
 # -- live sizes -------------------------------------------------------------------------------------
 
 def sized_calls(s: Any) -> dict[str, int]:
@@ -240,6 +272,16 @@ async def test_size_stream_starts_once_and_ends_with_the_session(api) -> None:
     await wait_for(api, lambda: t2.size > start, 60)
     await api.run(s.close())
     await wait_for(api, lambda: running() == before)
+
+
+def test_size_of_a_pipelined_refreshing_table_is_live(session) -> None:
+    with session.pipelined():
+        tt = session.time_table("PT0.1s").update(["X = ii"])  # answered later: refreshing known then
+    first = tt.size
+    deadline = time.monotonic() + 60
+    while tt.size <= first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tt.size > first and tt.is_refreshing
 
 
 async def test_size_without_live_sizes_is_the_answered_count(api) -> None:
