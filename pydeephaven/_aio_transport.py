@@ -18,7 +18,7 @@ from typing import Any, AsyncGenerator, Optional
 import grpc
 import grpc.aio
 
-from pydeephaven._core.calls import Unary
+from pydeephaven._core.calls import Follow, Unary
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
@@ -232,6 +232,8 @@ class AsyncTransport(TransportBase):
         if isinstance(call, Unary):
             return await self.unary(call.op, getattr(getattr(self, call.stub), call.method), call.request,
                                    args=call.args, timeout=call.timeout)
+        if isinstance(call, Follow):
+            return await self.follow(call)
         out: list[Any] = []
         stream = self.stream(call.op, getattr(getattr(self, call.stub), call.method), call.request, args=call.args,
                              timeout=call.timeout)
@@ -247,6 +249,45 @@ class AsyncTransport(TransportBase):
         finally:
             await stream.aclose()
         return (out, None) if call.partial else out
+
+    async def follow(self, call: Follow) -> Optional[DHError]:
+        """Read a server stream kept open, handing each message to ``call.each`` in the loop as it
+        arrives; ``call.opened`` gets a canceller that works from any thread. None when the server
+        ended the stream, else the DHError that ended it (``CallCancelledError`` after a cancel or
+        a close of the session); a cancellation of the reading task itself is passed on."""
+        self.check_open(call.op)
+        self.check_loop(call.op)
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        rpc = getattr(getattr(self, call.stub), call.method)(call.request, metadata=self.metadata)
+        error: Optional[DHError] = None
+        held = [rpc]  # emptied at the end: a canceller kept by the caller must not pin the channel
+
+        def cancel() -> None:
+            if held:
+                try:
+                    loop.call_soon_threadsafe(held[0].cancel)
+                except (RuntimeError, IndexError):  # the loop is closed (the call ended with it), or the call ended
+                    pass
+
+        try:
+            call.opened(cancel)
+            async for item in rpc:
+                call.each(item)
+        except grpc.RpcError as e:
+            error = rpc_error(call.op, call.args, e, self.target)
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            error = cancelled_error(call.op, call.args)
+        finally:
+            rpc.cancel()
+            self.stats.add(call.op, time.perf_counter() - start, error is None)
+            log.debug("%s(%s) followed for %.2f ms (async)", call.op, describe_args(call.args),
+                      (time.perf_counter() - start) * 1e3)
+        held.clear()
+        del rpc  # the frame may stay in a traceback: see unary
+        return error
 
     async def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""

@@ -28,7 +28,7 @@ from pydeephaven._proto import (
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
-from pydeephaven._core.calls import DEFAULT_TIMEOUT, Unary
+from pydeephaven._core.calls import DEFAULT_TIMEOUT, Follow, Unary
 from pydeephaven._utils import describe_args
 from pydeephaven.dherror import (
     CallCancelledError,
@@ -532,6 +532,8 @@ class Transport(TransportBase):
         if isinstance(call, Unary):
             return self.unary(call.op, getattr(getattr(self, call.stub), call.method), call.request,
                                    args=call.args, timeout=call.timeout)
+        if isinstance(call, Follow):
+            return self.follow(call)
         out: list[Any] = []
         stream = self.stream(call.op, getattr(getattr(self, call.stub), call.method), call.request, args=call.args,
                              timeout=call.timeout)
@@ -594,6 +596,28 @@ class Transport(TransportBase):
             elapsed = time.perf_counter() - start
             self.stats.add(op, elapsed, ok)
             log.debug("%s(%s) stream %.2f ms", op, describe_args(args), elapsed * 1e3)
+
+    def follow(self, call: Follow) -> Optional[DHError]:
+        """Read a server stream kept open, handing each message to ``call.each`` as it arrives
+        (blocks this thread until the stream ends); ``call.opened`` gets the call's ``cancel``,
+        which works from any thread. None when the server ended the stream, else the DHError that
+        ended it (``CallCancelledError`` after a cancel or a close of the session)."""
+        self.check_open(call.op)
+        start = time.perf_counter()
+        error: Optional[DHError] = None
+        rpc = getattr(getattr(self, call.stub), call.method)(call.request, metadata=self.metadata)
+        try:
+            call.opened(rpc.cancel)
+            for item in rpc:
+                call.each(item)
+        except grpc.RpcError as e:
+            error = rpc_error(call.op, call.args, e, self.target)
+        finally:
+            rpc.cancel()
+            self.stats.add(call.op, time.perf_counter() - start, error is None)
+            log.debug("%s(%s) followed for %.2f ms", call.op, describe_args(call.args),
+                      (time.perf_counter() - start) * 1e3)
+        return error
 
     # -- lifecycle ------------------------------------------------------------------------------
 

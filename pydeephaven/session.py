@@ -6,7 +6,7 @@ import atexit
 import contextlib
 import threading
 import weakref
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import grpc
 
@@ -15,18 +15,19 @@ from pydeephaven._compat import SessionCompat
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
 from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, sync_api
+from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, ScopeWatchBase, call_quietly
 from pydeephaven._flight import (
     FlightPath,
 )
 from pydeephaven._temporary import BoundName, TemporaryScope
 from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
 from pydeephaven.table import InputTable, PartitionedTable, Table
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket  # noqa: F401 (the official module offers them)
 
-__all__ = ["Session"]
+__all__ = ["Session", "TableWatch"]
 
 _B = SessionBase
 
@@ -86,7 +87,11 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
         self._local = threading.local()
-        self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
+        #: the server streams kept open (watches, live sizes), each read by a thread of its own
+        self._followers: set[_Following] = set()
+        self._follow_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight, self._followers,
+                                           self._live_sizes)
 
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
@@ -199,6 +204,45 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             if self._console_id is None:
                 self._console_id = self._run(self._start_console_flow())
             return self._console_id
+
+    # -- server streams kept open: the scope watch, live sizes ------------------------------------
+
+    def watch_tables(self, callback: Optional[Callable[[ScopeChange], Any]] = None, initial: bool = False,
+                     on_error: Optional[Callable[[DHError], Any]] = None) -> "TableWatch":
+        """Call ``callback(change)`` whenever the server's global scope changes, whoever changed it
+        (this session, another one, a script, the web UI): a ``ScopeChange`` with the variables
+        ``created``, ``updated`` (bound again) and ``removed``, each name with its type.
+
+        Returns once the server has sent the scope as it is, so every later change is reported;
+        ``initial=True`` reports that state first, as one change whose ``created`` lists every
+        variable. The callback runs in the watch's own thread, one change at a time, in order
+        (what it raises is logged, and the watch goes on). ``close()`` the returned watch, or use
+        it in ``with``; closing the session closes it too. ``on_error(DHError)`` is called if the
+        server or the network ends the watch.
+
+        The server gathers the changes of about a quarter second into one (a variable made and
+        removed within that time shows in neither).
+
+        Raises:
+            DHError: the session is closed, or the server did not start the watch.
+        """
+        self._transport.check_open("watch_tables")
+        watch = TableWatch(callback, initial, on_error)
+        following = _Following(self._transport, watch, "pydeephaven-watch-tables", self._followers)
+        watch._following = following
+        if not watch._ready.wait(WATCH_START_SECONDS) or not watch.started:
+            following.stop()
+            raise watch._start_failed(WATCH_START_SECONDS)
+        return watch
+
+    def _follow_sizes(self) -> None:
+        """Start the size stream of refreshing tables, unless it runs (see ``Table.size``)."""
+        if not self.is_connected:
+            return
+        with self._follow_lock:
+            run = self._live_sizes.begin()
+            if run is not None:
+                _Following(self._transport, run, "pydeephaven-live-sizes", self._followers)
 
     # -- sync only: scoped resources, plugins ------------------------------------------------------
 
@@ -314,9 +358,91 @@ def _releaser(transport: Transport, tickets: list[Any]) -> Any:
     return release
 
 
-def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
+def _shutdown(transport: Transport, flight_path: FlightPath, followers: "set[_Following]", sizes: Any) -> None:
+    sizes.close()
+    running = list(followers)
+    for f in running:
+        f.followed.stop()
+    for f in running:
+        f.join(2.0)
     flight_path.close()
     transport.close()
+
+
+class _Following:
+    """A server stream kept open (``pydeephaven._core.watch``), read by a daemon thread of its own
+    until it ends; listed in its session's ``followers`` meanwhile. Holds the transport, not the
+    session, so a session nobody references can still be collected (which stops the stream)."""
+
+    def __init__(self, transport: Transport, followed: Followed, name: str, followers: "set[_Following]") -> None:
+        self.followed = followed
+        self._followers = followers
+        followers.add(self)
+        self.thread = threading.Thread(target=self._main, args=(transport, followed.flow()), name=name, daemon=True)
+        self.thread.start()
+
+    def _main(self, transport: Transport, flow: Flow[Any]) -> None:
+        def perform(call: Any) -> Any:
+            outcome = transport.perform(call)
+            if outcome is not None and transport.is_closed:
+                self.followed.stop()  # the session closed meanwhile (collected, program exit): an end, no error
+            return outcome
+
+        try:
+            drive(flow, perform)
+        except BaseException:  # noqa: BLE001 (the flow reported its end already; nothing waits for this thread)
+            pass
+        finally:
+            self._followers.discard(self)
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.followed.stop()
+        self.join(timeout)
+
+
+class TableWatch(ScopeWatchBase):
+    """What ``Session.watch_tables`` returns: the watch of the server's global scope. ``close()``
+    stops it (idempotent; also from within the callback); ``is_open`` tells whether changes
+    still arrive; ``error`` is the DHError that ended it when the server or the network did."""
+
+    _following: _Following
+
+    def __init__(self, callback: Optional[Callable[[ScopeChange], Any]], initial: bool,
+                 on_error: Optional[Callable[[DHError], Any]]) -> None:
+        if callback is None:
+            raise ArgumentError("watch_tables: the sync API needs a callback (a function taking a ScopeChange); "
+                                "the asyncio API also iterates changes")
+        super().__init__(callback, initial, on_error)
+        self._ready = threading.Event()
+
+    def _began(self) -> None:
+        self._ready.set()
+
+    def _emit(self, change: ScopeChange) -> None:
+        assert self._callback is not None
+        call_quietly(self._callback, change, "watch_tables")
+
+    def _ended(self, error: Optional[DHError]) -> None:
+        self._ready.set()
+        self._report_error(error)
+
+    def close(self) -> None:
+        """Stop the watch: the server stream is cancelled and its thread ends (waited for, unless
+        called from the callback)."""
+        self._following.stop()
+
+    def __enter__(self) -> "TableWatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TableWatch({'open' if self.is_open else 'closed'})"
 
 
 atexit.register(close_all)

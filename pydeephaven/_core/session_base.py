@@ -38,6 +38,7 @@ from pydeephaven._core.calls import (
     do,
 )
 from pydeephaven._core.foreign import borrow_flow, is_foreign
+from pydeephaven._core.watch import LiveSizes
 from pydeephaven._flight import (
     UPLOAD_SETTLE_SECONDS,
     UploadStopped,
@@ -174,6 +175,10 @@ class SessionBase:
         self.parallel_put_bytes = 64 * 1024 * 1024
         #: exports kept for the session's life (the copies published tables are shared from)
         self._pinned: set[bytes] = set()
+        #: Keep the ``size`` of refreshing tables current (one server stream, started when such a
+        #: table's size is first read); False: a size is the row count when the server answered.
+        self.live_sizes = True
+        self._live_sizes = LiveSizes()
         return pems
 
     # -- properties -------------------------------------------------------------------------------
