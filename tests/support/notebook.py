@@ -88,24 +88,31 @@ def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterato
             page.goto(f"http://127.0.0.1:{port}/{'lab/tree' if app == 'lab' else 'notebooks'}/{name}?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell .jp-InputArea-editor")
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            last = ".jp-Notebook .jp-CodeCell >> nth=-1 >> .jp-InputPrompt"
-            for _ in range(6):  # a run asked for before the kernel is connected runs nothing: ask again
+            prompts = ".jp-Notebook .jp-CodeCell .jp-InputPrompt"
+
+            def run_all() -> None:
                 page.click(".lm-MenuBar-itemLabel:text-is('Run')")
                 page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-                try:
-                    until("the last cell to run", lambda: page.inner_text(last), lambda s: s.strip() != "[ ]:",
-                          timeout=10)
-                    break
-                except AssertionError:
-                    continue
-            else:
-                raise AssertionError("the notebook's cells did not run")
+
+            run_all()
+            deadline = time.monotonic() + 180
+            asked = time.monotonic()
+            while True:
+                shown = [p.strip() for p in page.eval_on_selector_all(prompts, "ps => ps.map(p => p.textContent)")]
+                if shown and shown[-1] not in ("[ ]:", "[*]:"):
+                    break  # the last cell has run
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the notebook's cells did not run: {shown}")
+                if all(p == "[ ]:" for p in shown) and time.monotonic() - asked > 10:
+                    run_all()  # asked before the kernel was connected, nothing is queued: ask again
+                    asked = time.monotonic()
+                time.sleep(0.2)
             yield page
         finally:
             browser.close()
 
 
-def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 45.0) -> Any:
+def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 90.0) -> Any:
     """``probe()`` once ``want`` holds of it, polled for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
