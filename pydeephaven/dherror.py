@@ -25,10 +25,14 @@ class                      cause (gRPC status names in ``code``)
                            the client's own argument checks (``ArgumentError``, code None)
 ``ServerError``            the server failed to carry out a valid request (INTERNAL, UNKNOWN,
                            DATA_LOSS, ABORTED, UNIMPLEMENTED, UNAVAILABLE sent by the server
-                           itself); a script that raised in ``run_script`` (code None)
+                           itself)
+``ScriptError``            a ServerError: a script that raised in ``run_script`` (code None);
+                           ``output`` holds what it printed when it was captured
 ``CallCancelledError``     the call was cancelled before it had its answer (CANCELLED), e.g. the
                            session was closed while it ran
 ``DeadlineExceededError``  no answer within the call's deadline (DEADLINE_EXCEEDED)
+``ScriptTimeoutError``     a DeadlineExceededError: a ``run_script`` that ran past its ``timeout``;
+                           ``cancelled`` says whether the server stopped the script
 =========================  ======================================================================
 
 A failure that is not a call's status (a file that cannot be read, a refused argument) has code
@@ -91,6 +95,30 @@ class CallCancelledError(DHError):
 
 class DeadlineExceededError(DHError):
     """No answer came within the call's deadline."""
+
+
+class ScriptError(ServerError):
+    """A script run by ``run_script`` raised on the server. ``output``: the lines it printed before
+    (stdout and stderr, in order) when ``capture_output`` was asked for, else None."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None,
+                 output: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__(message, code)
+        self.output = output
+
+
+class ScriptTimeoutError(DeadlineExceededError):
+    """A ``run_script`` ran past its ``timeout`` (seconds). ``cancelled``: the server stopped the
+    script (True), or it may still be running there (False: it was inside a blocking call, such as
+    a sleep or a read, when its time ran out, and stops when that call returns; the server runs
+    no other script meanwhile). ``output``: what it printed so far, when captured, else None."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None, *, timeout: float = 0.0,
+                 cancelled: bool = False, output: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__(message, code)
+        self.timeout = timeout
+        self.cancelled = cancelled
+        self.output = output
 
 
 class ArgumentError(InvalidArgumentError, ValueError):
