@@ -25,9 +25,8 @@ class                      cause (gRPC status names in ``code``)
                            the client's own argument checks (``ArgumentError``, code None)
 ``ServerError``            the server failed to carry out a valid request (INTERNAL, UNKNOWN,
                            DATA_LOSS, ABORTED, UNIMPLEMENTED, UNAVAILABLE sent by the server
-                           itself)
-``ScriptError``            a ServerError: a script that raised in ``run_script`` (code None);
-                           ``output`` holds what it printed when it was captured
+                           itself); a script that raised in ``run_script`` (code None; its
+                           ``output`` holds what it printed when that was captured)
 ``CallCancelledError``     the call was cancelled before it had its answer (CANCELLED), e.g. the
                            session was closed while it ran
 ``DeadlineExceededError``  no answer within the call's deadline (DEADLINE_EXCEEDED)
@@ -86,7 +85,14 @@ class InvalidArgumentError(DHError):
 
 
 class ServerError(DHError):
-    """The server failed to carry out the request (or a script it ran raised)."""
+    """The server failed to carry out the request (or a script it ran raised). ``output``: for a
+    script run with ``capture_output``, the lines it printed (stdout and stderr, in order) before
+    it failed; None otherwise."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None,
+                 output: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__(message, code)
+        self.output = output
 
 
 class CallCancelledError(DHError):
@@ -95,16 +101,6 @@ class CallCancelledError(DHError):
 
 class DeadlineExceededError(DHError):
     """No answer came within the call's deadline."""
-
-
-class ScriptError(ServerError):
-    """A script run by ``run_script`` raised on the server. ``output``: the lines it printed before
-    (stdout and stderr, in order) when ``capture_output`` was asked for, else None."""
-
-    def __init__(self, message: object = "", code: Optional[str] = None,
-                 output: Optional[tuple[str, ...]] = None) -> None:
-        super().__init__(message, code)
-        self.output = output
 
 
 class ScriptTimeoutError(DeadlineExceededError):

@@ -66,7 +66,7 @@ from pydeephaven.dherror import (
     DeadlineExceededError,
     DHError,
     NotFoundError,
-    ScriptError,
+    ServerError,
     ScriptTimeoutError,
     cause_of,
     reworded,
@@ -407,8 +407,8 @@ class SessionBase:
                 asked too (the 42.7 server does not implement it).
 
         Raises:
-            ScriptError: the script raised on the server (a ServerError); the server's message,
-                and with ``capture_output`` the script's output in ``output`` and the message.
+            ServerError: the script raised on the server; the server's message, and with
+                ``capture_output`` the script's output in ``output`` and in the message.
             ScriptTimeoutError: ``timeout`` passed (a DeadlineExceededError).
         """
         check_str("run_script", "script", script, allow_empty=True)
@@ -455,7 +455,7 @@ class SessionBase:
                                              f"and was stopped on the server", code="DEADLINE_EXCEEDED",
                                              timeout=float(timeout or 0), cancelled=True, output=lines)
                 printed = "" if not lines else "its output:\n" + "\n".join(lines) + "\nthen "
-                raise ScriptError(f"run_script failed: {printed}the script raised an error on the server:\n"
+                raise ServerError(f"run_script failed: {printed}the script raised an error on the server:\n"
                                   f"{resp.error_message}", output=lines)
             return ScriptResult.of(resp, entries)
         finally:
