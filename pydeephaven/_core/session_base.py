@@ -454,9 +454,10 @@ class SessionBase:
                     raise ScriptTimeoutError(f"run_script timed out: the script ran past its timeout of {timeout:g} s "
                                              f"and was stopped on the server", code="DEADLINE_EXCEEDED",
                                              timeout=float(timeout or 0), cancelled=True, output=lines)
-                printed = "" if not lines else "its output:\n" + "\n".join(lines) + "\nthen "
-                raise ServerError(f"run_script failed: {printed}the script raised an error on the server:\n"
-                                  f"{resp.error_message}", output=lines)
+                printed = "" if not lines else " (its output first, then the error)"
+                text = "".join(line + "\n" for line in lines or ())
+                raise ServerError(f"run_script failed: the script raised an error on the server{printed}:\n"
+                                  f"{text}{resp.error_message}", output=lines)
             return ScriptResult.of(resp, entries)
         finally:
             if watch is not None:
