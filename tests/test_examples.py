@@ -63,6 +63,21 @@ def test_errors_example(server) -> None:
     ]
 
 
+def test_script_output_example(server) -> None:
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "script_output.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "output: ['hello', 'careful']",
+        "failed after: ['working']",
+        "stopped: True",
+        f"next script: {6 * 7}",
+        "logs: logged line",
+        "on_log: True",
+    ]
+
+
 def test_partitioned_example(server) -> None:
     env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "partitioned.py")], env=env,
