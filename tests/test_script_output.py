@@ -44,6 +44,11 @@ async def test_output_lines_in_order(api) -> None:
     # a script that prints nothing has an empty output, not the lines of the one before
     quiet = await api.run(api.s.run_script("quiet_value = 3", capture_output=True))
     assert quiet.output == ()
+    # back to back: each capture holds its own script's lines only
+    for i in range(5):
+        await api.run(api.s.run_script(f"print('{tok} plain {i}')"))
+        res = await api.run(api.s.run_script(f"print('{tok} captured {i}')", capture_output=True))
+        assert res.output == (f"{tok} captured {i}",)
 
 
 async def test_output_of_a_failing_script_is_kept_in_the_error(api) -> None:

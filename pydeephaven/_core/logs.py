@@ -30,7 +30,7 @@ from pydeephaven._proto import console_pb2
 from pydeephaven.dherror import DHError
 
 __all__ = ["LogEntry", "LogSubscription", "OutputCollector", "StreamEnd", "log_request", "watchdog_script",
-           "marker_script", "queue_feed", "OUTPUT_LEVELS", "CANCEL_GRACE_SECONDS", "MARKER_WAIT_SECONDS"]
+           "marker_script", "queue_feed", "tagged", "OUTPUT_LEVELS", "CANCEL_GRACE_SECONDS", "MARKER_WAIT_SECONDS"]
 
 #: The levels of what the server's processes print (Python's print() in a script: STDOUT).
 OUTPUT_LEVELS = ("STDOUT", "STDERR")
@@ -116,23 +116,40 @@ class LogSubscription:
         return f"LogSubscription({'active' if self.is_active else 'ended'})"
 
 
+def start_tag(token: str) -> str:
+    """The comment ``tagged`` puts at the end of a Python command: found in the line the server
+    logs when it begins the command."""
+    return f"pydeephaven-run-{token}"
+
+
+def end_tag(token: str) -> str:
+    return f"pydeephaven-end-{token}"
+
+
+def tagged(code: str, token: str) -> str:
+    """Python ``code`` with a last comment line naming the command (line numbers unchanged)."""
+    return f"{code}\n# {start_tag(token)}\n"
+
+
 class OutputCollector:
     """The log records that arrive while ``run_script`` captures a script's output (fed from the
     reading thread or the event loop, read by the flow).
 
-    A script's output is the STDOUT and STDERR records timed within its run (the server's
-    start and end times of the command). They are all queued for this subscriber by the time the
-    command's answer is sent, so once a later record arrives (the next command's "Evaluating
-    command" line: the client sends a no-op ``marker_script`` for it) the output is complete."""
+    A script's output is the STDOUT and STDERR records timed within its run (the server's start
+    and end times of the command) and, when the server's line for the command's start was seen
+    (a Python command carries ``start_tag``), after that line: records are whole milliseconds, and
+    the line of a script that ended in the same millisecond would count otherwise. They are all
+    queued for this subscriber by the time the command's answer is sent, so once a later record
+    arrives (the start of the no-op ``marker_script`` the client sends after it) the output is
+    complete."""
 
     def __init__(self, token: str) -> None:
-        self.token = token
+        self._start = start_tag(token)
+        self._end = end_tag(token)
         self._entries: list[LogEntry] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._ended: Optional[BaseException] = None
         self._done = False
-        self._past_us: Optional[int] = None  # wait until a record later than this (or the marker) arrives
 
     def add(self, msg: Any) -> None:
         entry = LogEntry.of(msg)
@@ -143,13 +160,12 @@ class OutputCollector:
     def end(self, error: Optional[BaseException]) -> None:
         with self._lock:
             self._done = True
-            self._ended = error
             self._changed.notify_all()
 
     def _complete(self, after_us: int) -> bool:
         if self._done:
             return True
-        return any(e.time > after_us or (e.level not in OUTPUT_LEVELS and self.token in e.message)
+        return any(e.time > after_us or (e.level not in OUTPUT_LEVELS and self._end in e.message)
                    for e in reversed(self._entries))
 
     def has_after(self, after_us: int) -> bool:
@@ -169,21 +185,26 @@ class OutputCollector:
                 self._changed.wait(left)
             return True
 
+    def _after_start(self) -> Optional[list[LogEntry]]:
+        for i, e in enumerate(self._entries):
+            if e.level not in OUTPUT_LEVELS and self._start in e.message:
+                return self._entries[i + 1:]
+        return None
+
     def lines(self, start_ns: int, end_ns: int) -> tuple[LogEntry, ...]:
         """The output records of a command that ran from ``start_ns`` to ``end_ns`` (server clock)."""
         first = start_ns // 1_000_000 * 1000  # the records' times are whole milliseconds
         last = end_ns // 1000
         with self._lock:
-            return tuple(e for e in self._entries if e.level in OUTPUT_LEVELS and first <= e.time <= last)
+            after = self._after_start()
+            pool = self._entries if after is None else after
+            return tuple(e for e in pool if e.level in OUTPUT_LEVELS and first <= e.time <= last)
 
     def since_command(self) -> tuple[LogEntry, ...]:
-        """The output records after the line the server logged when it began the command whose
-        code holds ``token`` (a command that has not answered: its times are unknown)."""
+        """The output records after the server's line for the command's start (a command that
+        has not answered: its times are unknown); none when that line was not seen."""
         with self._lock:
-            for i, e in enumerate(self._entries):
-                if e.level not in OUTPUT_LEVELS and self.token in e.message:
-                    return tuple(x for x in self._entries[i + 1:] if x.level in OUTPUT_LEVELS)
-        return ()
+            return tuple(e for e in self._after_start() or () if e.level in OUTPUT_LEVELS)
 
 
 def capture_since(clock_offset_us: Optional[int]) -> Optional[float]:
@@ -197,7 +218,7 @@ def capture_since(clock_offset_us: Optional[int]) -> Optional[float]:
 
 def marker_script(token: str) -> str:
     """A command that does nothing; the server logs its start, which ends a capture."""
-    return f"# pydeephaven: end of the output of command {token}\n"
+    return f"# {end_tag(token)}: the end of the output of the command before\n"
 
 
 def watchdog_script(script: str, timeout: float, token: str) -> str:

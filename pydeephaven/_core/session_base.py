@@ -422,6 +422,8 @@ class SessionBase:
         token = os.urandom(8).hex()
         watched = timeout is not None and self._session_type == "python"
         code = _logs.watchdog_script(script, timeout, token) if watched and timeout is not None else script
+        if capture_output and self._session_type == "python":
+            code = _logs.tagged(code, token)
         collector: Optional[_logs.OutputCollector] = None
         watch = None
         if capture_output:
