@@ -9,8 +9,7 @@ import threading
 import time
 from contextlib import nullcontext
 
-from pydeephaven import ServerError, Session
-from pydeephaven.dherror import ScriptTimeoutError
+from pydeephaven import ScriptTimeoutError, ServerError, Session
 from pydeephaven.embedded import start_server
 
 server = nullcontext() if os.environ.get("DH_PORT") else start_server()

@@ -16,11 +16,13 @@ from pydeephaven.dherror import (
     DHError,
     InvalidArgumentError,
     NotFoundError,
+    ScriptTimeoutError,
     ServerError,
     SessionClosedError,
     SessionExpiredError,
     UnreachableError,
 )
+from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.session_base import ScriptResult
 from pydeephaven.query import Query
 from pydeephaven.session import Session
@@ -33,6 +35,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
-__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult"]
+__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult", "LogEntry",
+            "LogSubscription"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
-            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]
+            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError", "ScriptTimeoutError"]

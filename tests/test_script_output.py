@@ -190,7 +190,7 @@ async def test_on_log_calls_back_with_a_printed_line(api) -> None:
 async def test_log_streams_end_with_their_session(api) -> None:
     other = await api.session()
     sub = await api.run(other.on_log(lambda e: None))
-    stream = other.logs()
+    stream = other.logs(timeout=60)
     if api.is_async:
         first = asyncio.ensure_future(stream.__anext__())
         await first  # the history replay: at least the server's start-up lines
@@ -206,7 +206,8 @@ async def test_log_streams_end_with_their_session(api) -> None:
     else:
         rest = list(stream)
     assert isinstance(rest, list)
-    leftover = [t.name for t in threading.enumerate() if t.name in ("pydeephaven-logs", "pydeephaven-on_log")
+    leftover = [t.name for t in threading.enumerate()
+                if t.name in ("pydeephaven-logs", "pydeephaven-on_log", "pydeephaven-run_script")
                 and t.is_alive()]
     assert leftover == []
     with pytest.raises(DHError, match="closed"):

@@ -216,9 +216,11 @@ def capture_since(clock_offset_us: Optional[int]) -> Optional[float]:
     return (time.time() * 1e6 + clock_offset_us - _SINCE_MARGIN_US) / 1e6
 
 
-def marker_script(token: str) -> str:
-    """A command that does nothing; the server logs its start, which ends a capture."""
-    return f"# {end_tag(token)}: the end of the output of the command before\n"
+def marker_script(token: str, language: str = "python") -> str:
+    """A command that does nothing (a comment of ``language``); the server logs its start, which
+    ends a capture."""
+    comment = "#" if language == "python" else "//"
+    return f"{comment} {end_tag(token)}: the end of the output of the command before\n"
 
 
 def watchdog_script(script: str, timeout: float, token: str) -> str:

@@ -447,7 +447,7 @@ class SessionBase:
                 end_us = int(resp.end_timestamp) // 1000
                 if not collector.has_after(end_us):
                     yield Unary("run_script", "console_stub", "ExecuteCommand", console_pb2.ExecuteCommandRequest(
-                        console_id=console, code=_logs.marker_script(token)))
+                        console_id=console, code=_logs.marker_script(token, self._session_type)))
                     yield blocking(collector.wait_complete, end_us)
                 entries = collector.lines(int(resp.start_timestamp), int(resp.end_timestamp))
             if resp.error_message:
