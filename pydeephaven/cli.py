@@ -9,6 +9,7 @@
       import FILE --name NAME      load a CSV / Parquet / Arrow IPC file into a named server table
       export NAME --out FILE       write a named table to a file; the format comes from the extension
       tail NAME                    follow a live table, printing its changes until Ctrl-C
+      logs                         follow the server's log (what scripts print, and its own log)
       info                         the server's version, configuration and Java heap
       storage ls [PATH]            the server's file storage (notebooks): list a directory,
       storage get PATH [DEST]      fetch a file (to stdout without DEST),
@@ -20,14 +21,15 @@ Connection options also come from the environment: DH_HOST, DH_PORT, DH_AUTH_TYP
 Exit status: 0 success; 1 the server or the network refused (connection, authentication, a failing
 query or script, a table that does not exist, ...); 2 a usage error (unknown command or option, a
 bad value, a missing argument, an input file that does not exist, an output folder that does not
-exist); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), except for ``tail`` and ``serve``,
-which are meant to be stopped that way and exit 0. An error is one line on stderr; ``--debug`` adds
+exist); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), except for ``tail``, ``logs`` and
+``serve``, which are meant to be stopped that way and exit 0. An error is one line on stderr; ``--debug`` adds
 the whole message, the traceback and the client's debug log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import logging
@@ -601,6 +603,47 @@ def export(ctx: click.Context, name: str, out: str, progress: Optional[bool]) ->
     with session.open_table(name) as table:
         rows = _write_table_file(table, out, kind, progress)
     _line(f"exported {rows} rows from {name} to {out}")
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _log_line(entry: Any, fmt: str) -> str:
+    when = datetime.datetime.fromtimestamp(entry.time / 1e6, datetime.timezone.utc)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    if fmt == "json":
+        return json.dumps({"time": stamp, "micros": entry.time, "level": entry.level, "message": entry.message}) + "\n"
+    return f"{stamp} {entry.level} {entry.message}\n"
+
+
+@cli.command(short_help="Follow the server's log until Ctrl-C.")
+@click.option("--level", "-l", "levels", multiple=True, metavar="LEVEL",
+              help="Only this level (repeatable): STDOUT, STDERR (what scripts print), INFO, WARN, ERROR ... "
+                   "[default: all].")
+@click.option("--history", is_flag=True, help="Start with the server's recent history (about its last thousand "
+                                               "records) instead of the records from now on (this computer's clock).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help='text: "TIME LEVEL MESSAGE" lines (UTC); json: one {"time", "micros", "level", "message"} a line.')
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
+@click.option("--max-entries", type=click.IntRange(1), help="Stop after this many records.")
+@click.pass_context
+def logs(ctx: click.Context, levels: tuple[str, ...], history: bool, fmt: str, seconds: Optional[float],
+         max_entries: Optional[int]) -> None:
+    """Print the server's log records as they arrive, of every session: what scripts print
+    (levels STDOUT, STDERR) and the server's own log, until Ctrl-C (or --seconds, --max-entries)."""
+    session = _conn(ctx).session()
+    count = 0
+    try:
+        with session.logs(levels=list(levels) or None, since=None if history else time.time(),
+                          timeout=seconds) as stream:
+            for entry in stream:
+                text = _log_line(entry, fmt)
+                _write(text)
+                count += 1
+                if max_entries is not None and count >= max_entries:
+                    break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: the way logs is meant to end
 
 
 # -- tail -----------------------------------------------------------------------------------------

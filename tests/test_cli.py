@@ -117,7 +117,7 @@ def _wait_rows(session: Session, name: str, rows: int, timeout: float = 30) -> N
 def test_help_lists_every_command() -> None:
     r = dh("--help")
     assert_ok(r)
-    for command in ("tables", "run", "sql", "import", "export", "tail", "serve", "info", "storage"):
+    for command in ("tables", "run", "sql", "import", "export", "tail", "serve", "info", "storage", "logs"):
         assert re.search(rf"^\s+{command}\s", r.stdout, re.M), command
     for option in ("--host", "--port", "--auth-type", "--auth-token", "--tls", "--ca", "--client-cert",
                    "--client-key", "--embedded", "--debug", "DH_HOST", "DH_PORT", "DH_AUTH_TYPE", "DH_AUTH_TOKEN"):
@@ -246,6 +246,43 @@ def test_run_timeout_stops_the_script(conn: list[str], session: Session, names: 
     assert "1 s" in line
     res = session.run_script(f"print({name!r} in globals())", capture_output=True)
     assert res.output == ("False",)
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def test_logs_prints_a_line_a_script_printed(conn: list[str], session: Session) -> None:
+    tok = f"t{uuid.uuid4().hex[:10]}"
+    p = subprocess.Popen(MODULE + [*conn, "logs", "--level", "STDOUT", "--max-entries", "1", "--seconds", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        # the command takes the records from its own start on: print until it has one (bounded)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            session.run_script(f"print('{tok}')")
+            time.sleep(0.5)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == 0, err
+    [line] = out.splitlines()
+    stamp, level, message = line.split(" ", 2)
+    assert (level, message) == ("STDOUT", tok)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+
+
+def test_logs_history_as_json(conn: list[str], session: Session) -> None:
+    tok = f"t{uuid.uuid4().hex[:10]}"
+    session.run_script(f"print('{tok} in the history')")
+    r = dh(*conn, "logs", "--history", "--format", "json", "--level", "STDOUT", "--seconds", "3")
+    assert_ok(r)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    mine = [rec for rec in records if tok in rec["message"]]
+    assert [(rec["level"], rec["message"]) for rec in mine] == [("STDOUT", f"{tok} in the history")]
+    assert all(set(rec) == {"time", "micros", "level", "message"} for rec in records)
+    assert all(rec["level"] == "STDOUT" for rec in records)
 
 
 # -- info -----------------------------------------------------------------------------------------
@@ -733,6 +770,8 @@ def test_unreachable_port_fails_fast(tmp_path: Path) -> None:
     ["--ca", "/no/such/ca.pem", "tables"],
     ["run", "-", "--timeout", "0"],
     ["info", "--format", "xml"],
+    ["logs", "--seconds", "0"],
+    ["logs", "--max-entries", "0"],
     ["storage", "ls", "notebooks"],
     ["storage", "get", "notebooks/a.py"],
     ["storage", "put", "/no/such/local.py", "/a.py"],
