@@ -51,6 +51,13 @@ async def test_output_lines_in_order(api) -> None:
         assert res.output == (f"{tok} captured {i}",)
 
 
+async def test_output_of_many_lines(api) -> None:
+    """More lines than the server's log history holds (about a thousand): all of them, in order."""
+    n = 3000
+    res = await api.run(api.s.run_script(f"for i in range({n}):\n    print('row', i, i * i)", capture_output=True))
+    assert res.output == tuple(f"row {i} {i * i}" for i in range(n))
+
+
 async def test_output_of_a_failing_script_is_kept_in_the_error(api) -> None:
     tok = _token()
     script = ("import sys\n"

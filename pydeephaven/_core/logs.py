@@ -150,6 +150,8 @@ class OutputCollector:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._done = False
+        #: why the stream ended before the capture did (e.g. the server found the client too slow)
+        self.error: Optional[BaseException] = None
 
     def add(self, msg: Any) -> None:
         entry = LogEntry.of(msg)
@@ -160,6 +162,7 @@ class OutputCollector:
     def end(self, error: Optional[BaseException]) -> None:
         with self._lock:
             self._done = True
+            self.error = error
             self._changed.notify_all()
 
     def _complete(self, after_us: int) -> bool:

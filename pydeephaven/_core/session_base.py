@@ -450,6 +450,9 @@ class SessionBase:
                         console_id=console, code=_logs.marker_script(token, self._session_type)))
                     yield blocking(collector.wait_complete, end_us)
                 entries = collector.lines(int(resp.start_timestamp), int(resp.end_timestamp))
+                if collector.error is not None:
+                    log.warning("run_script: the server ended the log stream before the script's output was "
+                                "complete (%s); output holds the %d lines received", collector.error, len(entries))
             if resp.error_message:
                 lines = None if entries is None else tuple(e.message for e in entries)
                 if watched and _logs.stopped_by_watchdog(resp.error_message, token):
