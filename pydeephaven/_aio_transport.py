@@ -463,11 +463,6 @@ class AsyncStreamWatch:
             except RuntimeError:  # the loop closed meanwhile
                 pass
 
-    async def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait (at most ``timeout``) for the stream to end; whether it did."""
-        done, _ = await asyncio.wait([self._task], timeout=timeout)
-        return bool(done)
-
 
 def _consume(task: "asyncio.Task[Any]") -> None:
     if not task.cancelled():

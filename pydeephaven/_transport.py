@@ -682,10 +682,6 @@ class StreamWatch:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait (at most ``timeout``) for the stream to end; whether it did."""
-        return self._done.wait(timeout)
-
 
 class PendingCall:
     """The answer to a unary call still in flight; ``result()`` waits for it (once)."""
