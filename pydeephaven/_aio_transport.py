@@ -18,7 +18,7 @@ from typing import Any, AsyncGenerator, Optional
 import grpc
 import grpc.aio
 
-from pydeephaven._core.calls import Follow, Unary
+from pydeephaven._core.calls import Follow, Unary, Watch
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
@@ -225,6 +225,14 @@ class AsyncTransport(TransportBase):
             del call, method
             raise error  # outside the except blocks: see unary
 
+    def watch(self, call: Watch) -> "AsyncStreamWatch":
+        """Read a server stream in a task of the loop (see ``_core.calls.Watch``)."""
+        self.check_open(call.op)
+        self.check_loop(call.op)
+        watch = AsyncStreamWatch(self, call)
+        self.watches.add(watch)
+        return watch
+
     async def perform(self, call: Any) -> Any:
         """Make a ``_core.calls.Unary`` or ``Stream`` call."""
         # the method is never a local of this frame: a failure's traceback would keep the
@@ -387,6 +395,8 @@ class AsyncTransport(TransportBase):
         """End the server session and the channel; never raises, idempotent."""
         if self._closed:
             return
+        for watch in list(self.watches):
+            watch.cancel()
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             # the channel belongs to the loop that connected: close it there, or, when that loop
@@ -445,6 +455,54 @@ class AsyncTransport(TransportBase):
 
 
 
+
+
+class AsyncStreamWatch:
+    """A server stream read by a task of the session's loop, each message handed to the
+    description's ``on_message`` in the loop (``AsyncTransport.watch``). ``cancel()`` may be
+    called from any thread."""
+
+    def __init__(self, transport: AsyncTransport, call: Watch) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._call = getattr(getattr(transport, call.stub), call.method)(call.request, metadata=transport.metadata)
+        self._cancelled = False
+        self._task = self._loop.create_task(self._read(call, transport.target))
+        self._task.add_done_callback(_consume)
+
+    async def _read(self, desc: Watch, target: str) -> None:
+        error: Optional[BaseException] = None
+        try:
+            async for msg in self._call:
+                if self._cancelled:
+                    break
+                desc.on_message(msg)
+        except grpc.RpcError as e:
+            if not self._cancelled:
+                error = rpc_error(desc.op, desc.args, e, target)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._call.cancel()
+            if desc.on_end is not None:
+                desc.on_end(error)
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._call.cancel()
+        elif not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._call.cancel)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

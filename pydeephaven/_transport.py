@@ -28,7 +28,7 @@ from pydeephaven._proto import (
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
-from pydeephaven._core.calls import DEFAULT_TIMEOUT, Follow, Unary
+from pydeephaven._core.calls import DEFAULT_TIMEOUT, Follow, Unary, Watch
 from pydeephaven._utils import describe_args
 from pydeephaven.dherror import (
     CallCancelledError,
@@ -321,6 +321,8 @@ class TransportBase:
         self._dead: Optional[str] = None
         self._stub_lock = threading.Lock()  # the stubs' making and the channel's closing (_Stub)
         self.known_schemas = KnownSchemas()  # the server's schemas of the uploads so far (_confirm)
+        #: the streams read in the background (``watch``), ended when the session closes
+        self.watches: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     def _open_channel(self, grpc_module: Any) -> None:
         """Make the channel (of ``grpc`` or ``grpc.aio``) the stubs call on."""
@@ -550,6 +552,13 @@ class Transport(TransportBase):
             stream.close()
         return (out, None) if call.partial else out
 
+    def watch(self, call: Watch) -> "StreamWatch":
+        """Read a server stream in a daemon thread (see ``_core.calls.Watch``)."""
+        self.check_open(call.op)
+        watch = StreamWatch(self, call)
+        self.watches.add(watch)
+        return watch
+
     def unary_future(self, op: str, method: Any, request: Any, *,
                      args: Optional[dict[str, Any]] = None) -> "PendingCall":
         """Send a unary call without waiting for its answer (pipelined operations)."""
@@ -634,6 +643,8 @@ class Transport(TransportBase):
         """End the server session and the channel; never raises, idempotent."""
         if self._closed.is_set():
             return
+        for watch in list(self.watches):
+            watch.cancel()
         if not self._dead and self._token is not None:
             try:
                 self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata, timeout=timeout)
@@ -655,6 +666,45 @@ class Transport(TransportBase):
                 except Exception:
                     pass
         _open_transports.discard(self)
+
+
+class StreamWatch:
+    """A server stream read by a daemon thread, each message handed to the description's
+    ``on_message`` (``Transport.watch``). ``cancel()`` ends the call; called from another thread
+    it waits (briefly) for the thread, so that no message is handed on after it returns."""
+
+    def __init__(self, transport: Transport, call: Watch) -> None:
+        self._call = getattr(getattr(transport, call.stub), call.method)(call.request, metadata=transport.metadata)
+        self._cancelled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(call, transport.target), daemon=True,
+                                        name=f"pydeephaven-{call.op}")
+        self._thread.start()
+
+    def _read(self, desc: Watch, target: str) -> None:
+        error: Optional[BaseException] = None
+        try:
+            for msg in self._call:
+                if self._cancelled:
+                    break
+                desc.on_message(msg)
+        except grpc.RpcError as e:
+            if not self._cancelled:
+                error = rpc_error(desc.op, desc.args, e, target)
+        finally:
+            self._done.set()
+            if desc.on_end is not None:
+                desc.on_end(error)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
 
 
 class PendingCall:

@@ -49,6 +49,18 @@ def test_errors_example(server) -> None:
     ]
 
 
+def test_script_output_example(server) -> None:
+    proc = run_example(server, "script_output")
+    assert proc.stdout.splitlines() == [
+        "output: ['hello', 'careful']",
+        "failed after: ['working']",
+        "stopped: True",
+        f"next script: {6 * 7}",
+        "logs: logged line",
+        "on_log: True",
+    ]
+
+
 def test_partitioned_example(server) -> None:
     proc = run_example(server, "partitioned")
     lines = proc.stdout.strip().split("\n")
