@@ -458,33 +458,38 @@ class AsyncTransport(TransportBase):
 
 
 class AsyncStreamWatch:
-    """A server stream read by a task of the session's loop, each message handed to the
-    description's ``on_message`` in the loop (``AsyncTransport.watch``). ``cancel()`` may be
-    called from any thread."""
+    """A server stream read by a task of the session's loop through ``AsyncTransport.follow``, each
+    message handed to the description's ``on_message`` in the loop (``AsyncTransport.watch``).
+    ``cancel()`` may be called from any thread."""
 
     def __init__(self, transport: AsyncTransport, call: Watch) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._call = getattr(getattr(transport, call.stub), call.method)(call.request, metadata=transport.metadata)
+        self._cancel: Optional[Any] = None
         self._cancelled = False
-        self._task = self._loop.create_task(self._read(call, transport.target))
+        follow = Follow(call.op, call.stub, call.method, call.request, each=lambda msg: self._each(call, msg),
+                        opened=self._took, args=call.args)
+        self._task = asyncio.get_running_loop().create_task(self._read(transport, follow, call))
         self._task.add_done_callback(_consume)
 
-    async def _read(self, desc: Watch, target: str) -> None:
+    def _took(self, cancel: Any) -> None:
+        self._cancel = cancel
+        if self._cancelled:
+            cancel()
+
+    def _each(self, desc: Watch, msg: Any) -> None:
+        if not self._cancelled:
+            desc.on_message(msg)
+
+    async def _read(self, transport: AsyncTransport, follow: Follow, desc: Watch) -> None:
         error: Optional[BaseException] = None
         try:
-            async for msg in self._call:
-                if self._cancelled:
-                    break
-                desc.on_message(msg)
-        except grpc.RpcError as e:
-            if not self._cancelled:
-                error = rpc_error(desc.op, desc.args, e, target)
+            error = await transport.follow(follow)
+        except DHError as e:  # the session closed before the call was made
+            error = e
         except asyncio.CancelledError:
             pass
         finally:
-            self._call.cancel()
             if desc.on_end is not None:
-                desc.on_end(error)
+                desc.on_end(None if self._cancelled else error)
 
     @property
     def done(self) -> bool:
@@ -492,17 +497,8 @@ class AsyncStreamWatch:
 
     def cancel(self) -> None:
         self._cancelled = True
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._call.cancel()
-        elif not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._call.cancel)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
+        if self._cancel is not None:
+            self._cancel()  # thread-safe (AsyncTransport.follow)
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

@@ -669,40 +669,58 @@ class Transport(TransportBase):
 
 
 class StreamWatch:
-    """A server stream read by a daemon thread, each message handed to the description's
-    ``on_message`` (``Transport.watch``). ``cancel()`` ends the call; called from another thread
-    it waits (briefly) for the thread, so that no message is handed on after it returns."""
+    """A server stream read in a daemon thread through ``Transport.follow``, each message handed to
+    the description's ``on_message`` (``Transport.watch``). The call is made before the constructor
+    returns; ``cancel()`` ends it and, from another thread, waits (briefly) for the reading thread,
+    so that no message is handed on after it returns."""
 
     def __init__(self, transport: Transport, call: Watch) -> None:
-        self._call = getattr(getattr(transport, call.stub), call.method)(call.request, metadata=transport.metadata)
+        self._lock = threading.Lock()
+        self._cancel: Optional[Callable[[], None]] = None
         self._cancelled = False
+        self._opened = threading.Event()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._read, args=(call, transport.target), daemon=True,
+        follow = Follow(call.op, call.stub, call.method, call.request, each=lambda msg: self._each(call, msg),
+                        opened=self._took, args=call.args)
+        self._thread = threading.Thread(target=self._read, args=(transport, follow, call), daemon=True,
                                         name=f"pydeephaven-{call.op}")
         self._thread.start()
+        self._opened.wait(CONNECT_TIMEOUT)
 
-    def _read(self, desc: Watch, target: str) -> None:
-        error: Optional[BaseException] = None
+    def _took(self, cancel: Callable[[], None]) -> None:
+        with self._lock:
+            self._cancel = cancel
+            cancelled = self._cancelled
+        self._opened.set()
+        if cancelled:
+            cancel()
+
+    def _each(self, desc: Watch, msg: Any) -> None:
+        if not self._cancelled:
+            desc.on_message(msg)
+
+    def _read(self, transport: Transport, follow: Follow, desc: Watch) -> None:
+        error: Optional[DHError] = None
         try:
-            for msg in self._call:
-                if self._cancelled:
-                    break
-                desc.on_message(msg)
-        except grpc.RpcError as e:
-            if not self._cancelled:
-                error = rpc_error(desc.op, desc.args, e, target)
+            error = transport.follow(follow)
+        except DHError as e:  # the session closed before the call was made
+            error = e
         finally:
+            self._opened.set()
             self._done.set()
             if desc.on_end is not None:
-                desc.on_end(error)
+                desc.on_end(None if self._cancelled else error)
 
     @property
     def done(self) -> bool:
         return self._done.is_set()
 
     def cancel(self) -> None:
-        self._cancelled = True
-        self._call.cancel()
+        with self._lock:
+            self._cancelled = True
+            cancel = self._cancel
+        if cancel is not None:
+            cancel()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
