@@ -23,7 +23,7 @@ from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
 from pydeephaven.dherror import DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
-from pydeephaven.table import InputTable, PartitionedTable, Table
+from pydeephaven.table import InputTable, PartitionedTable, RollupTable, Table, TreeTable
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket  # noqa: F401 (the official module offers them)
 
 __all__ = ["Session"]
@@ -56,6 +56,8 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     _input_table_class = InputTable
     _query_class = Query
     _partitioned_class = PartitionedTable
+    _rollup_class = RollupTable
+    _tree_class = TreeTable
 
     @property
     def _storage_class(self) -> Any:

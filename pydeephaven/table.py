@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from pydeephaven import _files, formats
 from pydeephaven._compat import TableCompat
+from pydeephaven._core.hierarchical import RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import sync_api
 from pydeephaven._core.table_base import (
     InputTableBase,
@@ -29,7 +30,8 @@ from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
 from pydeephaven.filters import Filter  # noqa: E402,F401
 from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
-__all__ = ["Table", "InputTable", "PartitionedTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
+__all__ = ["Table", "InputTable", "PartitionedTable", "RollupTable", "TreeTable", "MultiJoinInput", "MultiJoinTable",
+           "multi_join"]
 
 _T = TableBase
 
@@ -97,6 +99,8 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
     partition_by = sync_api(_T._partition_by_flow)
     seek_row = sync_api(_T._seek_row_flow)
     column_statistics = sync_api(_T._column_statistics_flow)
+    rollup = sync_api(_T._rollup_flow)
+    tree = sync_api(_T._tree_flow)
 
     def __enter__(self) -> "Table":
         return self
@@ -144,6 +148,36 @@ class PartitionedTable(PartitionedTableBase):
     close = sync_api(PartitionedTableBase._close_flow)
 
     def __enter__(self) -> "PartitionedTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RollupTable(RollupTableBase):
+    __doc__ = RollupTableBase.__doc__
+
+    snapshot = sync_api(RollupTableBase._snapshot_flow)
+    with_filters = sync_api(RollupTableBase._with_filters_flow)
+    sort = sync_api(RollupTableBase._sort_flow)
+    close = sync_api(RollupTableBase._close_flow)
+
+    def __enter__(self) -> "RollupTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TreeTable(TreeTableBase):
+    __doc__ = TreeTableBase.__doc__
+
+    snapshot = sync_api(TreeTableBase._snapshot_flow)
+    with_filters = sync_api(TreeTableBase._with_filters_flow)
+    sort = sync_api(TreeTableBase._sort_flow)
+    close = sync_api(TreeTableBase._close_flow)
+
+    def __enter__(self) -> "TreeTable":
         return self
 
     def __exit__(self, *exc: object) -> None:

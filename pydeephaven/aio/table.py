@@ -19,13 +19,15 @@ from typing import Any, Generator, Optional, Union
 
 import pyarrow as pa
 
+from pydeephaven._core.hierarchical import RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import async_api
 from pydeephaven._core.table_base import InputTableBase, PartitionedTableBase, TableBase
 from pydeephaven._files import BatchReader
 from pydeephaven._table_interface import TableInterface
 from pydeephaven.dherror import DHError
 
-__all__ = ["AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "RecordBatchStream"]
+__all__ = ["AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "AsyncRollupTable", "AsyncTreeTable",
+           "RecordBatchStream"]
 
 _T = TableBase
 
@@ -105,6 +107,8 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
     partition_by = async_api(_T._partition_by_flow)
     seek_row = async_api(_T._seek_row_flow)
     column_statistics = async_api(_T._column_statistics_flow)
+    rollup = async_api(_T._rollup_flow)
+    tree = async_api(_T._tree_flow)
 
     async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
         """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
@@ -136,6 +140,37 @@ class AsyncPartitionedTable(PartitionedTableBase):
     close = async_api(PartitionedTableBase._close_flow)
 
     async def __aenter__(self) -> "AsyncPartitionedTable":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncRollupTable(RollupTableBase):
+    """A rollup for asyncio code: ``await rt.snapshot(...)``, ``await rt.sort(...)`` ...; see
+    ``pydeephaven.table.RollupTable``."""
+
+    snapshot = async_api(RollupTableBase._snapshot_flow)
+    with_filters = async_api(RollupTableBase._with_filters_flow)
+    sort = async_api(RollupTableBase._sort_flow)
+    close = async_api(RollupTableBase._close_flow)
+
+    async def __aenter__(self) -> "AsyncRollupTable":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncTreeTable(TreeTableBase):
+    """A tree for asyncio code: ``await tt.snapshot(...)`` ...; see ``pydeephaven.table.TreeTable``."""
+
+    snapshot = async_api(TreeTableBase._snapshot_flow)
+    with_filters = async_api(TreeTableBase._with_filters_flow)
+    sort = async_api(TreeTableBase._sort_flow)
+    close = async_api(TreeTableBase._close_flow)
+
+    async def __aenter__(self) -> "AsyncTreeTable":
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,654 @@
+"""Rollup and tree tables (``Table.rollup``, ``Table.tree``): what the sync and asyncio classes
+share, written once as flows (see ``pydeephaven._core``).
+
+Facts used, checked against a 42.7 server:
+
+* ``HierarchicalTableService.Rollup`` / ``Tree`` export the hierarchical table; its description
+  (``ObjectService.FetchObject`` of type "HierarchicalTable") holds the *snapshot schema*: the
+  structural columns ``__DEPTH__`` (int) and ``__EXPANDED__`` (bool: null for a row that cannot
+  expand) first, then for a rollup the aggregated node columns (the group-by columns, then the
+  aggregations) and, with constituents, the constituent node columns (the source's columns, under
+  their own names, so a name may come twice); for a tree the source's columns. Field metadata
+  marks each kind (``rollupTable.isAggregatedNodeColumn``, ``rollupTable.isConstituentNodeColumn``,
+  ``rollupTable.aggregationInputColumnName`` ...).
+* Rows are read from a ``View`` export (a hierarchical table plus a *key table* of expansions)
+  over a Barrage subscription (``pydeephaven._view_snapshot``). The key table has the expand-by
+  columns and a byte action column: 1 expand, 3 expand with descendants, 4 collapse. For a
+  rollup the expand-by columns are the group-by columns *and* ``__DEPTH__``: a key of ``n``
+  group-by values is the row at depth ``n + 1`` (the grand total is depth 1 with no values, the
+  invisible root above it depth 0); for a tree it is the id column (the root: a null id).
+* Without a key table the server expands the root (and a rollup's grand total). Keys that match
+  no row are ignored by the server, so this client checks them itself.
+* The leaves of a rollup with constituents (depth ``len(by) + 2``) carry values only in the
+  constituent columns; the web UI shows them in the aggregated column of the same group-by
+  column or of the aggregation's input column, as ``snapshot`` does here.
+* ``Apply`` sorts both kinds; its filters are structured conditions only. A rollup's filters are
+  applied here to the rolled-up table (a rollup of the filtered rows, which is what the server
+  does for filters on other than group-by columns, and gives the same values for those).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Sequence, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pydeephaven import _view_snapshot, filters as _filters
+from pydeephaven.agg import Aggregation
+from pydeephaven._core.calls import Flow, OnSession, Unary, blocking, do
+from pydeephaven._proto import hierarchicaltable_pb2 as hpb, object_pb2, table_pb2, ticket_pb2
+from pydeephaven._table_interface import SortDirection
+from pydeephaven._utils import check_bool, check_int, str_tuple
+from pydeephaven.dherror import DHError, cause_of, reworded
+from pydeephaven.ticket import ExportTicket, Ticket
+
+__all__ = ["HierarchicalTableBase", "RollupTableBase", "TreeTableBase", "hierarchical_from_flow"]
+
+DEPTH = "__DEPTH__"
+EXPANDED = "__EXPANDED__"
+ACTION = "__action__"
+EXPAND, EXPAND_ALL, COLLAPSE = 1, 3, 4
+
+
+def _meta(f: pa.Field, key: str) -> Optional[str]:
+    md = f.metadata or {}
+    v = md.get(f"deephaven:{key}".encode())
+    return v.decode() if v is not None else None
+
+
+def hierarchical_from_flow(session: Any, ticket: ExportTicket, op: str) -> Flow[tuple[pa.Schema, bool]]:
+    """The snapshot schema and staticness of the hierarchical table exported at ``ticket`` (the
+    export is released when the server failed to make it)."""
+    try:
+        resp = yield Unary(op, "object_stub", "FetchObject", object_pb2.FetchObjectRequest(
+            source_id=ticket_pb2.TypedTicket(ticket=ticket.pb_ticket, type="HierarchicalTable")))
+    except BaseException:
+        yield from session._release_quietly_flow(ticket)
+        raise
+    descriptor = hpb.HierarchicalTableDescriptor.FromString(resp.data)
+    return pa.ipc.read_schema(pa.py_buffer(descriptor.snapshot_schema)), bool(descriptor.is_static)
+
+
+def _sorts(op: str, order_by: Union[str, list[str]], order: Any) -> list[table_pb2.SortDescriptor]:
+    cols = str_tuple(op, "order_by", order_by, required=True)
+    if order is None:
+        dirs: list[Any] = []
+    elif isinstance(order, SortDirection):
+        dirs = [order]
+    elif isinstance(order, (list, tuple)) and all(isinstance(d, SortDirection) for d in order):
+        dirs = list(order)
+    else:
+        raise DHError(f"{op}: order must be a SortDirection or a list of them, got {order!r}")
+    if len(dirs) > len(cols):
+        raise DHError(f"{op}: order has {len(dirs)} directions for {len(cols)} columns")
+    dirs += [SortDirection.ASCENDING] * (len(cols) - len(dirs))
+    return [table_pb2.SortDescriptor(column_name=c, is_absolute=False, direction=d.value) for c, d in zip(cols, dirs)]
+
+
+class HierarchicalTableBase(OnSession):
+    """What rollup and tree tables of both APIs share: a hierarchical table the server holds,
+    read as the web UI shows it (``snapshot``), filtered and sorted into new ones. ``source`` is
+    the table it was made from; ``close()`` (or leaving ``with``) releases the server's copy."""
+
+    _kind = "hierarchical table"
+
+    def __init__(self, session: Any, ticket: Ticket, schema: pa.Schema, is_static: bool, source: Any,
+                 sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = ()) -> None:
+        self.session: Any = session
+        self.ticket = ticket
+        self._server_schema = schema
+        self._is_static = is_static
+        self.source = source
+        self._sorts = sorts  # each sort call made on the way here, in order (kept for a rollup's rebuild)
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_refreshing(self) -> bool:
+        """Whether the rows can change (the source ticks)."""
+        return not self._is_static
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns ``snapshot`` gives: ``Depth``, ``Expanded``, then the visible columns."""
+        return pa.schema([pa.field("Depth", pa.int32()), pa.field("Expanded", pa.bool_())]
+                         + [pa.field(name, t) for name, t, _ in self._layout()])
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("refreshing" if self.is_refreshing else "static")
+        return f"{type(self).__name__}({self.ticket!r}, {state}, [{', '.join(self.schema.names[2:])}])"
+
+    def _check(self, op: str) -> None:
+        if self._closed:
+            raise DHError(f"{op} failed: the {self._kind} was closed (its server copy released)")
+
+    def _new(self, ticket: ExportTicket, schema: pa.Schema, is_static: bool, **changes: Any) -> Any:
+        raise NotImplementedError
+
+    # -- derived tables ---------------------------------------------------------------------------
+
+    def _apply_flow(self, op: str, req: hpb.HierarchicalTableApplyRequest, args: dict[str, Any],
+                    ticket: Optional[Ticket] = None) -> Flow[tuple[ExportTicket, pa.Schema, bool]]:
+        session = self.session
+        result = session.make_export_ticket()
+        req.result_hierarchical_table_id.CopyFrom(result.pb_ticket)
+        req.input_hierarchical_table_id.CopyFrom((ticket or self.ticket).pb_ticket)
+        try:
+            yield Unary(op, "hierarchical_table_stub", "Apply", req, args=args)
+        except DHError as e:
+            yield from session._release_quietly_flow(result)
+            raise reworded(e, f"{op}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: "
+                              f"{self._explain(cause_of(e, op))}") from None
+        schema, static = yield from hierarchical_from_flow(session, result, op)
+        return result, schema, static
+
+    def _explain(self, cause: str) -> str:
+        if "Details Logged" in cause:
+            return (f"{cause} (the server keeps the cause in its log; a column the {self._kind} lacks is the usual "
+                    f"one: it has {self.schema.names[2:]})")
+        return cause
+
+    def _sort_flow(self, order_by: Union[str, list[str]], order: Any = None) -> Flow[Any]:
+        """A new table of the same kind whose rows are sorted within each parent by ``order_by``
+        (the arguments of ``Table.sort``)."""
+        self._check("sort")
+        sorts = _sorts("sort", order_by, order)
+        req = hpb.HierarchicalTableApplyRequest(sorts=sorts)
+        ticket, schema, static = yield from self._apply_flow("sort", req, {"order_by": order_by})
+        return self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
+
+    def _close_flow(self) -> Flow[None]:
+        """Release the server's copy (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if isinstance(self.ticket, ExportTicket):
+            yield from self.session._release_quietly_flow(self.ticket)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
+        """The visible columns: (name, type, how to make it from the server's snapshot)."""
+        raise NotImplementedError
+
+    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+        """The key table values of ``key`` and the key as rows carry it."""
+        raise NotImplementedError
+
+    def _key_fields(self) -> list[pa.Field]:
+        raise NotImplementedError
+
+    def _root_row(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _row_keys(self, data: pa.Table) -> list[Any]:
+        """The key of each row of a server snapshot (None for rows that cannot expand)."""
+        raise NotImplementedError
+
+    def _key_table(self, rows: list[tuple[dict[str, Any], int]]) -> pa.Table:
+        fields = self._key_fields()
+        cols = {f.name: pa.array([r.get(f.name) for r, _ in rows], f.type) for f in fields}
+        cols[ACTION] = pa.array([a for _, a in rows], pa.int8())
+        return pa.table(cols)
+
+    def _view_flow(self, op: str, keys: Optional[pa.Table]) -> Flow[ExportTicket]:
+        session = self.session
+        key_table = None
+        if keys is not None:
+            key_table = yield do(session.import_table, keys)
+        view = session.make_export_ticket()
+        req = hpb.HierarchicalTableViewRequest(result_view_id=view.pb_ticket,
+                                               hierarchical_table_id=self.ticket.pb_ticket)
+        if key_table is not None:
+            req.expansions.key_table_id.CopyFrom(key_table.ticket.pb_ticket)
+            req.expansions.key_table_action_column = ACTION
+        try:
+            yield Unary(op, "hierarchical_table_stub", "View", req)
+        except BaseException:
+            yield from session._release_quietly_flow(view)
+            raise
+        finally:
+            if key_table is not None:
+                yield from key_table._close_flow()
+        return view
+
+    def _read_flow(self, op: str, keys: Optional[pa.Table], first: int, last: Optional[int]) -> Flow[pa.Table]:
+        view = yield from self._view_flow(op, keys)
+        try:
+            return (yield blocking(_view_snapshot.view_snapshot, self.session._flight, view.bytes, first, last, op))
+        finally:
+            yield from self.session._release_quietly_flow(view)
+
+    def _snapshot_flow(self, rows: Optional[tuple[int, int]] = None, columns: Optional[Sequence[str]] = None,
+                       expand: Optional[Sequence[Any]] = None, expand_all: bool = False,
+                       collapse: Optional[Sequence[Any]] = None) -> Flow[pa.Table]:
+        """The visible rows, in order, as the web UI shows them: ``Depth`` (the server's row depth,
+        smallest at the top level), ``Expanded`` (True/False, null for a row that cannot expand),
+        then the columns (``columns``: only these).
+
+        ``expand``: keys to open (for a rollup a value or a tuple of the ``by`` values of one
+        level, ``()`` the grand total; for a tree an id); ``expand_all``: open every level;
+        ``collapse``: keys to keep closed (useful with ``expand_all``). ``rows``: the (first, last)
+        visible rows, inclusive. A key that matches no row raises DHError.
+        """
+        op = "snapshot"
+        self._check(op)
+        first, last = 0, None
+        if rows is not None:
+            if not (isinstance(rows, (tuple, list)) and len(rows) == 2):
+                raise DHError(f"{op}: rows must be a (first, last) pair, got {rows!r}")
+            first = check_int(op, "rows[0]", rows[0], minimum=0)
+            last = check_int(op, "rows[1]", rows[1], minimum=first)
+        layout = self._layout()
+        names = [n for n, _, _ in layout]
+        wanted = None
+        if columns is not None:
+            wanted = list(str_tuple(op, "columns", columns))
+            missing = [c for c in wanted if c not in names]
+            if missing:
+                raise DHError(f"{op}: no column {missing[0]!r}; the {self._kind} has {names}")
+        expand_all = check_bool(op, "expand_all", expand_all)
+        actions: list[tuple[dict[str, Any], int]] = []
+        asked: list[tuple[Any, Any]] = []  # (key as given, key as rows carry it)
+        if expand_all:
+            actions.append((self._root_row(), EXPAND_ALL))
+        for param, items, action in (("expand", expand, EXPAND), ("collapse", collapse, COLLAPSE)):
+            if items is None:
+                continue
+            if not isinstance(items, (list, tuple)):
+                raise DHError(f"{op}: {param} must be a list of keys, got {type(items).__name__}")
+            for key in items:
+                values, norm = self._key_row(param, key)
+                actions.append((values, action))
+                asked.append((key, norm))
+        data = yield from self._read_flow(op, self._key_table(actions) if actions else None, first, last)
+        if asked:
+            seen = set(self._row_keys(data))
+            unseen = [(k, n) for k, n in asked if n not in seen]
+            if unseen:
+                unknown = yield from self._unknown_keys_flow(op, unseen)
+                if unknown:
+                    raise DHError(f"{op}: no row of the {self._kind} has the key"
+                                  f"{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
+                                  f"{self._key_hint()}")
+        return self._visible(data, layout, wanted)
+
+    def _key_hint(self) -> str:
+        return ""
+
+    def _unknown_keys_flow(self, op: str, keys: list[tuple[Any, Any]]) -> Flow[list[Any]]:
+        """Of ``keys`` (not visible in a snapshot), those no row has."""
+        raise NotImplementedError
+
+    def _visible(self, data: pa.Table, layout: list[tuple[str, pa.DataType, Any]],
+                 wanted: Optional[list[str]]) -> pa.Table:
+        cols: dict[str, pa.ChunkedArray] = {"Depth": data.column(0), "Expanded": data.column(1)}
+        for name, _, make in layout:
+            if wanted is None or name in wanted:
+                cols[name] = make(data)
+        if wanted is not None:
+            cols = {k: cols[k] for k in ["Depth", "Expanded", *wanted]}
+        return pa.table(cols)
+
+
+# -- rollups --------------------------------------------------------------------------------------
+
+
+class RollupTableBase(HierarchicalTableBase):
+    """A rollup: the rows grouped by ``by`` level after level, each level's groups aggregated with
+    ``aggs`` (the top row is the grand total); with ``include_constituents``, the source's rows
+    under the groups of the last level."""
+
+    _kind = "rollup"
+
+    def __init__(self, session: Any, ticket: Ticket, schema: pa.Schema, is_static: bool, source: Any,
+                 sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = (), *, base: Any = None,
+                 aggs: tuple[Any, ...] = (), by: tuple[str, ...] = (), include_constituents: bool = False) -> None:
+        super().__init__(session, ticket, schema, is_static, source, sorts)
+        self._base = base if base is not None else source  # the table rolled up (filtered by with_filters)
+        self.aggs = aggs
+        self.by: list[str] = list(by)
+        self.include_constituents = include_constituents
+
+    def _new(self, ticket: ExportTicket, schema: pa.Schema, is_static: bool, **changes: Any) -> Any:
+        kw: dict[str, Any] = dict(sorts=self._sorts, base=self._base, aggs=self.aggs, by=tuple(self.by),
+                                  include_constituents=self.include_constituents)
+        kw.update(changes)
+        return type(self)(self.session, ticket, schema, is_static, self.source, **kw)
+
+    @classmethod
+    def _make_flow(cls, table: Any, aggs: Any, by: Any, include_constituents: bool, source: Any = None,
+                   sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = ()) -> Flow[Any]:
+        """The rollup of ``table`` (checked first: a missing column, an aggregation the server
+        refuses, each named)."""
+        op = "rollup"
+        items = [aggs] if isinstance(aggs, Aggregation) else aggs
+        if not isinstance(items, (list, tuple)) or not all(isinstance(a, Aggregation) for a in items):
+            raise DHError(f"{op}: aggs must be an Aggregation of pydeephaven.agg or a list of them, got {aggs!r}")
+        keys = str_tuple(op, "by", by)
+        include_constituents = check_bool(op, "include_constituents", include_constituents)
+        table._check(op)
+        yield do(table._resolve)
+        schema = table._schema
+        if schema is not None:
+            missing = [c for c in keys if c not in schema.names]
+            if missing:
+                raise DHError(f"{op}: no column {missing[0]!r} to group by; the table has {schema.names}")
+        session = table.session
+        ticket, schema2, static = yield from cls._rollup_call_flow(session, table, tuple(items), keys,
+                                                                    include_constituents)
+        result = cls(session, ticket, schema2, static, source if source is not None else table, base=table,
+                     aggs=tuple(items), by=keys, include_constituents=include_constituents)
+        for sort in sorts:
+            ticket, schema2, static = yield from result._apply_flow(op, hpb.HierarchicalTableApplyRequest(sorts=sort),
+                                                                    {"sort": [s.column_name for s in sort]})
+            yield from result._close_flow()
+            result = result._new(ticket, schema2, static)
+        result._sorts = sorts
+        return result
+
+    @staticmethod
+    def _rollup_call_flow(session: Any, table: Any, aggs: tuple[Any, ...], by: tuple[str, ...],
+                          include_constituents: bool, probing: bool = False) -> Flow[tuple[Any, pa.Schema, bool]]:
+        op = "rollup"
+        result = session.make_export_ticket()
+        req = hpb.RollupRequest(result_rollup_table_id=result.pb_ticket, source_table_id=table.ticket.pb_ticket,
+                                aggregations=[a.make_grpc_message() for a in aggs],
+                                include_constituents=include_constituents, group_by_columns=by)
+        args = {"aggs": list(aggs), "by": list(by), "include_constituents": include_constituents}
+        try:
+            yield Unary(op, "hierarchical_table_stub", "Rollup", req, args=args)
+            schema, static = yield from hierarchical_from_flow(session, result, op)
+        except DHError as e:
+            yield from session._release_quietly_flow(result)
+            if probing or len(aggs) == 0:
+                raise
+            refused = []
+            for a in aggs:  # which aggregations does the server refuse? (asked only after a failure)
+                try:
+                    ticket, _, _ = yield from RollupTableBase._rollup_call_flow(session, table, (a,), by,
+                                                                               include_constituents, True)
+                    yield from session._release_quietly_flow(ticket)
+                except DHError:
+                    refused.append(a)
+            if not refused:
+                raise
+            names = table._schema.names if table._schema is not None else []
+            raise reworded(e, f"rollup failed: the server refused the aggregation{'s' if len(refused) > 1 else ''} "
+                              f"{', '.join(repr(a) for a in refused)} (one a rollup does not support, such as "
+                              f"partition, median, pct, sorted_first or sorted_last, or one naming a column the "
+                              f"table lacks; the table has {names}); server said: {cause_of(e, op)}") from None
+        return result, schema, static
+
+    def _with_filters_flow(self, filters: Any) -> Flow[Any]:
+        """A new rollup of the rows passing ``filters`` (strings or ``pydeephaven.filters``, as for
+        ``Table.where``), the aggregations computed again; sorts made on the way here are kept."""
+        self._check("with_filters")
+        filtered = yield do(self._base.where, filters)
+        try:
+            yield do(filtered._resolve)
+        except DHError as e:
+            raise reworded(e, f"with_filters({filters!r}) failed: {self._explain(cause_of(e, 'where'))}") from None
+        return (yield from type(self)._make_flow(filtered, list(self.aggs), list(self.by), self.include_constituents,
+                                                 self.source, self._sorts))
+
+    def _constituent_depth(self) -> int:
+        return len(self.by) + 2
+
+    def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
+        schema = self._server_schema
+        agg_idx = [i for i, f in enumerate(schema) if _meta(f, "rollupTable.isAggregatedNodeColumn") == "true"]
+        con_idx = [i for i, f in enumerate(schema) if _meta(f, "rollupTable.isConstituentNodeColumn") == "true"]
+        con_by_name = {schema.field(i).name: i for i in con_idx}
+        used: set[int] = set()
+        depth = self._constituent_depth()
+        out: list[tuple[str, pa.DataType, Any]] = []
+
+        def merged(ai: int, ci: Optional[int]) -> Any:
+            def make(data: pa.Table) -> Any:
+                col = data.column(ai)
+                if ci is None:
+                    return col
+                leaf = pc.equal(data.column(0), depth)
+                return pc.if_else(leaf, pc.cast(data.column(ci), col.type), col)
+            return make
+
+        for ai in agg_idx:
+            f = schema.field(ai)
+            source_name = _meta(f, "rollupTable.aggregationInputColumnName")
+            if not source_name and _meta(f, "rollupTable.isGroupByColumn") == "true":
+                source_name = f.name
+            ci = con_by_name.get(source_name) if source_name else None
+            if ci is not None and not _castable(schema.field(ci).type, f.type):
+                ci = None
+            if ci is not None:
+                used.add(ci)
+            out.append((f.name, f.type, merged(ai, ci)))
+        taken = {n for n, _, _ in out}
+        for ci in con_idx:
+            if ci in used:
+                continue
+            f = schema.field(ci)
+            name = f.name if f.name not in taken else f"{f.name} (constituent)"
+            out.append((name, f.type, _column(ci)))
+        return out
+
+    def _key_fields(self) -> list[pa.Field]:
+        schema = self._server_schema
+        fields = []
+        for name in self.by:
+            idx = [i for i, f in enumerate(schema) if f.name == name
+                   and _meta(f, "rollupTable.isAggregatedNodeColumn") == "true"]
+            fields.append(pa.field(name, schema.field(idx[0]).type))
+        return fields + [pa.field(DEPTH, pa.int32())]
+
+    def _root_row(self) -> dict[str, Any]:
+        return {DEPTH: 0}
+
+    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+        values = key if isinstance(key, tuple) else (key,)
+        deepest = len(self.by) if self.include_constituents else len(self.by) - 1
+        if len(values) > len(self.by):
+            raise DHError(f"snapshot: the {op} key {key!r} has {len(values)} values; this rollup groups by "
+                          f"{len(self.by)} column(s) {self.by}")
+        if len(values) > deepest and op == "expand":
+            raise DHError(f"snapshot: the expand key {key!r} names a group of the last level, which has nothing "
+                          f"under it (the rollup was made without include_constituents)")
+        row: dict[str, Any] = {DEPTH: len(values) + 1}
+        for f, v in zip(self._key_fields(), values):
+            try:
+                pa.array([v], f.type)
+            except (pa.ArrowException, TypeError, ValueError) as e:
+                raise DHError(f"snapshot: the {op} key {key!r} does not fit the column {f.name}: {f.type} ({e})") \
+                    from None
+            row[f.name] = v
+        return row, tuple(values)
+
+    def _row_keys(self, data: pa.Table) -> list[Any]:
+        depths = data.column(0).to_pylist()
+        expandable = data.column(1).to_pylist()
+        names = data.schema.names
+        cols = [data.column(names.index(b)).to_pylist() for b in self.by]  # the aggregated copy comes first
+        out: list[Any] = []
+        for r, (d, e) in enumerate(zip(depths, expandable)):
+            if e is None and d >= self._constituent_depth():
+                out.append(None)
+                continue
+            out.append(tuple(c[r] for c in cols[:max(0, d - 1)]))
+        return out
+
+    def _unknown_keys_flow(self, op: str, keys: list[tuple[Any, Any]]) -> Flow[list[Any]]:
+        # a view that opens every group above each key: then each key that exists is a row
+        opened: dict[Any, dict[str, Any]] = {}
+        for _, norm in keys:
+            for n in range(1, len(norm)):
+                opened.setdefault(norm[:n], self._key_row("expand", norm[:n])[0])
+        table = self._key_table([(row, EXPAND) for row in opened.values()]) if opened else None
+        data = yield from self._read_flow(op, table, 0, None)
+        seen = set(self._row_keys(data))
+        return [k for k, n in keys if n not in seen]
+
+    def _key_hint(self) -> str:
+        return f" (a key is a value or a tuple of the values of {self.by}, one level at a time)"
+
+
+def _column(i: int) -> Any:
+    return lambda data: data.column(i)
+
+
+def _castable(src: pa.DataType, dst: pa.DataType) -> bool:
+    if src == dst:
+        return True
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    return any(t(src) for t in numeric) and any(t(dst) for t in numeric)
+
+
+# -- trees ----------------------------------------------------------------------------------------
+
+_CMP = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|=|!=|<=|>=|<|>)\s*(.+?)\s*$")
+_FUNCS = {"==": _filters.eq, "=": _filters.eq, "!=": _filters.ne, "<": _filters.lt, "<=": _filters.le,
+          ">": _filters.gt, ">=": _filters.ge}
+
+
+def _literal(text: str) -> Any:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
+        return text[1:-1]
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        return _filters.ColumnName(text)
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise DHError(f"with_filters: cannot read the value {text!r}") from None
+
+
+def filter_conditions(filters: Any) -> list[Any]:
+    """Filter strings of the simple form ``Col op value`` (op one of == = != < <= > >=; a value a
+    number, a quoted string, true/false or a column), joined by ``&&``, as structured conditions:
+    a tree's filters reach the server only as such. ``pydeephaven.filters`` objects pass as they are."""
+    items = [filters] if isinstance(filters, (str, _filters.Filter)) else filters
+    if not isinstance(items, (list, tuple)) or not items:
+        raise DHError(f"with_filters: filters must be a str, a Filter, or a non-empty list of either, got {filters!r}")
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, _filters.Filter):
+            out.append(item)
+            continue
+        if not isinstance(item, str):
+            raise DHError(f"with_filters: a filter must be a str or a Filter, got {item!r}")
+        for part in item.split("&&"):
+            m = _CMP.match(part)
+            if m is None or "||" in part:
+                raise DHError(f"with_filters: a tree's filters go to the server as structured conditions, and "
+                              f"{part.strip()!r} is not one this client can translate (Col op value, op one of "
+                              f"== != < <= > >=, joined by &&); give pydeephaven.filters conditions instead")
+            out.append(_FUNCS[m.group(2)](_filters.ColumnName(m.group(1)), _literal(m.group(3))))
+    return out
+
+
+class TreeTableBase(HierarchicalTableBase):
+    """A tree: each row under the row whose ``id_col`` equals its ``parent_col``; rows with a null
+    parent are at the top. A row whose parent is missing (an orphan) is left out, or, with
+    ``promote_orphans``, put at the top."""
+
+    _kind = "tree"
+
+    def __init__(self, session: Any, ticket: Ticket, schema: pa.Schema, is_static: bool, source: Any,
+                 sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = (), *, id_col: str = "",
+                 parent_col: str = "", promote_orphans: bool = False) -> None:
+        super().__init__(session, ticket, schema, is_static, source, sorts)
+        self.id_col = id_col
+        self.parent_col = parent_col
+        self.promote_orphans = promote_orphans
+
+    def _new(self, ticket: ExportTicket, schema: pa.Schema, is_static: bool, **changes: Any) -> Any:
+        kw: dict[str, Any] = dict(sorts=self._sorts, id_col=self.id_col, parent_col=self.parent_col,
+                                  promote_orphans=self.promote_orphans)
+        kw.update(changes)
+        return type(self)(self.session, ticket, schema, is_static, self.source, **kw)
+
+    @classmethod
+    def _make_flow(cls, table: Any, id_col: str, parent_col: str, promote_orphans: bool) -> Flow[Any]:
+        op = "tree"
+        id_col = str_tuple(op, "id_col", id_col, required=True)[0] if isinstance(id_col, str) else id_col
+        parent_col = str_tuple(op, "parent_col", parent_col, required=True)[0] if isinstance(parent_col, str) \
+            else parent_col
+        if not isinstance(id_col, str) or not isinstance(parent_col, str):
+            raise DHError(f"{op}: id_col and parent_col must be column names (str)")
+        promote_orphans = check_bool(op, "promote_orphans", promote_orphans)
+        table._check(op)
+        yield do(table._resolve)
+        schema = table._schema
+        if schema is not None:
+            for param, col in (("id_col", id_col), ("parent_col", parent_col)):
+                if col not in schema.names:
+                    raise DHError(f"{op}: {param} {col!r} is not a column; the table has {schema.names}")
+            id_type, parent_type = schema.field(id_col).type, schema.field(parent_col).type
+            if id_type != parent_type:
+                raise DHError(f"{op}: the parent column {parent_col!r} is {parent_type} but the id column {id_col!r} "
+                              f"is {id_type}; a parent must have the id's type")
+        session = table.session
+        result = session.make_export_ticket()
+        req = hpb.TreeRequest(result_tree_table_id=result.pb_ticket, source_table_id=table.ticket.pb_ticket,
+                              identifier_column=id_col, parent_identifier_column=parent_col,
+                              promote_orphans=promote_orphans)
+        try:
+            yield Unary(op, "hierarchical_table_stub", "Tree", req,
+                        args={"id_col": id_col, "parent_col": parent_col, "promote_orphans": promote_orphans})
+        except BaseException:
+            yield from session._release_quietly_flow(result)
+            raise
+        schema2, static = yield from hierarchical_from_flow(session, result, op)
+        return cls(session, result, schema2, static, table, id_col=id_col, parent_col=parent_col,
+                   promote_orphans=promote_orphans)
+
+    def _with_filters_flow(self, filters: Any) -> Flow[Any]:
+        """A new tree of the rows passing ``filters`` and their ancestors (``pydeephaven.filters``,
+        or strings of the form ``Col op value`` joined by ``&&``)."""
+        self._check("with_filters")
+        conds = filter_conditions(filters)
+        req = hpb.HierarchicalTableApplyRequest(filters=[c.make_grpc_message() for c in conds])
+        ticket, schema, static = yield from self._apply_flow("with_filters", req, {"filters": filters})
+        return self._new(ticket, schema, static)
+
+    def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
+        schema = self._server_schema
+        return [(f.name, f.type, _column(i)) for i, f in enumerate(schema) if i >= 2]
+
+    def _id_field(self) -> pa.Field:
+        return self._server_schema.field(self.id_col)
+
+    def _key_fields(self) -> list[pa.Field]:
+        return [pa.field(self.id_col, self._id_field().type)]
+
+    def _root_row(self) -> dict[str, Any]:
+        return {self.id_col: None}
+
+    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+        f = self._id_field()
+        if key is None:
+            raise DHError(f"snapshot: an {op} key must be an id, not None")
+        try:
+            pa.array([key], f.type)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise DHError(f"snapshot: the {op} key {key!r} does not fit the id column {f.name}: {f.type} ({e})") \
+                from None
+        return {self.id_col: key}, key
+
+    def _row_keys(self, data: pa.Table) -> list[Any]:
+        return data.column(self._server_schema.get_field_index(self.id_col)).to_pylist()
+
+    def _unknown_keys_flow(self, op: str, keys: list[tuple[Any, Any]]) -> Flow[list[Any]]:
+        data = yield from self._read_flow(op, self._key_table([(self._root_row(), EXPAND_ALL)]), 0, None)
+        seen = set(self._row_keys(data))
+        return [k for k, n in keys if n not in seen]
