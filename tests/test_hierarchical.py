@@ -1,0 +1,245 @@
+"""Rollup and tree tables (``Table.rollup``, ``Table.tree``) through both APIs against the real
+server; the expected values are computed here with pyarrow from the same data."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pytest
+
+from pydeephaven import DHError, SortDirection, agg
+from pydeephaven.filters import ColumnName, eq
+
+N = 10_000
+SYMS = ("AAPL", "MSFT", "GOOG", "IBM", "ORCL")
+SOURCE = pa.table({
+    "Sym": pa.array([SYMS[(i * 7) % 5] for i in range(N)]),
+    "Day": pa.array([(i * 3) % 7 for i in range(N)], pa.int32()),
+    "Qty": pa.array([(i * 37) % 101 for i in range(N)], pa.int64()),
+    "Px": pa.array([((i * 13) % 997) / 4.0 for i in range(N)], pa.float64()),
+    "Note": pa.array([f"n{i % 3}" for i in range(N)]),
+})
+AGGS = [agg.sum_("Total=Qty"), agg.count_("N"), agg.avg("AvgPx=Px"), agg.min_("MinQty=Qty"), agg.max_("MaxPx=Px")]
+
+
+def expected(data: pa.Table, keys: list[str]) -> dict[tuple, dict]:
+    """Each group's aggregates, by pyarrow (the grand total for no keys)."""
+    if not keys:
+        data = data.append_column("_all", pa.array([0] * data.num_rows, pa.int8()))
+    g = data.group_by(keys or ["_all"]).aggregate([
+        ("Qty", "sum"), ("Qty", "count"), ("Px", "mean"), ("Qty", "min"), ("Px", "max")])
+    out = {}
+    for r in g.to_pylist():
+        key = tuple(r[k] for k in keys)
+        out[key] = {"Total": r["Qty_sum"], "N": r["Qty_count"], "AvgPx": r["Px_mean"], "MinQty": r["Qty_min"],
+                    "MaxPx": r["Px_max"]}
+    return out
+
+
+def by_level(snap: pa.Table, keys: list[str]) -> dict[int, dict[tuple, dict]]:
+    """The snapshot's aggregated rows by depth, each keyed by its group (depth d: d - 1 keys)."""
+    out: dict[int, dict[tuple, dict]] = {}
+    for r in snap.to_pylist():
+        d = r["Depth"]
+        if d > len(keys) + 1:
+            continue
+        key = tuple(r[k] for k in keys[:d - 1])
+        assert key not in out.setdefault(d, {}), f"group {key} twice at depth {d}"
+        out[d][key] = {k: r[k] for k in ("Total", "N", "AvgPx", "MinQty", "MaxPx")}
+    return out
+
+
+def check_levels(snap: pa.Table, data: pa.Table, keys: list[str]) -> None:
+    levels = by_level(snap, keys)
+    assert sorted(levels) == list(range(1, len(keys) + 2))
+    for depth in range(1, len(keys) + 2):
+        want = expected(data, keys[:depth - 1])
+        got = levels[depth]
+        assert set(got) == set(want), depth
+        for key, w in want.items():
+            g = got[key]
+            assert g["Total"] == w["Total"] and g["N"] == w["N"] and g["MinQty"] == w["MinQty"], (depth, key)
+            assert g["MaxPx"] == w["MaxPx"] and g["AvgPx"] == pytest.approx(w["AvgPx"], rel=1e-12), (depth, key)
+
+
+async def test_rollup_every_level_equals_a_group_by(api) -> None:
+    t = await api.imp(SOURCE)
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"]))
+    assert rt.source is t and rt.by == ["Sym", "Day"] and not rt.is_refreshing
+    assert rt.schema.names == ["Depth", "Expanded", "Sym", "Day", "Total", "N", "AvgPx", "MinQty", "MaxPx"]
+    snap = await api.run(rt.snapshot(expand_all=True))
+    assert snap.schema.names == rt.schema.names
+    assert snap.num_rows == 1 + len(SYMS) + len(expected(SOURCE, ["Sym", "Day"]))
+    check_levels(snap, SOURCE, ["Sym", "Day"])
+    first = snap.to_pylist()[0]
+    assert first["Depth"] == 1 and first["Sym"] is None and first["Expanded"] is True  # the grand total on top
+    # every last-level row is a leaf (nothing under it without constituents)
+    assert {r["Expanded"] for r in snap.to_pylist() if r["Depth"] == 3} == {None}
+    await api.run(rt.close())
+    assert rt.is_closed
+    with pytest.raises(DHError, match="the rollup was closed"):
+        await api.run(rt.snapshot())
+
+
+async def test_expand_and_collapse_change_the_visible_rows(api) -> None:
+    t = await api.imp(SOURCE)
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"]))
+    days = {s: len({r["Day"] for r in SOURCE.to_pylist() if r["Sym"] == s}) for s in SYMS}
+    start = (await api.run(rt.snapshot())).to_pylist()  # the grand total open, the symbols closed
+    assert [r["Depth"] for r in start] == [1] + [2] * len(SYMS)
+    assert [r["Expanded"] for r in start] == [True] + [False] * len(SYMS)
+    one = (await api.run(rt.snapshot(expand=["IBM"]))).to_pylist()
+    assert len(one) == 1 + len(SYMS) + days["IBM"]
+    at = [r["Sym"] for r in one].index("IBM")
+    assert one[at]["Expanded"] is True and one[at]["Depth"] == 2
+    under = one[at + 1:at + 1 + days["IBM"]]
+    assert {r["Sym"] for r in under} == {"IBM"} and {r["Depth"] for r in under} == {3}
+    assert sorted(r["Day"] for r in under) == sorted({r["Day"] for r in SOURCE.to_pylist() if r["Sym"] == "IBM"})
+    two = await api.run(rt.snapshot(expand=[("IBM",), "AAPL"]))
+    assert two.num_rows == 1 + len(SYMS) + days["IBM"] + days["AAPL"]
+    every = await api.run(rt.snapshot(expand_all=True, collapse=["MSFT"]))
+    assert every.num_rows == 1 + len(SYMS) + sum(days.values()) - days["MSFT"]
+    assert [r["Expanded"] for r in every.to_pylist() if r["Depth"] == 2 and r["Sym"] == "MSFT"] == [False]
+    closed = (await api.run(rt.snapshot(collapse=[()]))).to_pylist()  # () is the grand total's key
+    assert [(r["Depth"], r["Expanded"]) for r in closed] == [(1, False)]
+    # a range of visible rows is that slice of them; columns narrow them
+    full = await api.run(rt.snapshot(expand_all=True))
+    part = await api.run(rt.snapshot(rows=(3, 12), columns=["Day", "Total"], expand_all=True))
+    assert part.schema.names == ["Depth", "Expanded", "Day", "Total"]
+    assert part.to_pylist() == full.select(["Depth", "Expanded", "Day", "Total"]).slice(3, 10).to_pylist()
+    await api.run(rt.close())
+
+
+async def test_filters_and_sorts_apply(api) -> None:
+    t = await api.imp(SOURCE)
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"]))
+    kept = SOURCE.filter(pa.compute.greater(SOURCE["Qty"], 50))
+    ft = await api.run(rt.with_filters("Qty > 50"))
+    check_levels(await api.run(ft.snapshot(expand_all=True)), kept, ["Sym", "Day"])
+    ibm = await api.run(rt.with_filters(eq(ColumnName("Sym"), "IBM")))
+    rows = (await api.run(ibm.snapshot())).to_pylist()
+    assert [r["Sym"] for r in rows] == [None, "IBM"]
+    assert rows[0]["N"] == sum(1 for s in SOURCE["Sym"].to_pylist() if s == "IBM")
+    st = await api.run(rt.sort("Total", SortDirection.DESCENDING))
+    snap = (await api.run(st.snapshot(expand_all=True))).to_pylist()
+    tops = [r["Total"] for r in snap if r["Depth"] == 2]
+    assert tops == sorted(tops, reverse=True) and len(tops) == len(SYMS)
+    for sym in SYMS:  # within each symbol, its days by total, largest first
+        days = [r["Total"] for r in snap if r["Depth"] == 3 and r["Sym"] == sym]
+        assert days == sorted(days, reverse=True)
+    # a filter after a sort keeps the sort
+    both = (await api.run((await api.run(st.with_filters("Qty > 50"))).snapshot())).to_pylist()
+    want = expected(kept, ["Sym"])
+    assert [r["Total"] for r in both[1:]] == sorted((w["Total"] for w in want.values()), reverse=True)
+    bysym = (await api.run((await api.run(rt.sort("Sym"))).snapshot())).to_pylist()
+    assert [r["Sym"] for r in bysym[1:]] == sorted(SYMS)
+    for x in (rt, ft, ibm, st):
+        await api.run(x.close())
+
+
+async def test_include_constituents_shows_the_source_rows_at_the_leaves(api) -> None:
+    data = SOURCE.slice(0, 400)
+    t = await api.imp(data)
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"], include_constituents=True))
+    assert rt.schema.names == ["Depth", "Expanded", "Sym", "Day", "Total", "N", "AvgPx", "MinQty", "MaxPx", "Note"]
+    snap = await api.run(rt.snapshot(expand_all=True))
+    check_levels(snap, data, ["Sym", "Day"])
+    rows = snap.to_pylist()
+    leaves = [r for r in rows if r["Depth"] == 4]
+    assert len(leaves) == data.num_rows and {r["Expanded"] for r in leaves} == {None}
+    # each leaf shows its source row: a group-by value in its column, an aggregation's input
+    # value in that aggregation's column; a source column no aggregation reads in its own
+    got = Counter((r["Sym"], r["Day"], r["Total"], r["AvgPx"], r["Note"]) for r in leaves)
+    want = Counter((r["Sym"], r["Day"], r["Qty"], r["Px"], r["Note"]) for r in data.to_pylist())
+    assert got == want
+    assert all(r["MinQty"] == r["Total"] and r["MaxPx"] == r["AvgPx"] and r["N"] is None for r in leaves)
+    assert {r["Note"] for r in rows if r["Depth"] < 4} == {None}
+    # the leaves sit right under their group
+    for i, r in enumerate(rows):
+        if r["Depth"] == 4:
+            parent = next(p for p in reversed(rows[:i]) if p["Depth"] == 3)
+            assert (parent["Sym"], parent["Day"]) == (r["Sym"], r["Day"])
+    one = await api.run(rt.snapshot(expand=["IBM", ("IBM", 2)]))
+    under = [r for r in one.to_pylist() if r["Depth"] == 4]
+    assert len(under) == sum(1 for r in data.to_pylist() if (r["Sym"], r["Day"]) == ("IBM", 2))
+    await api.run(rt.close())
+
+
+TREE = pa.table({
+    "ID": pa.array([1, 2, 3, 4, 5, 6, 7, 8, 9], pa.int32()),
+    "Parent": pa.array([None, 1, 1, 2, 99, 5, None, 7, 42], pa.int32()),  # 5 and 9 are orphans
+    "Name": ["a", "b", "c", "d", "e", "f", "g", "h", "i"],
+})
+
+
+def tree_depths(promote: bool) -> dict[int, int]:
+    """Each shown row's depth (1 at the top), computed from the id/parent pairs."""
+    parent = dict(zip(TREE["ID"].to_pylist(), TREE["Parent"].to_pylist()))
+    out: dict[int, int] = {}
+    for i in parent:
+        d, p, ok = 1, parent[i], True
+        while p is not None:
+            if p not in parent:
+                ok = promote  # an orphan chain: at the top only when promoted
+                break
+            d, p = d + 1, parent[p]
+        if ok:
+            out[i] = d
+    return out
+
+
+async def test_tree_with_orphans(api) -> None:
+    t = await api.imp(TREE)
+    for promote in (False, True):
+        tt = await api.run(t.tree("ID", "Parent", promote_orphans=promote))
+        assert tt.schema.names == ["Depth", "Expanded", "ID", "Parent", "Name"]
+        snap = (await api.run(tt.snapshot(expand_all=True))).to_pylist()
+        assert {r["ID"]: r["Depth"] for r in snap} == tree_depths(promote)
+        parents = dict(zip(TREE["ID"].to_pylist(), TREE["Parent"].to_pylist()))
+        kids = Counter(p for p in parents.values())
+        for i, r in enumerate(snap):  # each row follows its parent's subtree; leaves cannot expand
+            assert r["Expanded"] is (True if kids[r["ID"]] else None)
+            if r["Depth"] > 1:
+                above = next(p for p in reversed(snap[:i]) if p["Depth"] == r["Depth"] - 1)
+                assert above["ID"] == parents[r["ID"]]
+        top = (await api.run(tt.snapshot())).to_pylist()
+        assert sorted(r["ID"] for r in top) == sorted(i for i, d in tree_depths(promote).items() if d == 1)
+        one = (await api.run(tt.snapshot(expand=[1]))).to_pylist()
+        assert sorted(r["ID"] for r in one if r["Depth"] == 2) == [2, 3]
+        await api.run(tt.close())
+    tt = await api.run(t.tree("ID", "Parent"))
+    found = (await api.run((await api.run(tt.with_filters("Name = `d`"))).snapshot(expand_all=True))).to_pylist()
+    assert [r["ID"] for r in found] == [1, 2, 4]  # the match and its ancestors
+    desc = (await api.run((await api.run(tt.sort("Name", SortDirection.DESCENDING))).snapshot())).to_pylist()
+    assert [r["Name"] for r in desc] == ["g", "a"]
+    await api.run(tt.close())
+
+
+async def test_bad_input_says_what_is_wrong(api) -> None:
+    t = await api.imp(SOURCE.slice(0, 100))
+    with pytest.raises(DHError, match="no column 'Nope' to group by"):
+        await api.run(t.rollup(AGGS, by=["Sym", "Nope"]))
+    with pytest.raises(DHError, match=r"refused the aggregation median\(cols=\['Px'\]"):
+        await api.run(t.rollup([agg.sum_("Qty"), agg.median("Px")], by="Sym"))
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"]))
+    with pytest.raises(DHError, match="no row of the rollup has the key 'NOPE'"):
+        await api.run(rt.snapshot(expand=["NOPE"]))
+    with pytest.raises(DHError, match=r"no row of the rollup has the key \('IBM', 99\)"):
+        await api.run(rt.snapshot(expand_all=True, collapse=[("IBM", 99)]))
+    text = await api.no_round_trip(lambda: rt.snapshot(collapse=[("IBM", "x")]))
+    assert "does not fit the column Day: int32" in text
+    text = await api.no_round_trip(lambda: rt.snapshot(expand=[("IBM", 2)]))
+    assert "without include_constituents" in text
+    text = await api.no_round_trip(lambda: rt.snapshot(columns=["Qty"]))
+    assert "no column 'Qty'" in text
+    await api.run(rt.close())
+    bad = await api.imp(pa.table({"ID": pa.array([1, 2], pa.int32()), "Parent": pa.array([None, 1], pa.int64())}))
+    with pytest.raises(DHError, match="the parent column 'Parent' is int64 but the id column 'ID' is int32"):
+        await api.run(bad.tree("ID", "Parent"))
+    tt = await api.run((await api.imp(TREE)).tree("ID", "Parent"))
+    with pytest.raises(DHError, match="no row of the tree has the key 77"):
+        await api.run(tt.snapshot(expand=[77]))
+    text = await api.no_round_trip(lambda: tt.with_filters("Name.startsWith(`a`)"))
+    assert "give pydeephaven.filters conditions instead" in text
+    await api.run(tt.close())
