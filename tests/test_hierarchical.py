@@ -233,6 +233,10 @@ async def test_bad_input_says_what_is_wrong(api) -> None:
     assert "without include_constituents" in text
     text = await api.no_round_trip(lambda: rt.snapshot(columns=["Qty"]))
     assert "no column 'Qty'" in text
+    text = await api.no_round_trip(lambda: rt.sort("Qty"))
+    assert "sort: no column 'Qty'; the rollup has ['Sym', 'Day', 'Total'" in text
+    with pytest.raises(DHError, match=r"with_filters\('Nope > 2'\) failed: INVALID_ARGUMENT"):
+        await api.run(rt.with_filters("Nope > 2"))
     await api.run(rt.close())
     bad = await api.imp(pa.table({"ID": pa.array([1, 2], pa.int32()), "Parent": pa.array([None, 1], pa.int64())}))
     with pytest.raises(DHError, match="the parent column 'Parent' is int64 but the id column 'ID' is int32"):
@@ -242,4 +246,6 @@ async def test_bad_input_says_what_is_wrong(api) -> None:
         await api.run(tt.snapshot(expand=[77]))
     text = await api.no_round_trip(lambda: tt.with_filters("Name.startsWith(`a`)"))
     assert "give pydeephaven.filters conditions instead" in text
+    text = await api.no_round_trip(lambda: tt.with_filters(["ID > 1", "Nope = 3"]))
+    assert "no column 'Nope' (in 'Nope = 3'); the tree has ['ID', 'Parent', 'Name']" in text
     await api.run(tt.close())

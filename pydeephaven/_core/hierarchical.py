@@ -148,7 +148,7 @@ class HierarchicalTableBase(OnSession):
         return result, schema, static
 
     def _explain(self, cause: str) -> str:
-        if "Details Logged" in cause:
+        if "Details Logged" in cause and "the server keeps the cause" not in cause:
             return (f"{cause} (the server keeps the cause in its log; a column the {self._kind} lacks is the usual "
                     f"one: it has {self.schema.names[2:]})")
         return cause
@@ -158,6 +158,10 @@ class HierarchicalTableBase(OnSession):
         (the arguments of ``Table.sort``)."""
         self._check("sort")
         sorts = _sorts("sort", order_by, order)
+        names = self.schema.names[2:]
+        for sd in sorts:
+            if sd.column_name not in names:
+                raise DHError(f"sort: no column {sd.column_name!r}; the {self._kind} has {names}")
         req = hpb.HierarchicalTableApplyRequest(sorts=sorts)
         ticket, schema, static = yield from self._apply_flow("sort", req, {"order_by": order_by})
         return self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
@@ -389,8 +393,8 @@ class RollupTableBase(HierarchicalTableBase):
         """A new rollup of the rows passing ``filters`` (strings or ``pydeephaven.filters``, as for
         ``Table.where``), the aggregations computed again; sorts made on the way here are kept."""
         self._check("with_filters")
-        filtered = yield do(self._base.where, filters)
         try:
+            filtered = yield do(self._base.where, filters)
             yield do(filtered._resolve)
         except DHError as e:
             raise reworded(e, f"with_filters({filters!r}) failed: {self._explain(cause_of(e, 'where'))}") from None
@@ -532,7 +536,7 @@ def _literal(text: str) -> Any:
         raise DHError(f"with_filters: cannot read the value {text!r}") from None
 
 
-def filter_conditions(filters: Any) -> list[Any]:
+def filter_conditions(filters: Any, columns: Optional[list[str]] = None) -> list[Any]:
     """Filter strings of the simple form ``Col op value`` (op one of == = != < <= > >=; a value a
     number, a quoted string, true/false or a column), joined by ``&&``, as structured conditions:
     a tree's filters reach the server only as such. ``pydeephaven.filters`` objects pass as they are."""
@@ -552,7 +556,11 @@ def filter_conditions(filters: Any) -> list[Any]:
                 raise DHError(f"with_filters: a tree's filters go to the server as structured conditions, and "
                               f"{part.strip()!r} is not one this client can translate (Col op value, op one of "
                               f"== != < <= > >=, joined by &&); give pydeephaven.filters conditions instead")
-            out.append(_FUNCS[m.group(2)](_filters.ColumnName(m.group(1)), _literal(m.group(3))))
+            value = _literal(m.group(3))
+            for col in (m.group(1), value if isinstance(value, _filters.ColumnName) else None):
+                if columns is not None and col is not None and col not in columns:
+                    raise DHError(f"with_filters: no column {col!r} (in {part.strip()!r}); the tree has {columns}")
+            out.append(_FUNCS[m.group(2)](_filters.ColumnName(m.group(1)), value))
     return out
 
 
@@ -616,7 +624,7 @@ class TreeTableBase(HierarchicalTableBase):
         """A new tree of the rows passing ``filters`` and their ancestors (``pydeephaven.filters``,
         or strings of the form ``Col op value`` joined by ``&&``)."""
         self._check("with_filters")
-        conds = filter_conditions(filters)
+        conds = filter_conditions(filters, self.schema.names[2:])
         req = hpb.HierarchicalTableApplyRequest(filters=[c.make_grpc_message() for c in conds])
         ticket, schema, static = yield from self._apply_flow("with_filters", req, {"filters": filters})
         return self._new(ticket, schema, static)
