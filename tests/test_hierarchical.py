@@ -249,3 +249,79 @@ async def test_bad_input_says_what_is_wrong(api) -> None:
     text = await api.no_round_trip(lambda: tt.with_filters(["ID > 1", "Nope = 3"]))
     assert "no column 'Nope' (in 'Nope = 3'); the tree has ['ID', 'Parent', 'Name']" in text
     await api.run(tt.close())
+
+
+def rollup_rows(model: dict[int, tuple[str, int]]) -> list[tuple]:
+    """The rows of a rollup by K with sum of V and a count, as sorted (Depth, K, V, N) tuples."""
+    out = [(1, None, sum(v for _, v in model.values()), len(model))]
+    for k in sorted({k for k, _ in model.values()}):
+        vs = [v for kk, v in model.values() if kk == k]
+        out.append((2, k, sum(vs), len(vs)))
+    return sorted(out, key=repr)
+
+
+def shown(snap: pa.Table) -> list[tuple]:
+    return sorted(((r["Depth"], r["K"], r["V"], r["N"]) for r in snap.to_pylist()), key=repr)
+
+
+async def test_live_view_follows_a_ticking_source(api) -> None:
+    schema = pa.schema([("Id", pa.int64()), ("K", pa.string()), ("V", pa.int64())])
+    it = await api.run(api.s.input_table(schema, key_cols=["Id"]))
+
+    async def put(rows: list[tuple[int, str, int]]) -> None:
+        data = pa.table({"Id": [r[0] for r in rows], "K": [r[1] for r in rows], "V": [r[2] for r in rows]},
+                        schema=schema)
+        await api.run(it.add(await api.imp(data)))
+
+    model = {1: ("a", 5), 2: ("a", 7), 3: ("b", 1)}
+    await put([(i, k, v) for i, (k, v) in model.items()])
+    await api.poll(lambda: api.num_rows(it), lambda n: n == 3)
+    rt = await api.run(it.rollup([agg.sum_("V"), agg.count_("N")], by="K", include_constituents=True))
+    assert rt.is_refreshing
+    seen: list[int] = []
+    live = await api.run(rt.subscribe(rows=(0, 50), on_update=lambda t: seen.append(t.num_rows)))
+    assert shown(live.snapshot()) == rollup_rows(model)
+
+    async def settled() -> None:  # the view follows the model, and equals a fresh snapshot then
+        got = await api.poll(lambda: live.snapshot(), lambda s: shown(s) == rollup_rows(model))
+        assert shown(got) == rollup_rows(model)
+        assert live.snapshot().to_pylist() == (await api.run(rt.snapshot(rows=(0, 50)))).to_pylist()
+
+    model[4] = ("c", 10)  # a new key
+    await put([(4, "c", 10)])
+    await settled()
+    model[1] = ("b", 6)  # a change that moves a row to another group
+    await put([(1, "b", 6)])
+    await settled()
+    model.pop(3)  # a removal
+    await api.run(it.delete(await api.imp(pa.table({"Id": pa.array([3], pa.int64())}))))
+    await settled()
+    # expand and collapse change the rows the view follows
+    await api.run(live.expand("b"))
+    leaves = [r for r in live.snapshot().to_pylist() if r["Depth"] == 3]
+    assert sorted(r["V"] for r in leaves) == sorted(v for k, v in model.values() if k == "b")
+    assert live.snapshot().to_pylist() == (await api.run(rt.snapshot(rows=(0, 50), expand=["b"]))).to_pylist()
+    await api.run(live.collapse("b"))
+    assert shown(live.snapshot()) == rollup_rows(model)
+    await api.run(live.set_rows(1, 2))
+    assert live.rows == (1, 2)
+    assert live.snapshot().to_pylist() == (await api.run(rt.snapshot(rows=(1, 2)))).to_pylist()
+    with pytest.raises(DHError, match="expand: no row of the rollup has the key 'zz'"):
+        await api.run(live.expand("zz"))
+    assert seen and live.update_count >= 5
+    await api.run(live.close())
+    with pytest.raises(DHError, match="the live view was closed"):
+        live.snapshot()
+    await api.run(rt.close())
+
+
+async def test_live_view_of_a_tree(api) -> None:
+    tt = await api.run((await api.imp(TREE)).tree("ID", "Parent"))
+    live = await api.run(tt.subscribe(rows=(0, 20), expand=[1]))
+    assert sorted(r["ID"] for r in live.snapshot().to_pylist()) == [1, 2, 3, 7]
+    await api.run(live.expand(2))
+    assert [r["ID"] for r in live.snapshot().to_pylist() if r["Depth"] == 3] == [4]
+    await api.run(live.expand_all())
+    assert {r["ID"]: r["Depth"] for r in live.snapshot().to_pylist()} == tree_depths(False)
+    await api.run(live.close())
+    await api.run(tt.close())

@@ -29,13 +29,18 @@ Facts used, checked against a 42.7 server:
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from typing import Any, Optional, Sequence, Union
 
+import grpc
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pydeephaven import _view_snapshot, filters as _filters
+from pydeephaven._barrage import messages, rowset
+from pydeephaven._barrage.stream import AsyncBarrageStream, BarrageStream
 from pydeephaven.agg import Aggregation
 from pydeephaven._core.calls import Flow, OnSession, Unary, blocking, do
 from pydeephaven._proto import hierarchicaltable_pb2 as hpb, object_pb2, table_pb2, ticket_pb2
@@ -44,7 +49,9 @@ from pydeephaven._utils import check_bool, check_int, str_tuple
 from pydeephaven.dherror import DHError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, Ticket
 
-__all__ = ["HierarchicalTableBase", "RollupTableBase", "TreeTableBase", "hierarchical_from_flow"]
+__all__ = ["HierarchicalTableBase", "RollupTableBase", "TreeTableBase", "LiveViewBase", "hierarchical_from_flow"]
+
+log = logging.getLogger("pydeephaven")
 
 DEPTH = "__DEPTH__"
 EXPANDED = "__EXPANDED__"
@@ -69,6 +76,15 @@ def hierarchical_from_flow(session: Any, ticket: ExportTicket, op: str) -> Flow[
         raise
     descriptor = hpb.HierarchicalTableDescriptor.FromString(resp.data)
     return pa.ipc.read_schema(pa.py_buffer(descriptor.snapshot_schema)), bool(descriptor.is_static)
+
+
+def _rows_arg(op: str, rows: Any) -> tuple[int, Optional[int]]:
+    if rows is None:
+        return 0, None
+    if not (isinstance(rows, (tuple, list)) and len(rows) == 2):
+        raise DHError(f"{op}: rows must be a (first, last) pair, got {rows!r}")
+    first = check_int(op, "rows[0]", rows[0], minimum=0)
+    return first, check_int(op, "rows[1]", rows[1], minimum=first)
 
 
 def _sorts(op: str, order_by: Union[str, list[str]], order: Any) -> list[table_pb2.SortDescriptor]:
@@ -180,7 +196,7 @@ class HierarchicalTableBase(OnSession):
         """The visible columns: (name, type, how to make it from the server's snapshot)."""
         raise NotImplementedError
 
-    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+    def _key_row(self, op: str, key: Any, where: str = "snapshot") -> tuple[dict[str, Any], Any]:
         """The key table values of ``key`` and the key as rows carry it."""
         raise NotImplementedError
 
@@ -242,23 +258,36 @@ class HierarchicalTableBase(OnSession):
         """
         op = "snapshot"
         self._check(op)
-        first, last = 0, None
-        if rows is not None:
-            if not (isinstance(rows, (tuple, list)) and len(rows) == 2):
-                raise DHError(f"{op}: rows must be a (first, last) pair, got {rows!r}")
-            first = check_int(op, "rows[0]", rows[0], minimum=0)
-            last = check_int(op, "rows[1]", rows[1], minimum=first)
+        first, last = _rows_arg(op, rows)
         layout = self._layout()
+        wanted = self._columns_arg(op, columns, layout)
+        actions, asked = self._directives(op, expand, expand_all, collapse)
+        data = yield from self._read_flow(op, self._key_table(actions) if actions else None, first, last)
+        if asked:
+            yield from self._check_keys_flow(op, asked, data)
+        return self._visible(data, layout, wanted)
+
+    def _key_hint(self) -> str:
+        return ""
+
+    def _columns_arg(self, op: str, columns: Optional[Sequence[str]],
+                     layout: list[tuple[str, pa.DataType, Any]]) -> Optional[list[str]]:
+        if columns is None:
+            return None
         names = [n for n, _, _ in layout]
-        wanted = None
-        if columns is not None:
-            wanted = list(str_tuple(op, "columns", columns))
-            missing = [c for c in wanted if c not in names]
-            if missing:
-                raise DHError(f"{op}: no column {missing[0]!r}; the {self._kind} has {names}")
+        wanted = list(str_tuple(op, "columns", columns))
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise DHError(f"{op}: no column {missing[0]!r}; the {self._kind} has {names}")
+        return wanted
+
+    def _directives(self, op: str, expand: Any, expand_all: Any,
+                    collapse: Any) -> tuple[list[tuple[dict[str, Any], int]], list[tuple[Any, Any]]]:
+        """The key table rows (values, action) of the arguments, and each key given with the key as
+        rows carry it."""
         expand_all = check_bool(op, "expand_all", expand_all)
         actions: list[tuple[dict[str, Any], int]] = []
-        asked: list[tuple[Any, Any]] = []  # (key as given, key as rows carry it)
+        asked: list[tuple[Any, Any]] = []
         if expand_all:
             actions.append((self._root_row(), EXPAND_ALL))
         for param, items, action in (("expand", expand, EXPAND), ("collapse", collapse, COLLAPSE)):
@@ -267,23 +296,52 @@ class HierarchicalTableBase(OnSession):
             if not isinstance(items, (list, tuple)):
                 raise DHError(f"{op}: {param} must be a list of keys, got {type(items).__name__}")
             for key in items:
-                values, norm = self._key_row(param, key)
+                values, norm = self._key_row(param, key, op)
                 actions.append((values, action))
                 asked.append((key, norm))
-        data = yield from self._read_flow(op, self._key_table(actions) if actions else None, first, last)
-        if asked:
-            seen = set(self._row_keys(data))
-            unseen = [(k, n) for k, n in asked if n not in seen]
-            if unseen:
-                unknown = yield from self._unknown_keys_flow(op, unseen)
-                if unknown:
-                    raise DHError(f"{op}: no row of the {self._kind} has the key"
-                                  f"{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
-                                  f"{self._key_hint()}")
-        return self._visible(data, layout, wanted)
+        return actions, asked
 
-    def _key_hint(self) -> str:
-        return ""
+    def _check_keys_flow(self, op: str, asked: list[tuple[Any, Any]], data: Optional[pa.Table]) -> Flow[None]:
+        """Raise DHError naming the keys of ``asked`` no row has (``data``: rows seen already)."""
+        seen = set(self._row_keys(data)) if data is not None else set()
+        unseen = [(k, n) for k, n in asked if n not in seen]
+        if unseen:
+            unknown = yield from self._unknown_keys_flow(op, unseen)
+            if unknown:
+                raise DHError(f"{op}: no row of the {self._kind} has the key"
+                              f"{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
+                              f"{self._key_hint()}")
+
+    def _subscribe_flow(self, rows: tuple[int, int] = (0, 999), columns: Optional[Sequence[str]] = None,
+                        expand: Optional[Sequence[Any]] = None, expand_all: bool = False,
+                        collapse: Optional[Sequence[Any]] = None, on_update: Any = None,
+                        on_error: Any = None) -> Flow[Any]:
+        """A live view of the visible rows ``rows`` (first, last): its ``snapshot()`` stays current as
+        the source ticks and as ``expand(key)``, ``collapse(key)``, ``expand_all()`` and
+        ``set_rows(first, last)`` change it. ``on_update(table)`` is called with the visible rows
+        after each change the server sends, ``on_error(error)`` once if the view fails. The other
+        arguments are those of ``snapshot``."""
+        op = "subscribe"
+        self._check(op)
+        if rows is None:
+            raise DHError(f"{op}: rows must be a (first, last) pair (a live view follows a range of rows)")
+        first, last = _rows_arg(op, rows)
+        assert last is not None
+        if last - first + 1 > _view_snapshot.MAX_VIEWPORT:
+            raise DHError(f"{op}: rows spans {last - first + 1} rows; the server takes at most "
+                          f"{_view_snapshot.MAX_VIEWPORT}")
+        wanted = self._columns_arg(op, columns, self._layout())
+        for name, fn in (("on_update", on_update), ("on_error", on_error)):
+            if fn is not None and not callable(fn):
+                raise DHError(f"{op}: {name} must be callable, got {fn!r}")
+        actions, asked = self._directives(op, expand, expand_all, collapse)
+        yield from self._check_keys_flow(op, asked, None)
+        live = self._live_class(self, (first, last), wanted, on_update, on_error)  # type: ignore[attr-defined]
+        for (values, action), (_, norm) in zip(actions[1:] if expand_all else actions, asked):
+            live._directives[norm] = (values, action)
+        live._expand_all = bool(expand_all)
+        yield from live._reopen_flow(op)
+        return live
 
     def _unknown_keys_flow(self, op: str, keys: list[tuple[Any, Any]]) -> Flow[list[Any]]:
         """Of ``keys`` (not visible in a snapshot), those no row has."""
@@ -454,21 +512,21 @@ class RollupTableBase(HierarchicalTableBase):
     def _root_row(self) -> dict[str, Any]:
         return {DEPTH: 0}
 
-    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+    def _key_row(self, op: str, key: Any, where: str = "snapshot") -> tuple[dict[str, Any], Any]:
         values = key if isinstance(key, tuple) else (key,)
         deepest = len(self.by) if self.include_constituents else len(self.by) - 1
         if len(values) > len(self.by):
-            raise DHError(f"snapshot: the {op} key {key!r} has {len(values)} values; this rollup groups by "
+            raise DHError(f"{where}: the {op} key {key!r} has {len(values)} values; this rollup groups by "
                           f"{len(self.by)} column(s) {self.by}")
         if len(values) > deepest and op == "expand":
-            raise DHError(f"snapshot: the expand key {key!r} names a group of the last level, which has nothing "
+            raise DHError(f"{where}: the expand key {key!r} names a group of the last level, which has nothing "
                           f"under it (the rollup was made without include_constituents)")
         row: dict[str, Any] = {DEPTH: len(values) + 1}
         for f, v in zip(self._key_fields(), values):
             try:
                 pa.array([v], f.type)
             except (pa.ArrowException, TypeError, ValueError) as e:
-                raise DHError(f"snapshot: the {op} key {key!r} does not fit the column {f.name}: {f.type} ({e})") \
+                raise DHError(f"{where}: the {op} key {key!r} does not fit the column {f.name}: {f.type} ({e})") \
                     from None
             row[f.name] = v
         return row, tuple(values)
@@ -491,7 +549,7 @@ class RollupTableBase(HierarchicalTableBase):
         opened: dict[Any, dict[str, Any]] = {}
         for _, norm in keys:
             for n in range(1, len(norm)):
-                opened.setdefault(norm[:n], self._key_row("expand", norm[:n])[0])
+                opened.setdefault(norm[:n], self._key_row("expand", norm[:n], op)[0])
         table = self._key_table([(row, EXPAND) for row in opened.values()]) if opened else None
         data = yield from self._read_flow(op, table, 0, None)
         seen = set(self._row_keys(data))
@@ -642,14 +700,14 @@ class TreeTableBase(HierarchicalTableBase):
     def _root_row(self) -> dict[str, Any]:
         return {self.id_col: None}
 
-    def _key_row(self, op: str, key: Any) -> tuple[dict[str, Any], Any]:
+    def _key_row(self, op: str, key: Any, where: str = "snapshot") -> tuple[dict[str, Any], Any]:
         f = self._id_field()
         if key is None:
-            raise DHError(f"snapshot: an {op} key must be an id, not None")
+            raise DHError(f"{where}: an {op} key must be an id, not None")
         try:
             pa.array([key], f.type)
         except (pa.ArrowException, TypeError, ValueError) as e:
-            raise DHError(f"snapshot: the {op} key {key!r} does not fit the id column {f.name}: {f.type} ({e})") \
+            raise DHError(f"{where}: the {op} key {key!r} does not fit the id column {f.name}: {f.type} ({e})") \
                 from None
         return {self.id_col: key}, key
 
@@ -660,3 +718,234 @@ class TreeTableBase(HierarchicalTableBase):
         data = yield from self._read_flow(op, self._key_table([(self._root_row(), EXPAND_ALL)]), 0, None)
         seen = set(self._row_keys(data))
         return [k for k, n in keys if n not in seen]
+
+
+# -- live views -----------------------------------------------------------------------------------
+
+
+class LiveViewBase(OnSession):
+    """A live view of a rollup or tree (``subscribe``): a range of its visible rows, kept current by
+    a Barrage subscription. ``snapshot()`` gives the rows now (no server call); ``expand(key)``,
+    ``collapse(key)``, ``expand_all()`` and ``set_rows(first, last)`` change what is shown and
+    return once the server has sent the changed rows; ``close()`` (or leaving ``with``) ends it.
+
+    Each message of the server is the whole range again (after a tick of the source, or a change
+    asked for here). A change of expansions makes a new view export with the new key table and a
+    new subscription to it (the old one is ended once the new rows are in).
+    """
+
+    #: seconds a change waits for the server's rows before it fails
+    timeout = 60.0
+
+    def __init__(self, table: HierarchicalTableBase, rows: tuple[int, int], columns: Optional[list[str]],
+                 on_update: Any, on_error: Any) -> None:
+        self.table = table
+        self.session: Any = table.session
+        self._rows = rows
+        self._columns = columns
+        self._on_update = on_update
+        self._on_error = on_error
+        self._layout = table._layout()
+        self._directives: dict[Any, tuple[dict[str, Any], int]] = {}  # key as rows carry it -> (values, action)
+        self._expand_all = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._gen = 0  # the subscription whose rows count (older ones' are dropped)
+        self._stream: Any = None
+        self._view: Optional[ExportTicket] = None
+        self._data: Optional[pa.Table] = None
+        self._data_gen = 0
+        self._data_rows: Optional[tuple[int, int]] = None  # the range the server says the data covers
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        #: messages of rows received so far
+        self.update_count = 0
+
+    # -- reading (any thread) ---------------------------------------------------------------------
+
+    def snapshot(self) -> pa.Table:
+        """The visible rows of the range now, as ``snapshot`` of the table gives them."""
+        with self._lock:
+            data, error = self._data, self._error
+        if error is not None:
+            raise error
+        if self._closed:
+            raise DHError("snapshot: the live view was closed")
+        if data is None:
+            raise DHError("snapshot: the live view has no rows yet")
+        return self.table._visible(data, self._layout, self._columns)
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        return self._rows
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self._error
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("failed" if self._error is not None else "live")
+        return f"{type(self).__name__}({self.table!r}, rows={self._rows}, {state}, {self.update_count} updates)"
+
+    # -- the streams ------------------------------------------------------------------------------
+
+    def _request(self) -> bytes:
+        assert self._view is not None
+        first, last = self._rows
+        return messages.subscription_request(self._view.bytes, None,
+                                             rowset.encode(rowset.RowSet.from_range(first, last)))
+
+    def _switch(self, view: ExportTicket) -> tuple[int, Optional[ExportTicket], Any]:
+        """Subscribe to ``view`` (on the driving API's thread or loop); the generation, and the old
+        view and stream, which the caller ends once the new rows are in."""
+        transport = self.session._transport
+        transport.check_open("subscribe")
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+            old_view, old_stream = self._view, self._stream
+            self._view = view
+            cls = AsyncBarrageStream if isinstance(transport.channel, grpc.aio.Channel) else BarrageStream
+            self._stream = cls(transport.channel, lambda: transport.metadata, self.table._server_schema,
+                               self._request(), lambda raw: self._on_raw(gen, raw),
+                               lambda err: self._on_end(gen, err), name=f"pydeephaven-{self.table._kind}-view")
+            stream = self._stream
+        stream.start()
+        return gen, old_view, old_stream
+
+    def _on_raw(self, gen: int, raw: Any) -> None:
+        md = raw.metadata
+        with self._lock:
+            if gen != self._gen or self._closed:
+                return
+            schema = self.table._server_schema
+            cols = [a if a is not None else pa.nulls(len(md.added_included), f.type) for a, f in zip(raw.added, schema)]
+            self._data = pa.Table.from_arrays(cols, schema=schema)
+            self._data_gen = gen
+            vp = md.effective_viewport
+            self._data_rows = (vp.ranges()[0][0], vp.ranges()[0][1]) if vp is not None and len(vp) else None
+            self.update_count += 1
+        self._changed()
+        if self._on_update is not None:
+            try:
+                self._on_update(self.table._visible(self._data, self._layout, self._columns))
+            except Exception as e:  # a listener's failure is reported, the view goes on
+                log.exception("on_update of a live %s raised", self.table._kind)
+                self._report(e)
+
+    def _on_end(self, gen: int, err: Optional[BaseException]) -> None:
+        with self._lock:
+            if gen != self._gen or self._closed:
+                return
+            self._error = DHError(f"the live view of the {self.table._kind} ended: {err or 'the server closed it'}")
+            error = self._error
+        self._changed()
+        self._report(error)
+
+    def _report(self, error: BaseException) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("on_error of a live %s raised", self.table._kind)
+
+    def _changed(self) -> None:
+        """Wake the waiters (the API's own way)."""
+        raise NotImplementedError
+
+    def _ready(self, gen: int, rows: Optional[tuple[int, int]]) -> bool:
+        """Whether rows of subscription ``gen`` (and the range ``rows``, when given) are in, or the
+        view ended."""
+        if self._error is not None or self._closed:
+            return True
+        return self._data_gen >= gen and (rows is None or self._data_rows is None or self._data_rows == rows)
+
+    def _wait(self, gen: int, rows: Optional[tuple[int, int]]) -> Any:
+        """Wait until ``_ready`` (awaitable in the asyncio API)."""
+        raise NotImplementedError
+
+    def _reopen_flow(self, op: str) -> Flow[None]:
+        """A new view of the current expansions, subscribed; the old one ended once its rows are in."""
+        table = self.table
+        rows = list(self._directives.values())
+        if self._expand_all:
+            rows.insert(0, (table._root_row(), EXPAND_ALL))
+        view = yield from table._view_flow(op, table._key_table(rows) if rows else None)
+        try:
+            gen, old_view, old_stream = yield do(self._switch, view)
+        except BaseException:
+            yield from self.session._release_quietly_flow(view)
+            raise
+        try:
+            yield do(self._wait, gen, None)
+        finally:
+            if old_stream is not None:
+                yield blocking(old_stream.stop, 5.0) if isinstance(old_stream, BarrageStream) else do(old_stream.stop)
+            if old_view is not None:
+                yield from self.session._release_quietly_flow(old_view)
+        if self._error is not None:
+            raise self._error
+
+    # -- changes ------------------------------------------------------------------------------------
+
+    def _check(self, op: str) -> None:
+        if self._closed:
+            raise DHError(f"{op} failed: the live view was closed")
+        if self._error is not None:
+            raise self._error
+
+    def _change_flow(self, op: str, key: Any, action: int) -> Flow[None]:
+        self._check(op)
+        values, norm = self.table._key_row("expand" if action == EXPAND else "collapse", key, op)
+        yield from self.table._check_keys_flow(op, [(key, norm)], self._data)
+        self._directives.pop(norm, None)  # one directive a key; the last one counts
+        self._directives[norm] = (values, action)
+        yield from self._reopen_flow(op)
+
+    def _expand_flow(self, key: Any) -> Flow[None]:
+        """Open the row of ``key`` (a key as ``snapshot``'s ``expand`` takes)."""
+        yield from self._change_flow("expand", key, EXPAND)
+
+    def _collapse_flow(self, key: Any) -> Flow[None]:
+        """Close the row of ``key``."""
+        yield from self._change_flow("collapse", key, COLLAPSE)
+
+    def _expand_all_flow(self, expand_all: bool = True) -> Flow[None]:
+        """Open every level (``False``: back to the keys opened one by one); collapsed keys stay closed."""
+        self._check("expand_all")
+        self._expand_all = check_bool("expand_all", "expand_all", expand_all)
+        yield from self._reopen_flow("expand_all")
+
+    def _set_rows_flow(self, first: int, last: int) -> Flow[None]:
+        """Follow the visible rows ``first`` .. ``last`` (inclusive) instead."""
+        op = "set_rows"
+        self._check(op)
+        a, b = _rows_arg(op, (first, last))
+        assert b is not None
+        if b - a + 1 > _view_snapshot.MAX_VIEWPORT:
+            raise DHError(f"{op}: {b - a + 1} rows; the server takes at most {_view_snapshot.MAX_VIEWPORT}")
+        with self._lock:
+            self._rows = (a, b)
+            gen = self._gen
+            self._stream.send(self._request())
+        yield do(self._wait, gen, (a, b))
+        if self._error is not None:
+            raise self._error
+
+    def _close_flow(self) -> Flow[None]:
+        """End the subscription and release the view (idempotent)."""
+        if self._closed:
+            return
+        with self._lock:
+            self._closed = True
+            stream, view = self._stream, self._view
+            self._stream = self._view = None
+        self._changed()
+        if stream is not None:
+            yield blocking(stream.stop, 5.0) if isinstance(stream, BarrageStream) else do(stream.stop)
+        if view is not None:
+            yield from self.session._release_quietly_flow(view)

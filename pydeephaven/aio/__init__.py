@@ -19,6 +19,7 @@ a chain costs one wait. Many operations may be in flight at once on one session.
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.session import AsyncSession
 from pydeephaven.aio.table import (
+    AsyncHierarchicalView,
     AsyncInputTable,
     AsyncPartitionedTable,
     AsyncRollupTable,
@@ -29,5 +30,5 @@ from pydeephaven.aio.table import (
 from pydeephaven.aio.multijoin import AsyncMultiJoinTable, MultiJoinInput, multi_join
 
 __all__ = ["AsyncSession", "AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "AsyncRollupTable",
-           "AsyncTreeTable", "AsyncQuery", "RecordBatchStream",
+           "AsyncHierarchicalView", "AsyncTreeTable", "AsyncQuery", "RecordBatchStream",
            "MultiJoinInput", "AsyncMultiJoinTable", "multi_join"]
