@@ -24,7 +24,7 @@ from google.protobuf import any_pb2
 from pydeephaven import _arrow
 from pydeephaven._flight import flight_error_class
 from pydeephaven._proto import flightsql_pb2
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.ticket import Ticket
 
 #: The prefix of the server's Flight SQL result tickets.
@@ -66,11 +66,11 @@ _NOISE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re
 
 
 def check_query(query: Any) -> str:
-    """``query`` if it can be sent; DHError for a non-string, an empty query or an outer join."""
+    """``query`` if it can be sent; ArgumentError for a non-string, an empty query or an outer join."""
     if not isinstance(query, str):
-        raise DHError(f"sql: the query must be a str, got {type(query).__name__}")
+        raise ArgumentError(f"sql: the query must be a str, got {type(query).__name__}")
     if not query.strip():
-        raise DHError("sql: the query is empty")
+        raise ArgumentError("sql: the query is empty")
     bare = _NOISE.sub(" ", query)
     m = _OUTER_JOIN.search(bare)
     if m:
@@ -83,7 +83,7 @@ def check_query(query: Any) -> str:
             instead = (f"Table methods instead: {side}.natural_join(other, on=...) keeps every {side} row, with "
                        f"nulls where no row matches (type=NaturalJoinType.FIRST_MATCH or LAST_MATCH when "
                        f"several rows match)")
-        raise DHError(f"sql: {m.group(0).upper()} is refused: the server (42.7) runs outer joins as inner joins "
+        raise ArgumentError(f"sql: {m.group(0).upper()} is refused: the server (42.7) runs outer joins as inner joins "
                       f"and would silently drop the unmatched rows; use {instead}")
     return query
 

@@ -166,7 +166,7 @@ def to_polars(data: pa.Table) -> Any:
 # -- columns prepared for text ----------------------------------------------------------------------
 
 
-def _is_char(field: pa.Field) -> bool:
+def is_char(field: pa.Field) -> bool:
     meta = field.metadata or {}
     return pa.types.is_uint16(field.type) and meta.get(b"deephaven:type") == b"char"
 
@@ -224,7 +224,7 @@ def _nested_json(col: Union[pa.Array, pa.ChunkedArray]) -> pa.Array:
 
 def _csv_column(col: Any, field: pa.Field) -> tuple[Any, pa.Field]:
     t = field.type
-    if _is_char(field):
+    if is_char(field):
         return _chars(col), pa.field(field.name, pa.string())
     if _is_binary(t):
         return _base64(col), pa.field(field.name, pa.string())
@@ -257,7 +257,7 @@ def _csv_schema(schema: pa.Schema) -> pa.Schema:
 def _json_column(col: Any, field: pa.Field) -> Any:
     """A column whose ``to_pylist`` values ``json`` can write as they are (or via ``_json_value``)."""
     t = field.type
-    if _is_char(field):
+    if is_char(field):
         return _chars(col)
     if _is_binary(t):
         return _base64(col)
@@ -286,7 +286,7 @@ def _json_records(batch: Union[pa.RecordBatch, pa.Table]) -> list[dict[str, Any]
     names = batch.schema.names
     columns = [_json_column(c, f).to_pylist() for c, f in zip(batch.columns, batch.schema)]
     plain = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type)
-             or pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or _is_char(f)
+             or pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or is_char(f)
              or pa.types.is_timestamp(f.type) or pa.types.is_date(f.type) or pa.types.is_time(f.type)
              or pa.types.is_decimal(f.type) or pa.types.is_duration(f.type) or _is_binary(f.type)
              for f in batch.schema]
@@ -324,11 +324,11 @@ def _json_texts(col: Any, field: pa.Field) -> Any:
         return _json_texts(pc.cast(col, t.value_type), pa.field(field.name, t.value_type))
     if pa.types.is_null(t):
         return pa.array(["null"] * len(col), pa.string())
-    if (pa.types.is_integer(t) and not _is_char(field)) or pa.types.is_boolean(t) or pa.types.is_duration(t) \
+    if (pa.types.is_integer(t) and not is_char(field)) or pa.types.is_boolean(t) or pa.types.is_duration(t) \
             or pa.types.is_floating(t):
         values = _json_column(col, field)
         return pc.fill_null(pc.cast(values, pa.string()), "null")
-    if (_is_char(field) or pa.types.is_string(t) or pa.types.is_large_string(t) or _is_binary(t)
+    if (is_char(field) or pa.types.is_string(t) or pa.types.is_large_string(t) or _is_binary(t)
             or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_decimal(t)):
         return _json_strings(pc.cast(_json_column(col, field), pa.string()))
     return pa.array(["null" if v is None else _json_dumps(_json_value(v)) for v in col.to_pylist()], pa.string())
@@ -404,8 +404,8 @@ def to_json_text(data: Union[pa.Table, pa.RecordBatch], *, lines: bool = False, 
 # -- text and HTML renderings -----------------------------------------------------------------------
 
 
-def _type_name(field: pa.Field) -> str:
-    if _is_char(field):
+def type_name(field: pa.Field) -> str:
+    if is_char(field):
         return "char"
     return str(field.type)
 
@@ -486,7 +486,7 @@ def _rows_for_display(data: Union[pa.Table, pa.RecordBatch], max_rows: int) -> t
     columns = []
     for col, f in zip(shown.columns, fields):
         t = f.type
-        if _is_char(f):
+        if is_char(f):
             col = _chars(col)
         elif pa.types.is_floating(t):
             col = _shortest_f64(col)
@@ -521,12 +521,12 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     if not fields:
         return lines[0]
     headers = [_fit(visible(f.name), max_col_width) for f in fields]
-    types = [_fit(visible(_type_name(f)), max_col_width) for f in fields]
+    types = [_fit(visible(type_name(f)), max_col_width) for f in fields]
     cells = [[_cell(v, max_col_width) for v in r] for r in rows]
     widths = [min(max_col_width, max([display_width(headers[i]), display_width(types[i])]
                                      + [display_width(r[i]) for r in cells]))
               for i in range(len(fields))]
-    numeric = [(pa.types.is_integer(f.type) and not _is_char(f)) or pa.types.is_floating(f.type)
+    numeric = [(pa.types.is_integer(f.type) and not is_char(f)) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type) for f in fields]
 
     def line(values: list[str], align_numbers: bool) -> str:
@@ -542,6 +542,12 @@ def render_text(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     return "\n".join(lines)
 
 
+def display_cells(data: Union[pa.Table, pa.RecordBatch], max_col_width: int = 80) -> list[list[str]]:
+    """Every row of ``data`` as the texts the renderings show (escaped, cut to ``max_col_width``)."""
+    _, rows = _rows_for_display(data, data.num_rows)
+    return [[_cell(v, max_col_width) for v in r] for r in rows]
+
+
 def render_html(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int] = None, *,
                 title: Optional[str] = None, max_rows: int = 10, max_col_width: int = 80) -> str:
     """An HTML table of the first ``max_rows`` rows with a caption giving the size (notebooks)."""
@@ -550,8 +556,8 @@ def render_html(data: Union[pa.Table, pa.RecordBatch], total_rows: Optional[int]
     fields, rows = _rows_for_display(data, max_rows)
     esc = html.escape
     parts = ["<table>", f"<caption>{esc(visible(_describe(total, len(fields), title)))}</caption>", "<thead><tr>"]
-    parts += [f"<th title=\"{esc(visible(_type_name(f)))}\">{esc(visible(f.name))}<br>"
-              f"<small>{esc(visible(_type_name(f)))}</small></th>" for f in fields]
+    parts += [f"<th title=\"{esc(visible(type_name(f)))}\">{esc(visible(f.name))}<br>"
+              f"<small>{esc(visible(type_name(f)))}</small></th>" for f in fields]
     parts.append("</tr></thead><tbody>")
     for r in rows:
         parts.append("<tr>" + "".join(f"<td>{esc(_cell(v, max_col_width))}</td>" for v in r) + "</tr>")

@@ -24,6 +24,7 @@ from pydeephaven._table_interface import TableInterface
 from pydeephaven.dherror import DHError  # noqa: F401 (the official module offers them)
 from pydeephaven.ticket import ServerObject, Ticket  # noqa: F401
 from pydeephaven.ticking import subscribe as _subscribe
+from pydeephaven.widget import widget as _widget
 
 # names the official client's module also offers (pydeephaven._compat)
 from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
@@ -113,6 +114,11 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
         """A ``pydeephaven.ticking.LiveTable``: a client copy of this table kept current over a Barrage
         subscription (``columns`` and ``viewport`` narrow it; see that class for the options)."""
         return _subscribe(self, columns, viewport, **kwargs)
+
+    def widget(self, page: int = 20, title: str = "") -> Any:
+        """A live view of this table in a Jupyter notebook (``pydeephaven.widget``): ``page`` rows
+        at a time, kept current, scrolled, sorted and filtered on the server."""
+        return _widget(self, page=page, title=title)
 
     def iter_batches(self) -> Any:
         """The table's current rows as pyarrow RecordBatches, read from the server as they arrive

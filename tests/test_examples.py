@@ -98,3 +98,21 @@ def test_hierarchical_example(server) -> None:
     want.append(f"filtered: {sum(q for q in qty if q >= 75)}")
     want += ["Ada True", "  Bob None", "  Cy True", "    Di None"]
     assert proc.stdout.splitlines() == want
+
+
+def test_dbapi_example(server) -> None:
+    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "dbapi.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().split("\n")
+    syms = ["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"]
+    price = [189.5, 410.0, 190.25, 140.1, 412.5, 188.0]
+    qty = [100, 50, 200, 75, 25, 300]
+    totals = {s: sum(q for x, q in zip(syms, qty) if x == s and q >= 50) for s in sorted(set(syms)) if s != "GOOG"}
+    assert lines[0] == "columns: ['Sym', 'Qty']"
+    assert lines[1:3] == [f"dbapi: {s} {q}" for s, q in totals.items()]
+    assert lines[3] == "tables: ['trades']"
+    assert lines[4] == "types: [('Sym', 'String'), ('Price', 'Double'), ('Qty', 'BigInteger')]"
+    big = sorted((p, s) for s, p, q in zip(syms, price, qty) if q > 100)
+    assert lines[5] == f"read_sql: {[{'Sym': s, 'Price': p} for p, s in big]}"

@@ -1,0 +1,111 @@
+"""A real JupyterLab on loopback and Debian's headless Chromium driven by Playwright: what the
+notebook widget's tests (tests/test_widget.py) and its benchmark (benchmarks/bench_widget.py) run."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from pydeephaven.embedded import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# the flags that keep Chromium off the network (this machine's is closed) and quiet
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def write_notebook(path: Path, cells: Sequence[str]) -> None:
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
+                    for c in cells],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+@contextmanager
+def jupyterlab(root: Path, timeout: float = 90.0) -> Iterator[tuple[int, str]]:
+    """``(port, token)`` of a JupyterLab serving ``root`` (its config, runtime and workspace folders
+    under it), stopped by pid on leaving, its kernels shut down first."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / "cfg"), JUPYTER_RUNTIME_DIR=str(root / "rt"),
+               IPYTHONDIR=str(root / "ipy"))
+    log_path = root / "lab.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.workspaces_dir={root / 'ws'}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"JupyterLab did not start: {log_path.read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield port, token
+    finally:
+        try:
+            for k in json.load(urllib.request.urlopen(f"{base}/kernels?token={token}", timeout=5)):
+                urllib.request.urlopen(urllib.request.Request(f"{base}/kernels/{k['id']}?token={token}",
+                                                              method="DELETE"), timeout=10)
+        except OSError:
+            pass
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@contextmanager
+def notebook_page(port: int, token: str, name: str) -> Iterator[Any]:
+    """A Playwright page of Debian's headless Chromium with the notebook ``name`` open, its cells run."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+            until("the kernel", lambda: page.inner_text("#jp-main-statusbar"), lambda s: "Idle" in s)
+            page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+            for _ in page.query_selector_all(".jp-Notebook .jp-CodeCell"):
+                page.keyboard.press("Shift+Enter")
+            yield page
+        finally:
+            browser.close()
+
+
+def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 45.0) -> Any:
+    """``probe()`` once ``want`` holds of it, polled for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if want(got):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {got!r} after {timeout} s")
+        time.sleep(0.05)
+
+
+def rows(page: Any, widget: str) -> list[list[str]]:
+    """The texts of the rendered rows of the widget selected by ``widget``."""
+    return page.eval_on_selector_all(f"{widget} tbody tr",
+                                     "trs => trs.map(tr => [...tr.children].map(td => td.textContent))")
