@@ -325,3 +325,31 @@ async def test_live_view_of_a_tree(api) -> None:
     assert {r["ID"]: r["Depth"] for r in live.snapshot().to_pylist()} == tree_depths(False)
     await api.run(live.close())
     await api.run(tt.close())
+
+
+async def test_filters_add_up_and_nothing_is_left_on_the_server(api) -> None:
+    data = SOURCE.slice(0, 2000)
+    t = await api.imp(data)
+    before = {e.bytes for e in await api.run(api.s.live_exports())}
+    rt = await api.run(t.rollup(AGGS, by=["Sym", "Day"]))
+    ft = await api.run(rt.with_filters("Qty > 5"))
+    st = await api.run(ft.sort("Total"))
+    both = await api.run(st.with_filters(["Day < 3"]))  # after the first filter, and still sorted
+    pc = pa.compute
+    kept = data.filter(pc.and_(pc.greater(data["Qty"], 5), pc.less(data["Day"], 3)))
+    snap = await api.run(both.snapshot(expand_all=True))
+    check_levels(snap, kept, ["Sym", "Day"])
+    tops = [r["Total"] for r in snap.to_pylist() if r["Depth"] == 2]
+    assert tops == sorted(tops)
+    with pytest.raises(DHError, match="no row of the rollup has the key"):
+        await api.run(both.snapshot(expand=[("IBM",)], collapse=[("IBM", 5)]))  # Day 5 is filtered out
+    live = await api.run(both.subscribe(rows=(0, 9), expand=["IBM"]))
+    await api.run(live.expand("MSFT"))
+    await api.run(live.close())
+    tt = await api.run((await api.imp(TREE)).tree("ID", "Parent"))
+    with pytest.raises(DHError, match="no row of the tree has the key 77"):
+        await api.run(tt.snapshot(expand=[77]))
+    for x in (rt, ft, st, both, tt):
+        await api.run(x.close())
+    after = await api.poll(lambda: api.s.live_exports(), lambda ex: len({e.bytes for e in ex} - before) <= 1)
+    assert len({e.bytes for e in after} - before) <= 1  # only the tree's source table, still open

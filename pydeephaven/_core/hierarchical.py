@@ -369,16 +369,16 @@ class RollupTableBase(HierarchicalTableBase):
     _kind = "rollup"
 
     def __init__(self, session: Any, ticket: Ticket, schema: pa.Schema, is_static: bool, source: Any,
-                 sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = (), *, base: Any = None,
+                 sorts: tuple[tuple[table_pb2.SortDescriptor, ...], ...] = (), *, filters: tuple[Any, ...] = (),
                  aggs: tuple[Any, ...] = (), by: tuple[str, ...] = (), include_constituents: bool = False) -> None:
         super().__init__(session, ticket, schema, is_static, source, sorts)
-        self._base = base if base is not None else source  # the table rolled up (filtered by with_filters)
+        self._filters = filters  # the argument of each with_filters call on the way here, in order
         self.aggs = aggs
         self.by: list[str] = list(by)
         self.include_constituents = include_constituents
 
     def _new(self, ticket: ExportTicket, schema: pa.Schema, is_static: bool, **changes: Any) -> Any:
-        kw: dict[str, Any] = dict(sorts=self._sorts, base=self._base, aggs=self.aggs, by=tuple(self.by),
+        kw: dict[str, Any] = dict(sorts=self._sorts, filters=self._filters, aggs=self.aggs, by=tuple(self.by),
                                   include_constituents=self.include_constituents)
         kw.update(changes)
         return type(self)(self.session, ticket, schema, is_static, self.source, **kw)
@@ -404,7 +404,7 @@ class RollupTableBase(HierarchicalTableBase):
         session = table.session
         ticket, schema2, static = yield from cls._rollup_call_flow(session, table, tuple(items), keys,
                                                                     include_constituents)
-        result = cls(session, ticket, schema2, static, source if source is not None else table, base=table,
+        result = cls(session, ticket, schema2, static, source if source is not None else table,
                      aggs=tuple(items), by=keys, include_constituents=include_constituents)
         for sort in sorts:
             ticket, schema2, static = yield from result._apply_flow(op, hpb.HierarchicalTableApplyRequest(sorts=sort),
@@ -451,13 +451,25 @@ class RollupTableBase(HierarchicalTableBase):
         """A new rollup of the rows passing ``filters`` (strings or ``pydeephaven.filters``, as for
         ``Table.where``), the aggregations computed again; sorts made on the way here are kept."""
         self._check("with_filters")
+        chain = self._filters + (filters,)
+        made: list[Any] = []  # the filtered tables, released once rolled up (the rollup keeps what it needs)
         try:
-            filtered = yield do(self._base.where, filters)
-            yield do(filtered._resolve)
-        except DHError as e:
-            raise reworded(e, f"with_filters({filters!r}) failed: {self._explain(cause_of(e, 'where'))}") from None
-        return (yield from type(self)._make_flow(filtered, list(self.aggs), list(self.by), self.include_constituents,
-                                                 self.source, self._sorts))
+            try:
+                table = self.source
+                for f in chain:
+                    table = yield do(table.where, f)
+                    made.append(table)
+                    yield do(table._resolve)
+            except DHError as e:
+                raise reworded(e, f"with_filters({filters!r}) failed: {self._explain(cause_of(e, 'where'))}") \
+                    from None
+            result = yield from type(self)._make_flow(table, list(self.aggs), list(self.by),
+                                                      self.include_constituents, self.source, self._sorts)
+        finally:
+            for t in made:
+                yield from t._close_flow()
+        result._filters = chain
+        return result
 
     def _constituent_depth(self) -> int:
         return len(self.by) + 2
