@@ -211,6 +211,11 @@ async def test_tree_with_orphans(api) -> None:
     tt = await api.run(t.tree("ID", "Parent"))
     found = (await api.run((await api.run(tt.with_filters("Name = `d`"))).snapshot(expand_all=True))).to_pylist()
     assert [r["ID"] for r in found] == [1, 2, 4]  # the match and its ancestors
+    some = await api.run(tt.with_filters("ID >= 2 && ID <= 4"))  # matches 2, 3, 4 and their ancestor 1
+    assert sorted(r["ID"] for r in (await api.run(some.snapshot(expand_all=True))).to_pylist()) == [1, 2, 3, 4]
+    quoted = await api.run(tt.with_filters(['Name = "h"', "ID > 7"]))
+    assert [r["ID"] for r in (await api.run(quoted.snapshot(expand_all=True))).to_pylist()] == [7, 8]
+    assert (await api.run(tt.snapshot(rows=(100, 110)))).num_rows == 0  # past the end: no rows
     desc = (await api.run((await api.run(tt.sort("Name", SortDirection.DESCENDING))).snapshot())).to_pylist()
     assert [r["Name"] for r in desc] == ["g", "a"]
     await api.run(tt.close())
@@ -248,6 +253,8 @@ async def test_bad_input_says_what_is_wrong(api) -> None:
     assert "give pydeephaven.filters conditions instead" in text
     text = await api.no_round_trip(lambda: tt.with_filters(["ID > 1", "Nope = 3"]))
     assert "no column 'Nope' (in 'Nope = 3'); the tree has ['ID', 'Parent', 'Name']" in text
+    text = await api.no_round_trip(lambda: tt.with_filters("ID > 7.5"))
+    assert "compares the integer column 'ID' with the decimal 7.5" in text
     await api.run(tt.close())
 
 
@@ -353,3 +360,35 @@ async def test_filters_add_up_and_nothing_is_left_on_the_server(api) -> None:
         await api.run(x.close())
     after = await api.poll(lambda: api.s.live_exports(), lambda ex: len({e.bytes for e in ex} - before) <= 1)
     assert len({e.bytes for e in after} - before) <= 1  # only the tree's source table, still open
+
+
+async def test_live_view_of_a_ticking_tree(api) -> None:
+    schema = pa.schema([("ID", pa.int32()), ("Parent", pa.int32()), ("Name", pa.string())])
+    it = await api.run(api.s.input_table(schema, key_cols=["ID"]))
+
+    async def put(rows: list[tuple]) -> None:
+        data = pa.table({"ID": pa.array([r[0] for r in rows], pa.int32()),
+                         "Parent": pa.array([r[1] for r in rows], pa.int32()), "Name": [r[2] for r in rows]})
+        await api.run(it.add(await api.imp(data)))
+
+    await put([(1, None, "root"), (2, 1, "kid")])
+    await api.poll(lambda: api.num_rows(it), lambda n: n == 2)
+    tt = await api.run(it.tree("ID", "Parent"))
+    live = await api.run(tt.subscribe(rows=(0, 20), expand_all=True))
+
+    def ids(snap: pa.Table) -> list[tuple[int, int]]:
+        return [(r["ID"], r["Depth"]) for r in snap.to_pylist()]
+
+    assert ids(await api.poll(lambda: live.snapshot(), lambda s: s.num_rows == 2)) == [(1, 1), (2, 2)]
+    await put([(3, 2, "grandkid"), (4, None, "other")])  # added rows
+    want = [(1, 1), (2, 2), (3, 3), (4, 1)]
+    assert ids(await api.poll(lambda: live.snapshot(), lambda s: ids(s) == want)) == want
+    await put([(3, 4, "moved")])  # a changed parent: the row moves
+    want = [(1, 1), (2, 2), (4, 1), (3, 2)]
+    assert ids(await api.poll(lambda: live.snapshot(), lambda s: ids(s) == want)) == want
+    await api.run(it.delete(await api.imp(pa.table({"ID": pa.array([2], pa.int32())}))))  # a removed row
+    want = [(1, 1), (4, 1), (3, 2)]
+    assert ids(await api.poll(lambda: live.snapshot(), lambda s: ids(s) == want)) == want
+    assert live.snapshot().to_pylist() == (await api.run(tt.snapshot(rows=(0, 20), expand_all=True))).to_pylist()
+    await api.run(live.close())
+    await api.run(tt.close())

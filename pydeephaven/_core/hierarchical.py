@@ -349,13 +349,11 @@ class HierarchicalTableBase(OnSession):
 
     def _visible(self, data: pa.Table, layout: list[tuple[str, pa.DataType, Any]],
                  wanted: Optional[list[str]]) -> pa.Table:
-        cols: dict[str, pa.ChunkedArray] = {"Depth": data.column(0), "Expanded": data.column(1)}
-        for name, _, make in layout:
-            if wanted is None or name in wanted:
-                cols[name] = make(data)
-        if wanted is not None:
-            cols = {k: cols[k] for k in ["Depth", "Expanded", *wanted]}
-        return pa.table(cols)
+        made = {name: make for name, _, make in layout}
+        names = [n for n, _, _ in layout] if wanted is None else wanted
+        # from arrays, not a dict: a source column named Depth or Expanded stays beside the server's
+        return pa.Table.from_arrays([data.column(0), data.column(1), *(made[n](data) for n in names)],
+                                    names=["Depth", "Expanded", *names])
 
 
 # -- rollups --------------------------------------------------------------------------------------
@@ -606,7 +604,7 @@ def _literal(text: str) -> Any:
         raise DHError(f"with_filters: cannot read the value {text!r}") from None
 
 
-def filter_conditions(filters: Any, columns: Optional[list[str]] = None) -> list[Any]:
+def filter_conditions(filters: Any, schema: Optional[pa.Schema] = None) -> list[Any]:
     """Filter strings of the simple form ``Col op value`` (op one of == = != < <= > >=; a value a
     number, a quoted string, true/false or a column), joined by ``&&``, as structured conditions:
     a tree's filters reach the server only as such. ``pydeephaven.filters`` objects pass as they are."""
@@ -627,9 +625,15 @@ def filter_conditions(filters: Any, columns: Optional[list[str]] = None) -> list
                               f"{part.strip()!r} is not one this client can translate (Col op value, op one of "
                               f"== != < <= > >=, joined by &&); give pydeephaven.filters conditions instead")
             value = _literal(m.group(3))
-            for col in (m.group(1), value if isinstance(value, _filters.ColumnName) else None):
-                if columns is not None and col is not None and col not in columns:
-                    raise DHError(f"with_filters: no column {col!r} (in {part.strip()!r}); the tree has {columns}")
+            if schema is not None:
+                for col in (m.group(1), value if isinstance(value, _filters.ColumnName) else None):
+                    if col is not None and col not in schema.names:
+                        raise DHError(f"with_filters: no column {col!r} (in {part.strip()!r}); the tree has "
+                                      f"{schema.names}")
+                if isinstance(value, float) and pa.types.is_integer(schema.field(m.group(1)).type):
+                    # the server refuses to compare an integer column with a decimal literal
+                    raise DHError(f"with_filters: {part.strip()!r} compares the integer column {m.group(1)!r} "
+                                  f"with the decimal {value!r}; the server takes a whole number there")
             out.append(_FUNCS[m.group(2)](_filters.ColumnName(m.group(1)), value))
     return out
 
@@ -694,7 +698,7 @@ class TreeTableBase(HierarchicalTableBase):
         """A new tree of the rows passing ``filters`` and their ancestors (``pydeephaven.filters``,
         or strings of the form ``Col op value`` joined by ``&&``)."""
         self._check("with_filters")
-        conds = filter_conditions(filters, self.schema.names[2:])
+        conds = filter_conditions(filters, pa.schema(list(self.schema)[2:]))
         req = hpb.HierarchicalTableApplyRequest(filters=[c.make_grpc_message() for c in conds])
         ticket, schema, static = yield from self._apply_flow("with_filters", req, {"filters": filters})
         return self._new(ticket, schema, static)
