@@ -3,6 +3,7 @@ server; the expected values are computed here with pyarrow from the same data.""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 import pyarrow as pa
@@ -358,6 +359,9 @@ async def test_filters_add_up_and_nothing_is_left_on_the_server(api) -> None:
         await api.run(tt.snapshot(expand=[77]))
     for x in (rt, ft, st, both, tt):
         await api.run(x.close())
+    dropped = await api.run(t.rollup(AGGS, by="Sym"))
+    del dropped  # a rollup dropped without close() is released too
+    gc.collect()
     after = await api.poll(lambda: api.s.live_exports(), lambda ex: len({e.bytes for e in ex} - before) <= 1)
     assert len({e.bytes for e in after} - before) <= 1  # only the tree's source table, still open
 

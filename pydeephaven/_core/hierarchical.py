@@ -174,13 +174,16 @@ class HierarchicalTableBase(OnSession):
         (the arguments of ``Table.sort``)."""
         self._check("sort")
         sorts = _sorts("sort", order_by, order)
-        names = self.schema.names[2:]
+        names = self._sortable()
         for sd in sorts:
             if sd.column_name not in names:
                 raise DHError(f"sort: no column {sd.column_name!r}; the {self._kind} has {names}")
         req = hpb.HierarchicalTableApplyRequest(sorts=sorts)
         ticket, schema, static = yield from self._apply_flow("sort", req, {"order_by": order_by})
         return self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
+
+    def _sortable(self) -> list[str]:
+        return self.schema.names[2:]
 
     def _close_flow(self) -> Flow[None]:
         """Release the server's copy (idempotent)."""
@@ -189,6 +192,14 @@ class HierarchicalTableBase(OnSession):
         self._closed = True
         if isinstance(self.ticket, ExportTicket):
             yield from self.session._release_quietly_flow(self.ticket)
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and isinstance(self.ticket, ExportTicket):
+                self._closed = True
+                self.session._release_later(self.ticket)
+        except Exception:
+            pass
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -471,6 +482,10 @@ class RollupTableBase(HierarchicalTableBase):
 
     def _constituent_depth(self) -> int:
         return len(self.by) + 2
+
+    def _sortable(self) -> list[str]:
+        # the aggregated columns (a sort of the constituents follows from theirs)
+        return [f.name for f in self._server_schema if _meta(f, "rollupTable.isAggregatedNodeColumn") == "true"]
 
     def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
         schema = self._server_schema
