@@ -217,6 +217,10 @@ async def test_tree_with_orphans(api) -> None:
     quoted = await api.run(tt.with_filters(['Name = "h"', "ID > 7"]))
     assert [r["ID"] for r in (await api.run(quoted.snapshot(expand_all=True))).to_pylist()] == [7, 8]
     assert (await api.run(tt.snapshot(rows=(100, 110)))).num_rows == 0  # past the end: no rows
+    named = await api.run((await api.imp(TREE.rename_columns(["ID", "Parent", "Depth"]))).tree("ID", "Parent"))
+    assert named.schema.names == ["Depth", "Expanded", "ID", "Parent", "Depth (column)"]  # the source's own kept
+    rows = (await api.run((await api.run(named.sort("Depth", SortDirection.DESCENDING))).snapshot())).to_pylist()
+    assert [(r["Depth"], r["Depth (column)"]) for r in rows] == [(1, "g"), (1, "a")]
     desc = (await api.run((await api.run(tt.sort("Name", SortDirection.DESCENDING))).snapshot())).to_pylist()
     assert [r["Name"] for r in desc] == ["g", "a"]
     await api.run(tt.close())

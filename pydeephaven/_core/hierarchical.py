@@ -183,7 +183,7 @@ class HierarchicalTableBase(OnSession):
         return self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
 
     def _sortable(self) -> list[str]:
-        return self.schema.names[2:]
+        return self._server_schema.names[2:]  # the server's names (a snapshot may rename a column)
 
     def _close_flow(self) -> Flow[None]:
         """Release the server's copy (idempotent)."""
@@ -523,7 +523,7 @@ class RollupTableBase(HierarchicalTableBase):
             f = schema.field(ci)
             name = f.name if f.name not in taken else f"{f.name} (constituent)"
             out.append((name, f.type, _column(ci)))
-        return out
+        return _distinct(out)
 
     def _key_fields(self) -> list[pa.Field]:
         schema = self._server_schema
@@ -582,6 +582,20 @@ class RollupTableBase(HierarchicalTableBase):
 
     def _key_hint(self) -> str:
         return f" (a key is a value or a tuple of the values of {self.by}, one level at a time)"
+
+
+def _distinct(layout: list[tuple[str, pa.DataType, Any]]) -> list[tuple[str, pa.DataType, Any]]:
+    """``layout`` with a column named ``Depth`` or ``Expanded`` (or a name already taken) renamed
+    ``"<name> (column)"``, so that every column of a snapshot has its own name."""
+    taken = {"Depth", "Expanded"}
+    out = []
+    for name, t, make in layout:
+        new = name
+        while new in taken:
+            new = f"{new} (column)"
+        taken.add(new)
+        out.append((new, t, make))
+    return out
 
 
 def _column(i: int) -> Any:
@@ -713,14 +727,14 @@ class TreeTableBase(HierarchicalTableBase):
         """A new tree of the rows passing ``filters`` and their ancestors (``pydeephaven.filters``,
         or strings of the form ``Col op value`` joined by ``&&``)."""
         self._check("with_filters")
-        conds = filter_conditions(filters, pa.schema(list(self.schema)[2:]))
+        conds = filter_conditions(filters, pa.schema(list(self._server_schema)[2:]))
         req = hpb.HierarchicalTableApplyRequest(filters=[c.make_grpc_message() for c in conds])
         ticket, schema, static = yield from self._apply_flow("with_filters", req, {"filters": filters})
         return self._new(ticket, schema, static)
 
     def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
         schema = self._server_schema
-        return [(f.name, f.type, _column(i)) for i, f in enumerate(schema) if i >= 2]
+        return _distinct([(f.name, f.type, _column(i)) for i, f in enumerate(schema) if i >= 2])
 
     def _id_field(self) -> pa.Field:
         return self._server_schema.field(self.id_col)
