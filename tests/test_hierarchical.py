@@ -400,3 +400,16 @@ async def test_live_view_of_a_ticking_tree(api) -> None:
     assert live.snapshot().to_pylist() == (await api.run(tt.snapshot(rows=(0, 20), expand_all=True))).to_pylist()
     await api.run(live.close())
     await api.run(tt.close())
+
+
+async def test_more_visible_rows_than_one_viewport_holds(api) -> None:
+    n = 70_000  # the server sends at most 65,536 rows a viewport: the snapshot reads two
+    data = pa.table({"G": pa.array([i % 3 for i in range(n)], pa.int32()), "X": pa.array(range(n), pa.int64())})
+    rt = await api.run((await api.imp(data)).rollup(agg.sum_("S=X"), by="G", include_constituents=True))
+    snap = await api.run(rt.snapshot(expand_all=True))
+    assert snap.num_rows == 1 + 3 + n
+    leaves = [r for r in snap.to_pylist() if r["Depth"] == 3]
+    assert Counter((r["G"], r["S"]) for r in leaves) == Counter(zip(data["G"].to_pylist(), data["X"].to_pylist()))
+    tail = await api.run(rt.snapshot(expand_all=True, rows=(n - 10, n + 10)))
+    assert tail.to_pylist() == snap.slice(n - 10, 14).to_pylist()
+    await api.run(rt.close())
