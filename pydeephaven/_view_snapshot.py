@@ -30,9 +30,11 @@ from pydeephaven.dherror import DHError
 MAX_VIEWPORT = 1 << 16
 
 
-def _read_snapshot(reader: flight.MetadataRecordBatchReader, op: str) -> list[pa.RecordBatch]:
-    """The batches of the next whole snapshot on ``reader``."""
+def _read_snapshot(reader: flight.MetadataRecordBatchReader, op: str, first: int, last: int) -> list[pa.RecordBatch]:
+    """The batches of the next whole snapshot of the rows ``first`` .. ``last`` on ``reader`` (a
+    snapshot of another range, sent for a tick before the server took the new range, is skipped)."""
     want: Optional[int] = None
+    keep = False
     got = 0
     batches: list[pa.RecordBatch] = []
     for _ in range(1_000_000):  # bounded: a snapshot of MAX_VIEWPORT rows comes in far fewer batches
@@ -41,7 +43,10 @@ def _read_snapshot(reader: flight.MetadataRecordBatchReader, op: str) -> list[pa
         if meta is not None and want is None:
             kind, payload = messages.unwrap(memoryview(meta.to_pybytes()))
             if kind == messages.MSG_UPDATE_METADATA and payload is not None:
-                want = len(messages.parse_update_metadata(payload).added_included)
+                md = messages.parse_update_metadata(payload)
+                want = len(md.added_included)
+                vp = md.effective_viewport
+                keep = vp is None or vp.ranges() == [(first, last)]
         if chunk.data is not None:
             if want is None:
                 raise DHError(f"{op} failed: the server sent rows before saying which ones")
@@ -49,7 +54,9 @@ def _read_snapshot(reader: flight.MetadataRecordBatchReader, op: str) -> list[pa
                 batches.append(chunk.data)
                 got += chunk.data.num_rows
         if want is not None and got >= want:
-            return batches
+            if keep:
+                return batches
+            want, got, batches = None, 0, []
     raise DHError(f"{op} failed: the server's snapshot did not end")
 
 
@@ -70,7 +77,7 @@ def view_snapshot(path: FlightPath, ticket: bytes, first: int, last: Optional[in
             stop = start + MAX_VIEWPORT - 1 if last is None else min(last, start + MAX_VIEWPORT - 1)
             request = messages.subscription_request(ticket, None, rowset.encode(rowset.RowSet.from_range(start, stop)))
             writer.write_metadata(pa.py_buffer(request))
-            part = _read_snapshot(reader, op)
+            part = _read_snapshot(reader, op, start, stop)
             if schema is None:
                 schema = reader.schema
             batches.extend(part)
