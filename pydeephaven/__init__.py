@@ -16,12 +16,15 @@ from pydeephaven.dherror import (
     DHError,
     InvalidArgumentError,
     NotFoundError,
+    ScriptTimeoutError,
     ServerError,
     SessionClosedError,
     SessionExpiredError,
     UnreachableError,
 )
+from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.session_base import ScriptResult
+from pydeephaven._core.watch import ScopeChange
 from pydeephaven.query import Query
 from pydeephaven.session import Session
 from pydeephaven.table import Table
@@ -33,6 +36,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
-__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult"]
+__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult", "ScopeChange", "LogEntry",
+            "LogSubscription"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
-            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]
+            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError", "ScriptTimeoutError"]

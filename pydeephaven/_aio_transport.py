@@ -18,7 +18,7 @@ from typing import Any, AsyncGenerator, Optional
 import grpc
 import grpc.aio
 
-from pydeephaven._core.calls import Unary
+from pydeephaven._core.calls import Follow, Unary, Watch
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
@@ -225,6 +225,14 @@ class AsyncTransport(TransportBase):
             del call, method
             raise error  # outside the except blocks: see unary
 
+    def watch(self, call: Watch) -> "AsyncStreamWatch":
+        """Read a server stream in a task of the loop (see ``_core.calls.Watch``)."""
+        self.check_open(call.op)
+        self.check_loop(call.op)
+        watch = AsyncStreamWatch(self, call)
+        self.watches.add(watch)
+        return watch
+
     async def perform(self, call: Any) -> Any:
         """Make a ``_core.calls.Unary`` or ``Stream`` call."""
         # the method is never a local of this frame: a failure's traceback would keep the
@@ -232,6 +240,8 @@ class AsyncTransport(TransportBase):
         if isinstance(call, Unary):
             return await self.unary(call.op, getattr(getattr(self, call.stub), call.method), call.request,
                                    args=call.args, timeout=call.timeout)
+        if isinstance(call, Follow):
+            return await self.follow(call)
         out: list[Any] = []
         stream = self.stream(call.op, getattr(getattr(self, call.stub), call.method), call.request, args=call.args,
                              timeout=call.timeout)
@@ -247,6 +257,45 @@ class AsyncTransport(TransportBase):
         finally:
             await stream.aclose()
         return (out, None) if call.partial else out
+
+    async def follow(self, call: Follow) -> Optional[DHError]:
+        """Read a server stream kept open, handing each message to ``call.each`` in the loop as it
+        arrives; ``call.opened`` gets a canceller that works from any thread. None when the server
+        ended the stream, else the DHError that ended it (``CallCancelledError`` after a cancel or
+        a close of the session); a cancellation of the reading task itself is passed on."""
+        self.check_open(call.op)
+        self.check_loop(call.op)
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        rpc = getattr(getattr(self, call.stub), call.method)(call.request, metadata=self.metadata)
+        error: Optional[DHError] = None
+        held = [rpc]  # emptied at the end: a canceller kept by the caller must not pin the channel
+
+        def cancel() -> None:
+            if held:
+                try:
+                    loop.call_soon_threadsafe(held[0].cancel)
+                except (RuntimeError, IndexError):  # the loop is closed (the call ended with it), or the call ended
+                    pass
+
+        try:
+            call.opened(cancel)
+            async for item in rpc:
+                call.each(item)
+        except grpc.RpcError as e:
+            error = rpc_error(call.op, call.args, e, self.target)
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            error = cancelled_error(call.op, call.args)
+        finally:
+            rpc.cancel()
+            self.stats.add(call.op, time.perf_counter() - start, error is None)
+            log.debug("%s(%s) followed for %.2f ms (async)", call.op, describe_args(call.args),
+                      (time.perf_counter() - start) * 1e3)
+        held.clear()
+        del rpc  # the frame may stay in a traceback: see unary
+        return error
 
     async def refresh(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Ask for a fresh token (the keep-alive's work; also a cheap liveness probe)."""
@@ -346,6 +395,8 @@ class AsyncTransport(TransportBase):
         """End the server session and the channel; never raises, idempotent."""
         if self._closed:
             return
+        for watch in list(self.watches):
+            watch.cancel()
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             # the channel belongs to the loop that connected: close it there, or, when that loop
@@ -404,6 +455,50 @@ class AsyncTransport(TransportBase):
 
 
 
+
+
+class AsyncStreamWatch:
+    """A server stream read by a task of the session's loop through ``AsyncTransport.follow``, each
+    message handed to the description's ``on_message`` in the loop (``AsyncTransport.watch``).
+    ``cancel()`` may be called from any thread."""
+
+    def __init__(self, transport: AsyncTransport, call: Watch) -> None:
+        self._cancel: Optional[Any] = None
+        self._cancelled = False
+        follow = Follow(call.op, call.stub, call.method, call.request, each=lambda msg: self._each(call, msg),
+                        opened=self._took, args=call.args)
+        self._task = asyncio.get_running_loop().create_task(self._read(transport, follow, call))
+        self._task.add_done_callback(_consume)
+
+    def _took(self, cancel: Any) -> None:
+        self._cancel = cancel
+        if self._cancelled:
+            cancel()
+
+    def _each(self, desc: Watch, msg: Any) -> None:
+        if not self._cancelled:
+            desc.on_message(msg)
+
+    async def _read(self, transport: AsyncTransport, follow: Follow, desc: Watch) -> None:
+        error: Optional[BaseException] = None
+        try:
+            error = await transport.follow(follow)
+        except DHError as e:  # the session closed before the call was made
+            error = e
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if desc.on_end is not None:
+                desc.on_end(None if self._cancelled else error)
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._cancel is not None:
+            self._cancel()  # thread-safe (AsyncTransport.follow)
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

@@ -4,29 +4,34 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import queue
 import threading
+import time
 import weakref
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import grpc
 
 from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
-from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
+from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, Watch, drive
+from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
 from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, sync_api
+from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, ScopeWatchBase, call_quietly
 from pydeephaven._flight import (
     FlightPath,
 )
 from pydeephaven._temporary import BoundName, TemporaryScope
 from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
-from pydeephaven.dherror import DHError
+from pydeephaven._utils import check_number
+from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
 from pydeephaven.table import InputTable, PartitionedTable, RollupTable, Table, TreeTable
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket  # noqa: F401 (the official module offers them)
 
-__all__ = ["Session"]
+__all__ = ["Session", "TableWatch"]
 
 _B = SessionBase
 
@@ -88,7 +93,11 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
         self._local = threading.local()
-        self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight)
+        #: the server streams kept open (watches, live sizes), each read by a thread of its own
+        self._followers: set[_Following] = set()
+        self._follow_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _shutdown, self._transport, self._flight, self._followers,
+                                           self._live_sizes)
 
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
@@ -113,6 +122,8 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
                 return e, False
         if isinstance(call, Cancelled):
             raise call.cause
+        if isinstance(call, Watch):
+            return self._transport.watch(call)
         return (call.via or self)._transport.perform(call)
 
     def _start_call(self, call: Unary) -> PendingCall:
@@ -181,6 +192,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     input_table = sync_api(_B._input_table_flow)
     sql = sync_api(_B._sql_flow)
     import_file = sync_api(_B._import_file_flow)
+    on_log = sync_api(_B._on_log_flow)
     _table_from = sync_api(_B._table_from_flow)
     _own_ticket = sync_api(_B._own_ticket_flow)
 
@@ -201,6 +213,59 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             if self._console_id is None:
                 self._console_id = self._run(self._start_console_flow())
             return self._console_id
+
+    # -- server streams kept open: the scope watch, live sizes ------------------------------------
+
+    def watch_tables(self, callback: Optional[Callable[[ScopeChange], Any]] = None, initial: bool = False,
+                     on_error: Optional[Callable[[DHError], Any]] = None) -> "TableWatch":
+        """Call ``callback(change)`` whenever the server's global scope changes, whoever changed it
+        (this session, another one, a script, the web UI): a ``ScopeChange`` with the variables
+        ``created``, ``updated`` (bound again) and ``removed``, each name with its type.
+
+        Returns once the server has sent the scope as it is, so every later change is reported;
+        ``initial=True`` reports that state first, as one change whose ``created`` lists every
+        variable. The callback runs in the watch's own thread, one change at a time, in order
+        (what it raises is logged, and the watch goes on). ``close()`` the returned watch, or use
+        it in ``with``; closing the session closes it too. ``on_error(DHError)`` is called if the
+        server or the network ends the watch.
+
+        The server gathers the changes of about a quarter second into one (a variable made and
+        removed within that time shows in neither).
+
+        Raises:
+            DHError: the session is closed, or the server did not start the watch.
+        """
+        self._transport.check_open("watch_tables")
+        watch = TableWatch(callback, initial, on_error)
+        following = _Following(self._transport, watch, "pydeephaven-watch-tables", self._followers)
+        watch._following = following
+        if not watch._ready.wait(WATCH_START_SECONDS) or not watch.started:
+            following.stop()
+            raise watch._start_failed(WATCH_START_SECONDS)
+        return watch
+
+    def _follow_sizes(self) -> None:
+        """Start the size stream of refreshing tables, unless it runs (see ``Table.size``)."""
+        if not self.is_connected:
+            return
+        with self._follow_lock:
+            run = self._live_sizes.begin()
+            if run is not None:
+                _Following(self._transport, run, "pydeephaven-live-sizes", self._followers)
+    def logs(self, levels: Optional[Sequence[str]] = None, since: Optional[float] = None,
+             timeout: Optional[float] = None) -> "LogStream":
+        """Iterate the server's log records (``LogEntry``: time, level, message) as they arrive,
+        of every session and thread: what scripts print (levels "STDOUT", "STDERR") and the
+        server's own log. The iteration ends after ``timeout`` seconds (None: when the iterator or
+        the session is closed); close it early with ``close()`` or a ``with`` block::
+
+            with session.logs(levels=["STDOUT", "STDERR"], since=time.time(), timeout=10) as log:
+                for entry in log:
+                    print(entry.level, entry.message)
+
+        ``levels`` and ``since`` are those of ``on_log`` (the callback form).
+        """
+        return LogStream(self, levels, since, timeout)
 
     # -- sync only: scoped resources, plugins ------------------------------------------------------
 
@@ -316,12 +381,143 @@ def _releaser(transport: Transport, tickets: list[Any]) -> Any:
     return release
 
 
-def _shutdown(transport: Transport, flight_path: FlightPath) -> None:
+def _shutdown(transport: Transport, flight_path: FlightPath, followers: "set[_Following]", sizes: Any) -> None:
+    sizes.close()
+    running = list(followers)
+    for f in running:
+        f.followed.stop()
+    for f in running:
+        f.join(2.0)
     flight_path.close()
     transport.close()
 
 
+class _Following:
+    """A server stream kept open (``pydeephaven._core.watch``), read by a daemon thread of its own
+    until it ends; listed in its session's ``followers`` meanwhile. Holds the transport, not the
+    session, so a session nobody references can still be collected (which stops the stream)."""
+
+    def __init__(self, transport: Transport, followed: Followed, name: str, followers: "set[_Following]") -> None:
+        self.followed = followed
+        self._followers = followers
+        followers.add(self)
+        self.thread = threading.Thread(target=self._main, args=(transport, followed.flow()), name=name, daemon=True)
+        self.thread.start()
+
+    def _main(self, transport: Transport, flow: Flow[Any]) -> None:
+        def perform(call: Any) -> Any:
+            outcome = transport.perform(call)
+            if outcome is not None and transport.is_closed:
+                self.followed.stop()  # the session closed meanwhile (collected, program exit): an end, no error
+            return outcome
+
+        try:
+            drive(flow, perform)
+        except BaseException:  # noqa: BLE001 (the flow reported its end already; nothing waits for this thread)
+            pass
+        finally:
+            self._followers.discard(self)
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.followed.stop()
+        self.join(timeout)
+
+
+class TableWatch(ScopeWatchBase):
+    """What ``Session.watch_tables`` returns: the watch of the server's global scope. ``close()``
+    stops it (idempotent; also from within the callback); ``is_open`` tells whether changes
+    still arrive; ``error`` is the DHError that ended it when the server or the network did."""
+
+    _following: _Following
+
+    def __init__(self, callback: Optional[Callable[[ScopeChange], Any]], initial: bool,
+                 on_error: Optional[Callable[[DHError], Any]]) -> None:
+        if callback is None:
+            raise ArgumentError("watch_tables: the sync API needs a callback (a function taking a ScopeChange); "
+                                "the asyncio API also iterates changes")
+        super().__init__(callback, initial, on_error)
+        self._ready = threading.Event()
+
+    def _began(self) -> None:
+        self._ready.set()
+
+    def _emit(self, change: ScopeChange) -> None:
+        assert self._callback is not None
+        call_quietly(self._callback, change, "watch_tables")
+
+    def _ended(self, error: Optional[DHError]) -> None:
+        self._ready.set()
+        self._report_error(error)
+
+    def close(self) -> None:
+        """Stop the watch: the server stream is cancelled and its thread ends (waited for, unless
+        called from the callback)."""
+        self._following.stop()
+
+    def __enter__(self) -> "TableWatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TableWatch({'open' if self.is_open else 'closed'})"
+
+
 atexit.register(close_all)
+
+
+class LogStream:
+    """``session.logs()``: an iterator of the server's log records, read by a daemon thread
+    into a queue; ``close()`` (or the end of a ``with`` block, or the session's close) ends the
+    stream and the thread."""
+
+    def __init__(self, session: Session, levels: Optional[Sequence[str]], since: Optional[float],
+                 timeout: Optional[float]) -> None:
+        if timeout is not None:
+            timeout = check_number("logs", "timeout", timeout)
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._done = False
+        on_message, on_end = queue_feed(self._queue.put)
+        self._handle = session._run(session._log_watch_flow(on_message, on_end, levels, since))
+        self._finalizer = weakref.finalize(self, self._handle.cancel)
+
+    def __iter__(self) -> "LogStream":
+        return self
+
+    def __next__(self) -> LogEntry:
+        while not self._done:
+            left = None if self._deadline is None else self._deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if isinstance(item, StreamEnd):
+                self.close()
+                if item.error is not None:
+                    raise item.error
+                break
+            return item
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """End the stream (idempotent)."""
+        self._done = True
+        self._finalizer()
+
+    def __enter__(self) -> "LogStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Storage(StorageBase):

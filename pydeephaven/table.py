@@ -40,8 +40,8 @@ _T = TableBase
 class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: see pydeephaven._compat
     """A table on the server. Made by a Session or by operations on other tables, not directly.
 
-    ``size`` is the row count when the server answered; for a refreshing (ticking) table it may have
-    changed since. ``close()`` (or leaving ``with``) releases the server's copy.
+    ``size`` is the row count; for a refreshing (ticking) table it follows the server's updates
+    (see ``size``). ``close()`` (or leaving ``with``) releases the server's copy.
     """
 
     def __init__(self, session: Any, ticket: Ticket, schema_header: bytes = b"",
@@ -69,9 +69,12 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
 
     @property
     def size(self) -> Optional[int]:
-        """The row count when the server answered (a ticking table may have changed since)."""
+        """The row count. For a refreshing (ticking) table it stays current: the first read starts
+        the session's size stream (``TableService.ExportedTableUpdates``, one per session), and
+        from then on the size follows the server's update cycles without a refetch. With
+        ``session.live_sizes = False`` it is the row count when the server answered."""
         self._resolve()
-        return self._size
+        return self._live_size()
 
     @size.setter
     def size(self, value: Optional[int]) -> None:

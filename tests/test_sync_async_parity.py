@@ -307,6 +307,7 @@ ONE_SIDED = {
     ("Session", "temporary"): "a context manager releasing exports by number; needs an async with flavour",
     ("Session", "plugin_client"): "plugin clients are a sync API (their bidi stream runs on threads)",
     ("Table", "subscribe"): "live tables (ticking) are written over the sync transport",
+    ("Table", "widget"): "a notebook view over live tables (ticking: the sync transport)",
 }
 
 PAIRS = [(Session, AsyncSession), (Table, AsyncTable), (InputTable, AsyncInputTable)]

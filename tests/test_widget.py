@@ -1,4 +1,4 @@
-"""table.widget() in a real notebook: JupyterLab started here on loopback, the notebook run in
+"""table.widget() in a real notebook: JupyterLab (and Notebook 7) started here on loopback, the notebook run in
 Debian's headless Chromium (driven by Playwright with the system browser), and the rendered cells
 read back: the first rows appear, the mouse wheel and the page buttons move the viewport to the next
 rows, a click on a column name sorts on the server, a filter box filters, and a change to a ticking
@@ -42,14 +42,16 @@ def test_filter_expressions() -> None:
         filter_expression("a b", "1", "int32")
 
 
-def test_widget_in_jupyterlab(server, session: Session, tmp_path: Path) -> None:
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_widget_in_a_notebook(server, session: Session, tmp_path: Path, app: str) -> None:
+    """The same notebook in JupyterLab and in Notebook 7."""
     live_name = f"widget_live_{secrets.token_hex(4)}"
     session.run_script(
         "from deephaven import input_table, new_table, dtypes as dht\n"
         "from deephaven.column import int_col\n"
         f"{live_name} = input_table({{'Id': dht.int32, 'V': dht.int32}}, key_cols=['Id'])\n"
         f"{live_name}.add(new_table([int_col('Id', [0, 1, 2, 3]), int_col('V', [100, 101, 102, 103])]))")
-    shots = Path(os.environ.get("DH_WIDGET_SCREENSHOTS", str(tmp_path)))
+    shots = Path(os.environ.get("DH_WIDGET_SCREENSHOTS", str(tmp_path))) / app
     shots.mkdir(parents=True, exist_ok=True)
     write_notebook(tmp_path / "widget.ipynb", [
         "from pydeephaven import Session\n"
@@ -65,7 +67,7 @@ def test_widget_in_jupyterlab(server, session: Session, tmp_path: Path) -> None:
         return [[str(i), str(v_of(i))] for i in ids]
 
     try:
-        with jupyterlab(tmp_path) as (port, token), notebook_page(port, token, "widget.ipynb") as page:
+        with jupyterlab(tmp_path, app=app) as (port, token), notebook_page(port, token, "widget.ipynb", app) as page:
             def status(sel: str) -> str:
                 return page.inner_text(f"{sel} .dh-status") if page.query_selector(f"{sel} .dh-status") else ""
 

@@ -11,6 +11,13 @@ nothing of gRPC: they hand each description to a ``perform`` function of the ses
               conversions)                               by the asyncio API)
     Do        a method of the driving API's objects   -> its result, awaited by the asyncio API
               (``table._resolve``, ``session.import_table`` ...)
+    Follow    a server stream kept open: each message -> None once the server ended it, or the
+              handed to ``each`` as it arrives (none     DHError that ended it (a cancel too)
+              kept); ``opened`` gets a function that
+              cancels the call from any thread
+    Watch     a server stream read in the background  -> a handle (``cancel()`` ends the call); each
+              (a thread, or a task of the event loop)    message goes to ``on_message``, then the end
+                                                         (None or the DHError) to ``on_end``
 
 For work that runs beside the flow (an upload) and its cleanup:
 
@@ -59,6 +66,28 @@ class Stream:
     until: Optional[Callable[[Any], bool]] = None  # stop (cancelling the call) after the message it holds for
     partial: bool = False  # result (messages, error or None): a broken stream's messages are kept
     via: Any = None
+
+
+@dataclass(slots=True)
+class Follow:
+    op: str
+    stub: str
+    method: str
+    request: Any
+    each: Callable[[Any], None]  # called with every message, in the thread (or loop) reading the stream
+    opened: Callable[[Callable[[], None]], None]  # called once the call is made, with its canceller
+    args: Optional[dict[str, Any]] = None
+
+
+@dataclass(slots=True)
+class Watch:
+    op: str
+    stub: str
+    method: str
+    request: Any
+    on_message: Callable[[Any], None]  # called in the reading thread (sync) or the event loop (asyncio)
+    on_end: Optional[Callable[[Optional[BaseException]], None]] = None  # once: None (ended or cancelled) or the DHError
+    args: Optional[dict[str, Any]] = None
 
 
 @dataclass(slots=True)

@@ -79,6 +79,8 @@ class TableBase(OnSession, ServerObject):
         self._closed = False
         self._meta: Optional[Any] = None
         self._pending: Optional[tuple[Any, str, tuple[Any, ...]]] = None
+        if is_static is False:
+            self._sized_live()
 
     # -- the server's answer ----------------------------------------------------------------------
 
@@ -109,6 +111,21 @@ class TableBase(OnSession, ServerObject):
         self._size = int(resp.size)
         self._is_static = resp.is_static
         self._pending = None
+        if not resp.is_static:
+            self._sized_live()
+
+    def _sized_live(self) -> None:
+        """A refreshing table: its size follows the session's size stream once that runs."""
+        sizes = getattr(self.session, "_live_sizes", None)
+        if sizes is not None:
+            sizes.add(self)
+
+    def _live_size(self) -> Optional[int]:
+        """The size the public ``size`` reports: for a refreshing table, the latest the size stream
+        sent (the stream is started by the first such read; ``session.live_sizes`` turns it off)."""
+        if self._is_static is False and getattr(self.session, "live_sizes", False):
+            self.session._follow_sizes()
+        return self._size
 
     @property
     def is_refreshing(self) -> bool:

@@ -13,16 +13,30 @@ import concurrent.futures
 import functools
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
 
 
 from pydeephaven import _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
-from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive_async
+from pydeephaven._core.calls import (
+    Blocking,
+    Cancelled,
+    Do,
+    Flow,
+    Quietly,
+    Result,
+    Settle,
+    Spawn,
+    Unary,
+    Watch,
+    drive_async,
+)
+from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
 from pydeephaven._core.foreign import check as check_foreign
 from pydeephaven._core.foreign import is_foreign
 from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, async_api
+from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, ScopeWatchBase, call_quietly
 from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
 from pydeephaven.aio.query import AsyncQuery
@@ -34,10 +48,11 @@ from pydeephaven.aio.table import (
     AsyncTreeTable,
     RecordBatchStream,
 )
-from pydeephaven.dherror import DHError
+from pydeephaven._utils import check_number
+from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.ticket import Ticket
 
-__all__ = ["AsyncSession"]
+__all__ = ["AsyncSession", "AsyncTableWatch"]
 
 R = TypeVar("R")
 _B = SessionBase
@@ -94,6 +109,8 @@ class AsyncSession(SessionBase):
         self._console_lock: Optional[asyncio.Lock] = None
         self._connect_task: Optional[asyncio.Task[None]] = None
         self._streams: "weakref.WeakSet[RecordBatchStream]" = weakref.WeakSet()
+        #: the server streams kept open (watches, live sizes), each read by a task of the loop
+        self._followers: set[_Following] = set()
         self._finalizer = weakref.finalize(self, _abandon, self._transport, self._flight, self._executor)
 
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
@@ -121,6 +138,8 @@ class AsyncSession(SessionBase):
             return task.result(), cancelled
         if isinstance(call, Cancelled):
             raise asyncio.CancelledError() from call.cause
+        if isinstance(call, Watch):
+            return self._transport.watch(call)
         return await (call.via or self)._transport.perform(call)
 
     async def _quietly(self, call: Unary) -> Any:
@@ -156,6 +175,13 @@ class AsyncSession(SessionBase):
         Idempotent; never raises because the server is gone or the session expired."""
         for stream in list(self._streams):
             stream.cancel()
+        self._live_sizes.close()
+        following = list(self._followers)
+        for f in following:
+            f.followed.stop()
+        tasks = [f.task for f in following if not f.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
         await self._transport.close()
@@ -238,7 +264,20 @@ class AsyncSession(SessionBase):
     sql = async_api(_B._sql_flow)
     import_file = async_api(_B._import_file_flow)
     import_table = async_api(_B._import_table_flow)
+    on_log = async_api(_B._on_log_flow)
     _table_from = async_api(_B._table_from_flow)
+
+    def logs(self, levels: Optional[Sequence[str]] = None, since: Optional[float] = None,
+             timeout: Optional[float] = None) -> "AsyncLogStream":
+        """The server's log records (``LogEntry``) as they arrive, for ``async for``; see
+        ``Session.logs``. The stream starts at the first ``__anext__``; ``await stream.aclose()``
+        (or ``async with``, or the session's close) ends it::
+
+            async with session.logs(levels=["STDOUT"], timeout=10) as log:
+                async for entry in log:
+                    print(entry.message)
+        """
+        return AsyncLogStream(self, levels, since, timeout)
     _own_ticket = async_api(_B._own_ticket_flow)
 
     def _release_later(self, ticket: Ticket, after: Optional["asyncio.Task[Any]"] = None) -> None:
@@ -267,6 +306,44 @@ class AsyncSession(SessionBase):
             if self._console_id is None:
                 self._console_id = await self._arun(self._start_console_flow())
             return self._console_id
+
+    # -- server streams kept open: the scope watch, live sizes ------------------------------------
+
+    def watch_tables(self, callback: Optional[Callable[[ScopeChange], Any]] = None, initial: bool = False,
+                     on_error: Optional[Callable[[DHError], Any]] = None) -> "AsyncTableWatch":
+        """The changes of the server's global scope, whoever made them, as ``ScopeChange``s (see
+        ``Session.watch_tables``, which behaves the same). Without a callback, an async iterator::
+
+            async with session.watch_tables() as changes:     # started: later changes all arrive
+                async for change in changes:
+                    print(change.created, change.updated, change.removed)
+
+        With one, ``watch = await session.watch_tables(callback)``; the callback runs in the
+        event loop (it must not block) and ``await watch.close()`` stops it. Awaiting the watch
+        (or entering ``async with``) starts it and returns once the server has sent the scope as
+        it is; ``initial=True`` reports that state first. Closing the session closes it too.
+        """
+        return AsyncTableWatch(self, callback, initial, on_error)
+
+    def _follow(self, followed: Followed, name: str) -> "_Following":
+        t = self._transport
+        t.check_open(followed.op)
+        t.check_loop(followed.op)
+        return _Following(t, followed, name, self._followers)
+
+    def _follow_sizes(self) -> None:
+        """Start the size stream of refreshing tables, unless it runs (see ``AsyncTable.size``);
+        only from the session's loop (a read elsewhere gives the size as it is)."""
+        t = self._transport
+        try:
+            in_loop = asyncio.get_running_loop() is t.loop
+        except RuntimeError:
+            in_loop = False
+        if not in_loop or not t.is_connected:
+            return
+        run = self._live_sizes.begin()
+        if run is not None:
+            _Following(t, run, "pydeephaven-aio-live-sizes", self._followers)
 
     # -- table operations: sent at once, awaited by the table ----------------------------------------
 
@@ -328,6 +405,179 @@ def _abandon(transport: AsyncTransport, flight_path: FlightPath, executor: Threa
 
 
 _closing: "set[asyncio.Task[None]]" = set()
+
+
+class _Following:
+    """A server stream kept open (``pydeephaven._core.watch``), read by a task of the session's
+    loop until it ends; listed in its session's ``followers`` meanwhile."""
+
+    def __init__(self, transport: AsyncTransport, followed: Followed, name: str,
+                 followers: "set[_Following]") -> None:
+        self.followed = followed
+
+        async def perform(call: Any) -> Any:
+            outcome = await transport.perform(call)
+            if outcome is not None and transport.is_closed:
+                followed.stop()  # the session closed meanwhile (collected, loop ending): an end, no error
+            return outcome
+
+        self.task = asyncio.get_running_loop().create_task(drive_async(followed.flow(), perform), name=name)
+        followers.add(self)
+        self.task.add_done_callback(lambda _: followers.discard(self))
+        self.task.add_done_callback(_consume)
+
+
+_END = object()
+
+
+class AsyncTableWatch(ScopeWatchBase):
+    """What ``AsyncSession.watch_tables`` returns: awaitable (starts the watch, returns itself),
+    an async context manager (started on entry, closed on exit), and, without a callback, an
+    async iterator of ``ScopeChange``s that ends once the watch is closed (and raises the DHError
+    that ended it, when the server or the network did). ``is_open`` and ``error`` as in
+    ``TableWatch``."""
+
+    def __init__(self, session: AsyncSession, callback: Optional[Callable[[ScopeChange], Any]], initial: bool,
+                 on_error: Optional[Callable[[DHError], Any]]) -> None:
+        super().__init__(callback, initial, on_error)
+        self._session: Optional[AsyncSession] = session
+        self._following: Optional[_Following] = None
+        self._ready: Optional["asyncio.Future[None]"] = None
+        self._queue: "asyncio.Queue[Any]" = asyncio.Queue()
+
+    def _began(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    def _emit(self, change: ScopeChange) -> None:
+        if self._callback is not None:
+            call_quietly(self._callback, change, "watch_tables")
+        else:
+            self._queue.put_nowait(change)
+
+    def _ended(self, error: Optional[DHError]) -> None:
+        self._began()
+        self._queue.put_nowait(_END)
+        self._report_error(error)
+
+    async def start(self) -> "AsyncTableWatch":
+        """Start the watch (once) and wait until the server has sent the scope as it is."""
+        if self._following is None:
+            session, self._session = self._session, None  # the task holds the transport, not the session
+            if session is None or self.stopped:
+                raise DHError("watch_tables failed: the watch was closed")
+            self._ready = asyncio.get_running_loop().create_future()
+            self._following = session._follow(self, "pydeephaven-aio-watch-tables")
+        assert self._ready is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), WATCH_START_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        if not self.started:
+            self.stop()
+            raise self._start_failed(WATCH_START_SECONDS)
+        return self
+
+    def __await__(self) -> Generator[Any, None, "AsyncTableWatch"]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> "AsyncTableWatch":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> "AsyncTableWatch":
+        if self._callback is not None:
+            raise ArgumentError("watch_tables: a watch with a callback is not iterable; iterate one made "
+                                "without a callback")
+        return self
+
+    async def __anext__(self) -> ScopeChange:
+        await self.start()
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # stays ended for later reads
+            if self.error is not None:
+                raise self.error
+            raise StopAsyncIteration
+        return item
+
+    async def close(self) -> None:
+        """Stop the watch: the server stream is cancelled and its task ends (awaited, bounded)."""
+        self.stop()
+        self._session = None
+        f = self._following
+        if f is not None and not f.task.done() and f.task is not asyncio.current_task():
+            await asyncio.wait([f.task], timeout=5.0)
+        elif f is None:
+            self._queue.put_nowait(_END)
+
+    def __repr__(self) -> str:
+        state = "not started" if self._following is None and not self.stopped else (
+            "open" if self.is_open else "closed")
+        return f"AsyncTableWatch({state})"
+class AsyncLogStream:
+    """``AsyncSession.logs()``: an async iterator of the server's log records, read by a task of
+    the session's loop into a queue; ``aclose()`` (or the end of an ``async with`` block, or the
+    session's close) ends the stream and the task."""
+
+    def __init__(self, session: AsyncSession, levels: Optional[Sequence[str]], since: Optional[float],
+                 timeout: Optional[float]) -> None:
+        if timeout is not None:
+            timeout = check_number("logs", "timeout", timeout)
+        self._session = session
+        self._args = (levels, since)
+        self._timeout = timeout
+        self._deadline: Optional[float] = None
+        self._queue: Optional["asyncio.Queue[Any]"] = None
+        self._handle: Any = None
+        self._done = False
+
+    def __aiter__(self) -> "AsyncLogStream":
+        return self
+
+    async def _start(self) -> "asyncio.Queue[Any]":
+        q: "asyncio.Queue[Any]" = asyncio.Queue()
+        on_message, on_end = queue_feed(q.put_nowait)
+        self._handle = await self._session._arun(self._session._log_watch_flow(on_message, on_end, *self._args))
+        self._finalizer = weakref.finalize(self, self._handle.cancel)
+        loop = asyncio.get_running_loop()
+        self._deadline = None if self._timeout is None else loop.time() + self._timeout
+        self._queue = q
+        return q
+
+    async def __anext__(self) -> LogEntry:
+        if self._done:
+            raise StopAsyncIteration
+        q = self._queue if self._queue is not None else await self._start()
+        loop = asyncio.get_running_loop()
+        left = None if self._deadline is None else self._deadline - loop.time()
+        try:
+            if left is not None and left <= 0:
+                raise asyncio.TimeoutError()
+            item = await asyncio.wait_for(q.get(), left)
+        except asyncio.TimeoutError:
+            await self.aclose()
+            raise StopAsyncIteration from None
+        if isinstance(item, StreamEnd):
+            await self.aclose()
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """End the stream (idempotent)."""
+        self._done = True
+        if self._handle is not None:
+            self._finalizer()
+
+    async def __aenter__(self) -> "AsyncLogStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class AsyncStorage(StorageBase):

@@ -82,9 +82,13 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
 
     @property
     def size(self) -> Optional[int]:
-        """The row count when the server answered (a ticking table may have changed since)."""
+        """The row count (a property, as in ``Table``; known once the table was awaited). For a
+        refreshing table it stays current: the first read starts the session's size stream, a task
+        of the session's loop, and from then on the size follows the server's update cycles without
+        a refetch (read it again after awaiting something). ``session.live_sizes = False``: the row
+        count when the server answered."""
         self._settle("size")
-        return self._size
+        return self._live_size()
 
     @property
     def is_static(self) -> Optional[bool]:

@@ -32,18 +32,20 @@ def write_notebook(path: Path, cells: Sequence[str]) -> None:
 
 
 @contextmanager
-def jupyterlab(root: Path, timeout: float = 90.0) -> Iterator[tuple[int, str]]:
-    """``(port, token)`` of a JupyterLab serving ``root`` (its config, runtime and workspace folders
-    under it), stopped by pid on leaving, its kernels shut down first."""
+def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab") -> Iterator[tuple[int, str]]:
+    """``(port, token)`` of a JupyterLab (``app="notebook"``: a Notebook 7) serving ``root`` (its
+    config, runtime and workspace folders under it), stopped by pid on leaving, its kernels shut down
+    first."""
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / "cfg"), JUPYTER_RUNTIME_DIR=str(root / "rt"),
                IPYTHONDIR=str(root / "ipy"))
     log_path = root / "lab.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+        [sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.workspaces_dir={root / 'ws'}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+         f"--{'LabApp' if app == 'lab' else 'JupyterNotebookApp'}.workspaces_dir={root / 'ws'}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + timeout
@@ -73,8 +75,9 @@ def jupyterlab(root: Path, timeout: float = 90.0) -> Iterator[tuple[int, str]]:
 
 
 @contextmanager
-def notebook_page(port: int, token: str, name: str) -> Iterator[Any]:
-    """A Playwright page of Debian's headless Chromium with the notebook ``name`` open, its cells run."""
+def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterator[Any]:
+    """A Playwright page of Debian's headless Chromium with the notebook ``name`` open in ``app``
+    (as ``jupyterlab`` took it), its cells run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -82,18 +85,34 @@ def notebook_page(port: int, token: str, name: str) -> Iterator[Any]:
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
+            page.goto(f"http://127.0.0.1:{port}/{'lab/tree' if app == 'lab' else 'notebooks'}/{name}?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell .jp-InputArea-editor")
-            until("the kernel", lambda: page.inner_text("#jp-main-statusbar"), lambda s: "Idle" in s)
-            page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
-            for _ in page.query_selector_all(".jp-Notebook .jp-CodeCell"):
-                page.keyboard.press("Shift+Enter")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            prompts = ".jp-Notebook .jp-CodeCell .jp-InputPrompt"
+
+            def run_all() -> None:
+                page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+            run_all()
+            deadline = time.monotonic() + 180
+            asked = time.monotonic()
+            while True:
+                shown = [p.strip() for p in page.eval_on_selector_all(prompts, "ps => ps.map(p => p.textContent)")]
+                if shown and shown[-1] not in ("[ ]:", "[*]:"):
+                    break  # the last cell has run
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the notebook's cells did not run: {shown}")
+                if all(p == "[ ]:" for p in shown) and time.monotonic() - asked > 10:
+                    run_all()  # asked before the kernel was connected, nothing is queued: ask again
+                    asked = time.monotonic()
+                time.sleep(0.2)
             yield page
         finally:
             browser.close()
 
 
-def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 45.0) -> Any:
+def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 90.0) -> Any:
     """``probe()`` once ``want`` holds of it, polled for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
