@@ -329,7 +329,8 @@ async def test_live_view_follows_a_ticking_source(api) -> None:
 
 async def test_live_view_of_a_tree(api) -> None:
     tt = await api.run((await api.imp(TREE)).tree("ID", "Parent"))
-    live = await api.run(tt.subscribe(rows=(0, 20), expand=[1]))
+    live = await api.run(tt.subscribe(rows=(0, 20), expand=[1], columns=["ID"]))
+    assert live.schema.names == ["Depth", "Expanded", "ID"] == live.snapshot().schema.names
     assert sorted(r["ID"] for r in live.snapshot().to_pylist()) == [1, 2, 3, 7]
     await api.run(live.expand(2))
     assert [r["ID"] for r in live.snapshot().to_pylist() if r["Depth"] == 3] == [4]

@@ -822,7 +822,15 @@ class LiveViewBase(OnSession):
 
     @property
     def rows(self) -> tuple[int, int]:
+        """The (first, last) visible rows the view follows."""
         return self._rows
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns ``snapshot()`` gives."""
+        full = self.table.schema
+        names = ["Depth", "Expanded", *(self._columns if self._columns is not None else full.names[2:])]
+        return pa.schema([full.field(n) for n in names])
 
     @property
     def is_closed(self) -> bool:
