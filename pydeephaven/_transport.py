@@ -19,6 +19,7 @@ from pydeephaven._proto import (
     config_pb2,
     config_pb2_grpc,
     console_pb2_grpc,
+    hierarchicaltable_pb2_grpc,
     inputtable_pb2_grpc,
     object_pb2_grpc,
     partitionedtable_pb2_grpc,
@@ -379,6 +380,7 @@ class TransportBase:
     object_stub = _Stub(object_pb2_grpc.ObjectServiceStub)
     partitioned_table_stub = _Stub(partitionedtable_pb2_grpc.PartitionedTableServiceStub)
     storage_stub = _Stub(storage_pb2_grpc.StorageServiceStub)
+    hierarchical_table_stub = _Stub(hierarchicaltable_pb2_grpc.HierarchicalTableServiceStub)
 
     def _make_stubs(self, channel: Any) -> None:
         """Take ``channel`` as the one the stubs call on (they are made on first use)."""

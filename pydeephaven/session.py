@@ -28,7 +28,7 @@ from pydeephaven._utils import check_number
 from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
-from pydeephaven.table import InputTable, PartitionedTable, Table
+from pydeephaven.table import InputTable, PartitionedTable, RollupTable, Table, TreeTable
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket  # noqa: F401 (the official module offers them)
 
 __all__ = ["Session", "TableWatch"]
@@ -61,6 +61,8 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     _input_table_class = InputTable
     _query_class = Query
     _partitioned_class = PartitionedTable
+    _rollup_class = RollupTable
+    _tree_class = TreeTable
 
     @property
     def _storage_class(self) -> Any:

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from pydeephaven import _files, formats
 from pydeephaven._compat import TableCompat
+from pydeephaven._core.hierarchical import LiveViewBase, RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import sync_api
 from pydeephaven._core.table_base import (
     InputTableBase,
@@ -30,7 +31,8 @@ from pydeephaven.agg import Aggregation  # noqa: E402,F401,I001
 from pydeephaven.filters import Filter  # noqa: E402,F401
 from pydeephaven.updateby import UpdateByOperation  # noqa: E402,F401
 
-__all__ = ["Table", "InputTable", "PartitionedTable", "MultiJoinInput", "MultiJoinTable", "multi_join"]
+__all__ = ["Table", "InputTable", "PartitionedTable", "RollupTable", "TreeTable", "HierarchicalView",
+           "MultiJoinInput", "MultiJoinTable", "multi_join"]
 
 _T = TableBase
 
@@ -101,6 +103,8 @@ class Table(TableCompat, TableBase, TableInterface["Table"]):  # TableCompat: se
     partition_by = sync_api(_T._partition_by_flow)
     seek_row = sync_api(_T._seek_row_flow)
     column_statistics = sync_api(_T._column_statistics_flow)
+    rollup = sync_api(_T._rollup_flow)
+    tree = sync_api(_T._tree_flow)
 
     def __enter__(self) -> "Table":
         return self
@@ -153,6 +157,66 @@ class PartitionedTable(PartitionedTableBase):
     close = sync_api(PartitionedTableBase._close_flow)
 
     def __enter__(self) -> "PartitionedTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HierarchicalView(LiveViewBase):
+    __doc__ = LiveViewBase.__doc__
+
+    expand = sync_api(LiveViewBase._expand_flow)
+    collapse = sync_api(LiveViewBase._collapse_flow)
+    expand_all = sync_api(LiveViewBase._expand_all_flow)
+    set_rows = sync_api(LiveViewBase._set_rows_flow)
+    close = sync_api(LiveViewBase._close_flow)
+
+    def _changed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wait(self, gen: int, rows: Optional[tuple[int, int]]) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready(gen, rows), self.timeout):
+                raise DHError(f"the live view of the {self.table._kind}: the server sent no rows within "
+                              f"{self.timeout} s")
+
+    def __enter__(self) -> "HierarchicalView":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RollupTable(RollupTableBase):
+    __doc__ = RollupTableBase.__doc__
+
+    snapshot = sync_api(RollupTableBase._snapshot_flow)
+    with_filters = sync_api(RollupTableBase._with_filters_flow)
+    sort = sync_api(RollupTableBase._sort_flow)
+    subscribe = sync_api(RollupTableBase._subscribe_flow)
+    _live_class = HierarchicalView
+    close = sync_api(RollupTableBase._close_flow)
+
+    def __enter__(self) -> "RollupTable":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TreeTable(TreeTableBase):
+    __doc__ = TreeTableBase.__doc__
+
+    snapshot = sync_api(TreeTableBase._snapshot_flow)
+    with_filters = sync_api(TreeTableBase._with_filters_flow)
+    sort = sync_api(TreeTableBase._sort_flow)
+    subscribe = sync_api(TreeTableBase._subscribe_flow)
+    _live_class = HierarchicalView
+    close = sync_api(TreeTableBase._close_flow)
+
+    def __enter__(self) -> "TreeTable":
         return self
 
     def __exit__(self, *exc: object) -> None:

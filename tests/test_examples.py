@@ -72,6 +72,26 @@ def test_partitioned_example(server) -> None:
     assert lines[-1] == f"merged: {len(syms)}"
 
 
+def test_hierarchical_example(server) -> None:
+    proc = run_example(server, "hierarchical")
+    syms = ["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"]
+    days = [1, 1, 2, 1, 2, 2]
+    qty = [100, 50, 200, 75, 25, 300]
+    total = {s: sum(q for x, q in zip(syms, qty) if x == s) for s in syms}
+    want = [f"all  {sum(qty)} {len(qty)}"]
+    for s in dict.fromkeys(syms):  # the server keeps the order in which the groups first came
+        want.append(f"  {s}  {total[s]} {syms.count(s)}")
+        if s == "AAPL":
+            for d in sorted({d for x, d in zip(syms, days) if x == s}):
+                rows = [q for x, y, q in zip(syms, days, qty) if (x, y) == (s, d)]
+                want.append(f"    {s} {d} {sum(rows)} {len(rows)}")
+    biggest = max(total, key=lambda s: total[s])
+    want.append(f"largest: {biggest} {total[biggest]}")
+    want.append(f"filtered: {sum(q for q in qty if q >= 75)}")
+    want += ["Ada True", "  Bob None", "  Cy True", "    Di None"]
+    assert proc.stdout.splitlines() == want
+
+
 def test_dbapi_example(server) -> None:
     proc = run_example(server, "dbapi")
     lines = proc.stdout.strip().split("\n")

@@ -165,6 +165,8 @@ class SessionBase:
     _input_table_class: Any
     _query_class: Any
     _partitioned_class: Any
+    _rollup_class: Any
+    _tree_class: Any
     _storage_class: Any
     _is_async: bool
     _transport: Any

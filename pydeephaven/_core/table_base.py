@@ -263,6 +263,20 @@ class TableBase(OnSession, ServerObject):
             drop_keys=bool(drop_keys)), args={"by": list(keys), "drop_keys": drop_keys})
         return (yield from session._partitioned_from_flow(result, "partition_by"))
 
+    def _rollup_flow(self, aggs: Any, by: Union[str, list[str], None] = None,
+                     include_constituents: bool = False) -> Flow[Any]:
+        """A rollup of this table: its rows grouped by ``by`` level after level (``by[0]`` first),
+        each group aggregated with ``aggs`` (the ``pydeephaven.agg`` aggregations a rollup allows),
+        under a grand total; with ``include_constituents``, this table's rows under the groups of
+        the last level. Read it with ``snapshot()``."""
+        return (yield from self.session._rollup_class._make_flow(self, aggs, by, include_constituents))
+
+    def _tree_flow(self, id_col: str, parent_col: str, promote_orphans: bool = False) -> Flow[Any]:
+        """A tree of this table: each row under the row whose ``id_col`` equals its ``parent_col``
+        (a null parent: a top row). A row whose parent is missing is left out, or put at the top
+        with ``promote_orphans``. Read it with ``snapshot()``."""
+        return (yield from self.session._tree_class._make_flow(self, id_col, parent_col, promote_orphans))
+
     # -- data -------------------------------------------------------------------------------------
 
     def _streams_for_fetch(self, streams: Optional[int] = None) -> int:

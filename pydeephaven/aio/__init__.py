@@ -18,8 +18,17 @@ a chain costs one wait. Many operations may be in flight at once on one session.
 
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.session import AsyncSession
-from pydeephaven.aio.table import AsyncInputTable, AsyncPartitionedTable, AsyncTable, RecordBatchStream
+from pydeephaven.aio.table import (
+    AsyncHierarchicalView,
+    AsyncInputTable,
+    AsyncPartitionedTable,
+    AsyncRollupTable,
+    AsyncTable,
+    AsyncTreeTable,
+    RecordBatchStream,
+)
 from pydeephaven.aio.multijoin import AsyncMultiJoinTable, MultiJoinInput, multi_join
 
-__all__ = ["AsyncSession", "AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "AsyncQuery", "RecordBatchStream",
+__all__ = ["AsyncSession", "AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "AsyncRollupTable",
+           "AsyncHierarchicalView", "AsyncTreeTable", "AsyncQuery", "RecordBatchStream",
            "MultiJoinInput", "AsyncMultiJoinTable", "multi_join"]

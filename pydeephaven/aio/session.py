@@ -40,7 +40,14 @@ from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, 
 from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
 from pydeephaven.aio.query import AsyncQuery
-from pydeephaven.aio.table import AsyncInputTable, AsyncPartitionedTable, AsyncTable, RecordBatchStream
+from pydeephaven.aio.table import (
+    AsyncInputTable,
+    AsyncPartitionedTable,
+    AsyncRollupTable,
+    AsyncTable,
+    AsyncTreeTable,
+    RecordBatchStream,
+)
 from pydeephaven._utils import check_number
 from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.ticket import Ticket
@@ -70,6 +77,8 @@ class AsyncSession(SessionBase):
     _input_table_class = AsyncInputTable
     _query_class = AsyncQuery
     _partitioned_class = AsyncPartitionedTable
+    _rollup_class = AsyncRollupTable
+    _tree_class = AsyncTreeTable
 
     @property
     def _storage_class(self) -> Any:

@@ -19,13 +19,15 @@ from typing import Any, Generator, Optional, Union
 
 import pyarrow as pa
 
+from pydeephaven._core.hierarchical import LiveViewBase, RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import async_api
 from pydeephaven._core.table_base import InputTableBase, PartitionedTableBase, TableBase
 from pydeephaven._files import BatchReader
 from pydeephaven._table_interface import TableInterface
 from pydeephaven.dherror import DHError
 
-__all__ = ["AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "RecordBatchStream"]
+__all__ = ["AsyncTable", "AsyncInputTable", "AsyncPartitionedTable", "AsyncRollupTable", "AsyncTreeTable",
+           "AsyncHierarchicalView", "RecordBatchStream"]
 
 _T = TableBase
 
@@ -109,6 +111,8 @@ class AsyncTable(TableBase, TableInterface["AsyncTable"]):
     partition_by = async_api(_T._partition_by_flow)
     seek_row = async_api(_T._seek_row_flow)
     column_statistics = async_api(_T._column_statistics_flow)
+    rollup = async_api(_T._rollup_flow)
+    tree = async_api(_T._tree_flow)
 
     async def write_csv(self, path: Union[str, "os.PathLike[str]"], **options: Any) -> int:
         """Write the table to a CSV file batch by batch; returns the rows written. Kept from earlier
@@ -140,6 +144,83 @@ class AsyncPartitionedTable(PartitionedTableBase):
     close = async_api(PartitionedTableBase._close_flow)
 
     async def __aenter__(self) -> "AsyncPartitionedTable":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncHierarchicalView(LiveViewBase):
+    """A live view of a rollup or tree for asyncio code: ``await view.expand(key)`` ...; see
+    ``pydeephaven.table.HierarchicalView``. Its callbacks run in the event loop."""
+
+    expand = async_api(LiveViewBase._expand_flow)
+    collapse = async_api(LiveViewBase._collapse_flow)
+    expand_all = async_api(LiveViewBase._expand_all_flow)
+    set_rows = async_api(LiveViewBase._set_rows_flow)
+    close = async_api(LiveViewBase._close_flow)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _changed(self) -> None:  # in the loop: the stream is a task of it
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait(self, gen: int, rows: Optional[tuple[int, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while not self._ready(gen, rows):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DHError(f"the live view of the {self.table._kind}: the server sent no rows within "
+                              f"{self.timeout} s")
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass
+
+    async def __aenter__(self) -> "AsyncHierarchicalView":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncRollupTable(RollupTableBase):
+    """A rollup for asyncio code: ``await rt.snapshot(...)``, ``await rt.sort(...)`` ...; see
+    ``pydeephaven.table.RollupTable``."""
+
+    snapshot = async_api(RollupTableBase._snapshot_flow)
+    with_filters = async_api(RollupTableBase._with_filters_flow)
+    sort = async_api(RollupTableBase._sort_flow)
+    subscribe = async_api(RollupTableBase._subscribe_flow)
+    _live_class = AsyncHierarchicalView
+    close = async_api(RollupTableBase._close_flow)
+
+    async def __aenter__(self) -> "AsyncRollupTable":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncTreeTable(TreeTableBase):
+    """A tree for asyncio code: ``await tt.snapshot(...)`` ...; see ``pydeephaven.table.TreeTable``."""
+
+    snapshot = async_api(TreeTableBase._snapshot_flow)
+    with_filters = async_api(TreeTableBase._with_filters_flow)
+    sort = async_api(TreeTableBase._sort_flow)
+    subscribe = async_api(TreeTableBase._subscribe_flow)
+    _live_class = AsyncHierarchicalView
+    close = async_api(TreeTableBase._close_flow)
+
+    async def __aenter__(self) -> "AsyncTreeTable":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
