@@ -32,7 +32,9 @@ function render({ model, el: host }) {
 
   function moveTo(first) {
     const size = model.get("size"), page = model.get("page");
-    const f = Math.max(0, Math.min(first, Math.max(0, size - page)));
+    // size -1: unknown (a rollup or tree): forward only while the page is full
+    const end = size >= 0 ? size : model.get("first") + model.get("rows").length + (model.get("rows").length >= page ? page : 0);
+    const f = Math.max(0, Math.min(first, Math.max(0, end - page)));
     if (f !== model.get("first")) {
       model.set("first", f);
       model.save_changes();
@@ -64,10 +66,12 @@ function render({ model, el: host }) {
       th.dataset.column = col.name;
       const s = sort.find((x) => x[0] === col.name);
       const name = el("span", "dh-name", col.name + (s ? (s[1] === "asc" ? " \u25b2" : " \u25bc") : ""));
-      name.onclick = () => {
-        model.set("sort", nextSort(col.name));
-        model.save_changes();
-      };
+      if (model.get("sortable")) {
+        name.onclick = () => {
+          model.set("sort", nextSort(col.name));
+          model.save_changes();
+        };
+      }
       th.append(name, el("div", "dh-type", col.type));
       names.append(th);
       const td = el("th");
@@ -86,22 +90,35 @@ function render({ model, el: host }) {
       td.append(input);
       boxes.append(td);
     }
-    thead.append(names, boxes);
+    thead.append(names);
+    if (model.get("sortable")) thead.append(boxes);
   }
 
   function drawRows() {
     const rows = model.get("rows");
+    const depths = model.get("depths"), open = model.get("expandable");
     const body = [];
-    for (const row of rows) {
+    rows.forEach((row, i) => {
       const tr = el("tr");
-      for (const v of row) tr.append(el("td", v === "null" ? "dh-null" : "", v));
+      row.forEach((v, j) => {
+        const td = el("td", v === "null" ? "dh-null" : "", v);
+        if (j === 0 && depths.length) {  // a rollup or tree: indent by depth, a triangle opens or closes
+          td.textContent = "";
+          td.style.paddingLeft = `${8 + 16 * Math.max(0, depths[i] - 1)}px`;
+          const toggle = el("span", "dh-toggle", open[i] === null ? "" : open[i] ? "\u25be " : "\u25b8 ");
+          toggle.dataset.row = String(i);
+          if (open[i] !== null) toggle.onclick = () => model.send({ toggle: i });
+          td.append(toggle, document.createTextNode(v));
+        }
+        tr.append(td);
+      });
       body.push(tr);
-    }
+    });
     tbody.replaceChildren(...body);
     const first = model.get("first"), size = model.get("size");
-    status.textContent = rows.length
-      ? `rows ${first + 1}\u2013${first + rows.length} of ${size}`
-      : `0 rows of ${size}`;
+    const of = size >= 0 ? ` of ${size}` : "";
+    status.textContent = rows.length ? `rows ${first + 1}\u2013${first + rows.length}${of}` : `0 rows${of}`;
+    buttons.end.style.display = size >= 0 ? "" : "none";
     root.dataset.updates = String(model.get("updates"));
     root.dataset.first = String(first);
     root.dataset.size = String(size);
@@ -119,8 +136,8 @@ function render({ model, el: host }) {
   drawRows();
   drawMeta();
   const events = [
-    ["change:columns change:sort change:filters", drawHead],
-    ["change:rows change:size change:first change:updates", drawRows],
+    ["change:columns change:sort change:filters change:sortable", drawHead],
+    ["change:rows change:size change:first change:updates change:depths change:expandable", drawRows],
     ["change:error change:title", drawMeta],
   ];
   for (const [names, fn] of events) model.on(names, fn);

@@ -196,6 +196,10 @@ class RollupTable(RollupTableBase):
     with_filters = sync_api(RollupTableBase._with_filters_flow)
     sort = sync_api(RollupTableBase._sort_flow)
     subscribe = sync_api(RollupTableBase._subscribe_flow)
+
+    def widget(self, page: int = 20, title: str = "") -> Any:
+        """A live view in a Jupyter notebook (``pydeephaven.widget``): rows opened and closed with a click."""
+        return _widget(self, page=page, title=title)
     _live_class = HierarchicalView
     close = sync_api(RollupTableBase._close_flow)
 
@@ -213,6 +217,10 @@ class TreeTable(TreeTableBase):
     with_filters = sync_api(TreeTableBase._with_filters_flow)
     sort = sync_api(TreeTableBase._sort_flow)
     subscribe = sync_api(TreeTableBase._subscribe_flow)
+
+    def widget(self, page: int = 20, title: str = "") -> Any:
+        """A live view in a Jupyter notebook (``pydeephaven.widget``): rows opened and closed with a click."""
+        return _widget(self, page=page, title=title)
     _live_class = HierarchicalView
     close = sync_api(TreeTableBase._close_flow)
 

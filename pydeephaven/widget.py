@@ -12,7 +12,9 @@ the box under a name filters on it: ``> 5``, ``<= 2.5``, ``= AAPL``, ``!= 3`` or
 the server refuses shows its error and leaves the view as it was. The row count follows the table
 too (a one-row ``count_by`` subscription).
 
-``widget()`` works on a ``Table`` and a ``LiveTable`` (``live.widget()`` shows the table it copies).
+``widget()`` works on a ``Table``, a ``LiveTable`` (the table it copies), and a rollup or tree
+table (``RollupTable.widget()``): rows indented by depth, opened and closed by a click on their
+triangle, over a live view (``subscribe``) that also follows a ticking source.
 ``enable_display()`` makes every Table shown by a notebook cell a widget. ``close()`` ends the
 subscriptions and releases the server tables the view made. The display runs in JupyterLab,
 Notebook 7 and VS Code (anywidget).
@@ -24,9 +26,10 @@ import importlib
 import re
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydeephaven import formats
+from pydeephaven._core.hierarchical import HierarchicalTableBase
 from pydeephaven._table_interface import SortDirection
 from pydeephaven.dherror import DHError
 from pydeephaven.ticking import LiveTable
@@ -35,6 +38,7 @@ __all__ = ["widget", "enable_display", "filter_expression"]
 
 _ASSETS = Path(__file__).resolve().parent
 _CLASS: Any = None
+_HIER_CLASS: Any = None
 _OPS = ("<=", ">=", "!=", "==", "=", "<", ">")
 _NUMERIC = ("int", "uint", "float", "double", "decimal")
 
@@ -97,6 +101,9 @@ def _widget_class() -> Any:
         filters = t.Dict().tag(sync=True)  # column -> the text of its filter box
         error = t.Unicode("").tag(sync=True)
         updates = t.Int(0).tag(sync=True)  # viewport updates shown so far
+        depths = t.List().tag(sync=True)  # a rollup's or tree's: each row's depth (1: the top)
+        expandable = t.List().tag(sync=True)  # ... and whether it is open (True/False, None: a leaf)
+        sortable = t.Bool(True).tag(sync=True)
 
         def __init__(self, table: Any, page: int = 20, title: str = "") -> None:
             if not hasattr(table, "ticket") or not hasattr(table, "session"):
@@ -202,15 +209,86 @@ def _widget_class() -> Any:
             self._stop(*old)
             super().close()
 
-    _CLASS = TableWidget
+    class HierarchyWidget(TableWidget):
+        """A live view of a rollup or tree in a notebook: rows opened and closed by clicking their
+        triangle (see ``pydeephaven.widget``)."""
+
+        def __init__(self, table: Any, page: int = 20, title: str = "") -> None:
+            if not hasattr(table, "subscribe") or not hasattr(table, "snapshot"):
+                raise DHError(f"widget: expected a rollup or tree table, got {type(table).__name__}")
+            if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1000:
+                raise DHError(f"widget: page must be an int from 1 to 1000, got {page!r}")
+            anywidget.AnyWidget.__init__(self, page=page, title=title or "", sortable=False, size=-1)
+            self._lock = threading.RLock()
+            self._keys: list[Any] = []
+            self._hier = table
+            with self._lock:
+                self._view = table.subscribe(rows=self._viewport(0), on_update=lambda _rows: self._on_view(),
+                                             on_error=self._on_error)
+                self._on_view()
+            self.observe(self._move, names=["first", "page"])
+            self.on_msg(self._on_message)
+
+        def _on_view(self) -> None:
+            with self._lock:
+                view = getattr(self, "_view", None)
+                if view is None or view.is_closed:
+                    return
+                try:
+                    rows = view.snapshot()
+                except DHError:
+                    return  # no rows yet: the first update brings them
+                keys = view.row_keys()
+                if not self.columns:
+                    self.columns = [{"name": f.name, "type": formats.type_name(f)} for f in rows.schema][2:]
+                self.depths = rows.column(0).to_pylist()
+                self.expandable = rows.column(1).to_pylist()
+                self.rows = formats.display_cells(rows.drop_columns(["Depth", "Expanded"]))
+                self._keys = keys
+                self.updates += 1
+
+        def _move(self, change: Any) -> None:
+            self._act(lambda view: view.set_rows(*self._viewport(max(0, self.first))))
+
+        def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+            i = content.get("toggle") if isinstance(content, dict) else None
+            if not isinstance(i, int) or not 0 <= i < len(self._keys) or self._keys[i] is None:
+                return
+            key, opened = self._keys[i], self.expandable[i]
+            self._act(lambda view: view.collapse(key) if opened else view.expand(key))
+
+        def _act(self, change: Callable[[Any], Any]) -> None:
+            view = self._view
+            if view is None:
+                return
+            try:
+                change(view)
+                self.error = ""
+            except DHError as e:
+                self.error = str(e)
+            self._on_view()
+
+        def close(self) -> None:
+            """End the live view and close the widget (the rollup or tree stays open)."""
+            view, self._view = getattr(self, "_view", None), None
+            if view is not None:
+                view.close()
+            anywidget.AnyWidget.close(self)
+
+    global _HIER_CLASS
+    _CLASS, _HIER_CLASS = TableWidget, HierarchyWidget
     return _CLASS
 
 
 def widget(table: Any, page: int = 20, title: str = "") -> Any:
-    """A live notebook view of ``table`` (a Table, or a LiveTable: its table): see the module doc."""
+    """A live notebook view of ``table`` (a Table, a LiveTable: its table, or a rollup or tree
+    table): see the module doc."""
     if isinstance(table, LiveTable):
         table = table.table
-    return _widget_class()(table, page=page, title=title)
+    cls = _widget_class()
+    if isinstance(table, HierarchicalTableBase):
+        return _HIER_CLASS(table, page=page, title=title)
+    return cls(table, page=page, title=title)
 
 
 def enable_display(page: int = 20) -> None:

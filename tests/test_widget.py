@@ -59,6 +59,10 @@ def test_widget_in_a_notebook(server, session: Session, tmp_path: Path, app: str
         f"t = s.empty_table({N}).update(['Id = ii', 'V = (int) ((ii * 37 + 11) % {N})'])\n"
         f"t.widget(page={PAGE}, title='static')",
         f"s.open_table({live_name!r}).widget(page=5, title='live')",
+        "from pydeephaven import agg\n"
+        "r = s.empty_table(100).update(['G = (int) (ii % 4)', 'H = (int) (ii % 2)', 'Q = ii'])"
+        ".rollup([agg.sum_('Q')], by=['G', 'H'])\n"
+        "r.widget(page=10, title='rollup')",
     ])
     static = ".dh-widget[data-title='static']"
     live = ".dh-widget[data-title='live']"
@@ -120,6 +124,20 @@ def test_widget_in_a_notebook(server, session: Session, tmp_path: Path, app: str
                   lambda r: r == [["0", "100"], ["1", "101"], ["2", "777"], ["3", "103"], ["9", "909"]])
             until("the live size", lambda: status(live), lambda s: s == "rows 1\u20135 of 5")
             page.screenshot(path=str(shots / "widget-ticked.png"))
+
+            # a rollup: the grand total and the first level; a click opens a group, another closes it
+            rollup = ".dh-widget[data-title='rollup']"
+            sums = {g: sum(i for i in range(100) if i % 4 == g) for g in range(4)}
+            closed = [["\u25be null", "null", str(sum(range(100)))]] + \
+                [[f"\u25b8 {g}", "null", str(sums[g])] for g in range(4)]
+            until("the rollup", lambda: rows(page, rollup), lambda r: r == closed)
+            page.click(f"{rollup} .dh-toggle[data-row='2']")  # G = 1
+            opened = closed[:3] + [["1", "1", str(sums[1])]] + closed[3:]
+            opened[2] = ["\u25be 1", "null", str(sums[1])]
+            until("the opened group", lambda: rows(page, rollup), lambda r: r == opened)
+            page.screenshot(path=str(shots / "widget-rollup.png"))
+            page.click(f"{rollup} .dh-toggle[data-row='2']")
+            until("the closed group", lambda: rows(page, rollup), lambda r: r == closed)
     finally:
         session.unbind(live_name)
 

@@ -820,6 +820,13 @@ class LiveViewBase(OnSession):
             raise DHError("snapshot: the live view has no rows yet")
         return self.table._visible(data, self._layout, self._columns)
 
+    def row_keys(self) -> list[Any]:
+        """The key of each row of ``snapshot()``, in order (what ``expand`` and ``collapse`` take;
+        None for a source row under a rollup's last level)."""
+        with self._lock:
+            data = self._data
+        return [] if data is None else self.table._row_keys(data)
+
     @property
     def rows(self) -> tuple[int, int]:
         """The (first, last) visible rows the view follows."""
