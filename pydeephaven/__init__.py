@@ -16,11 +16,15 @@ from pydeephaven.dherror import (
     DHError,
     InvalidArgumentError,
     NotFoundError,
+    OutcomeUnknownError,
     ServerError,
     SessionClosedError,
     SessionExpiredError,
+    SessionLostError,
+    TableLostError,
     UnreachableError,
 )
+from pydeephaven._core.revive import ReconnectPolicy, StateChange
 from pydeephaven._core.session_base import ScriptResult
 from pydeephaven._core.watch import ScopeChange
 from pydeephaven.query import Query
@@ -37,3 +41,4 @@ __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoin
 __all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult", "ScopeChange"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
             "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]
+__all__ += ["ReconnectPolicy", "StateChange", "SessionLostError", "TableLostError", "OutcomeUnknownError"]
