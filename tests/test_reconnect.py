@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any, Callable
 
@@ -150,7 +152,8 @@ async def _scenario(api: Api, srv: Any) -> Any:
         usable = at - up
         print(f"\n[reconnect {api.kind}] loss noticed {detected:.2f} s after the kill; usable again {usable:.2f} s "
               f"after the new server served ({done.seconds:.1f} s from loss to reconnected, {done.attempt} "
-              f"attempts); server restart took {up - killed:.1f} s")
+              f"attempts, {done.revive_seconds:.2f} s of it replaying the script and reviving "
+              f"{len(done.revived)} tables); server restart took {up - killed:.1f} s")
 
         names = states.names
         assert names[0] == "connected" and names[1] == "disconnected" and names[-1] == "reconnected", names
@@ -237,3 +240,18 @@ def test_reconnect_arguments_are_checked() -> None:
         ReconnectPolicy(deadline=0)
     with pytest.raises(DHError, match="max_backoff .* is below initial_backoff"):
         ReconnectPolicy(initial_backoff=2.0, max_backoff=1.0)
+
+
+def test_reconnect_example() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "examples", "reconnect.py")], capture_output=True,
+                          text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    top = str(list(range(98, 88, -2)))
+    assert f"top before: {top}" in lines
+    assert [x.split()[1] for x in lines if x.startswith("state:")] == [
+        "connected", "disconnected", "reconnecting", "reconnected"]
+    assert f"top after: {top}" in lines and "mine after: [1, 2]" in lines
+    assert any(x.startswith("lost: to_arrow failed: the table was lost in a reconnect: it was imported before")
+               for x in lines), lines

@@ -119,7 +119,8 @@ class StateChange:
     ``attempt`` counts the connection attempts so far. For "reconnected": the tables ``revived``
     (made again in place), the input tables among them made again ``emptied`` (their rows are
     gone), and the tables ``lost``, each with the reason its next use will give; ``seconds`` is
-    the time from noticing the loss to this state."""
+    the time from noticing the loss to this state, ``revive_seconds`` the part of it spent making
+    the tables again (and replaying scripts) once connected."""
 
     state: str
     cause: str = ""
@@ -128,6 +129,7 @@ class StateChange:
     emptied: tuple[Any, ...] = ()
     lost: tuple[tuple[Any, str], ...] = ()
     seconds: float = 0.0
+    revive_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,7 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
         left = policy.deadline - (time.monotonic() - started)
         try:
             yield do(session._connect_again, max(0.5, min(10.0, left)))
+            connected = time.monotonic()
             rv.reviving = True
             try:
                 revived, emptied, lost = yield from revive_flow(session)
@@ -322,7 +325,8 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
                 rv.reviving = False
             rv.generation += 1
             rv.emit(StateChange("reconnected", attempt=attempt, revived=tuple(revived), emptied=tuple(emptied),
-                                lost=tuple(lost), seconds=time.monotonic() - started))
+                                lost=tuple(lost), seconds=time.monotonic() - started,
+                                revive_seconds=time.monotonic() - connected))
             return
         except AuthenticationError as e:
             if not isinstance(e, SessionExpiredError):
