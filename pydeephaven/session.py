@@ -169,6 +169,9 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         self._finalizer = weakref.finalize(self, _shutdown, new, self._flight, self._followers, self._live_sizes)
         old_flight.close()
         old.close(timeout=1.0)
+        if self._closed_by_user:  # closed meanwhile: so is the new connection
+            self._finalizer()
+            return
         self._watch_loss()
 
     def _mark_lost(self, reason: str) -> None:

@@ -255,3 +255,35 @@ def test_reconnect_example() -> None:
     assert f"top after: {top}" in lines and "mine after: [1, 2]" in lines
     assert any(x.startswith("lost: to_arrow failed: the table was lost in a reconnect: it was imported before")
                for x in lines), lines
+
+
+@pytest.mark.offline
+def test_after_a_reconnect_reads_are_repeated_and_writes_are_not() -> None:
+    from pydeephaven._core import revive
+    from pydeephaven._core.session_base import SessionBase
+    from pydeephaven._core.table_base import TableBase
+    from pydeephaven.dherror import UnreachableError
+
+    def cut(flow_fn: Any) -> DHError:
+        def gen() -> Any:
+            yield None
+        g = gen()
+        g.__name__ = flow_fn.__name__  # what the drivers read: the flow's own name
+        return revive.after_loss(g, UnreachableError("x failed: the server at h:1 is unreachable", code="UNAVAILABLE"))
+
+    for read in (TableBase._to_arrow_flow, SessionBase._tables_flow, SessionBase._op_flow, SessionBase._sql_flow):
+        err = cut(read)
+        assert isinstance(err, UnreachableError) and revive.retry(read, err)
+    for write in (SessionBase._run_script_flow, SessionBase._import_table_flow, SessionBase._bind_table_flow):
+        err = cut(write)
+        assert isinstance(err, OutcomeUnknownError) and not revive.retry(write, err)
+        assert f"{write.__name__[1:-5]} may or may not have happened on the server" in str(err)
+        assert "it was not repeated" in str(err) and err.code == "UNAVAILABLE"
+    # an error that did not come after a reconnect is never repeated
+    assert not revive.retry(TableBase._to_arrow_flow, UnreachableError("x", code="UNAVAILABLE"))
+    assert revive.READS.isdisjoint(revive.WRITES)
+    from pydeephaven._core.storage import StorageBase
+    from pydeephaven._core.table_base import InputTableBase
+    kinds = (SessionBase, TableBase, InputTableBase, StorageBase)
+    assert [n for n in revive.READS | revive.WRITES if not any(hasattr(k, n) for k in kinds)] == []
+    assert revive.policy_of("S", False) is None and revive.policy_of("S", True) == ReconnectPolicy()

@@ -313,10 +313,14 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
     attempt = 0
     while True:
         attempt += 1
+        if session._closed_by_user:
+            raise SessionClosedError("reconnect stopped: the session was closed")
         rv.emit(StateChange("reconnecting", cause=str(last), attempt=attempt))
         left = policy.deadline - (time.monotonic() - started)
         try:
             yield do(session._connect_again, max(0.5, min(10.0, left)))
+            if session._closed_by_user:  # closed while connecting: the new connection was closed too
+                raise SessionClosedError("reconnect stopped: the session was closed")
             connected = time.monotonic()
             rv.reviving = True
             try:
@@ -328,11 +332,13 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
                                 lost=tuple(lost), seconds=time.monotonic() - started,
                                 revive_seconds=time.monotonic() - connected))
             return
-        except AuthenticationError as e:
-            if not isinstance(e, SessionExpiredError):
-                last = e  # the server refused the credentials: waiting will not change that
-                break
+        except SessionClosedError as e:
+            if session._closed_by_user:
+                raise
             last = e
+        except AuthenticationError as e:  # the server refused the credentials: waiting will not change that
+            last = e
+            break
         except DHError as e:
             last = e
         if time.monotonic() - started + backoff > policy.deadline:

@@ -170,6 +170,10 @@ class AsyncSession(SessionBase):
             await asyncio.wait_for(old.close(timeout=1.0), 3.0)
         except Exception:  # noqa: BLE001 (the old connection is gone; nothing to end there)
             pass
+        if self._closed_by_user:  # closed meanwhile: so is the new connection
+            await new.close()
+            self._finalizer.detach()
+            return
         self._watch_loss()
 
     def _mark_lost(self, reason: str) -> None:
