@@ -17,6 +17,7 @@ from pydeephaven.dherror import (
     InvalidArgumentError,
     NotFoundError,
     OutcomeUnknownError,
+    ScriptTimeoutError,
     ServerError,
     SessionClosedError,
     SessionExpiredError,
@@ -24,6 +25,7 @@ from pydeephaven.dherror import (
     TableLostError,
     UnreachableError,
 )
+from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.revive import ReconnectPolicy, StateChange
 from pydeephaven._core.session_base import ScriptResult
 from pydeephaven._core.watch import ScopeChange
@@ -38,7 +40,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = ["Session", "DHError", "SortDirection", "Query", "Table", "NaturalJoinType"]
-__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult", "ScopeChange"]
+__all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "ScriptResult", "ScopeChange", "LogEntry",
+            "LogSubscription"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
-            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError"]
+            "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError", "ScriptTimeoutError"]
 __all__ += ["ReconnectPolicy", "StateChange", "SessionLostError", "TableLostError", "OutcomeUnknownError"]

@@ -18,7 +18,7 @@ from typing import Any, AsyncGenerator, Optional
 import grpc
 import grpc.aio
 
-from pydeephaven._core.calls import Follow, Unary
+from pydeephaven._core.calls import Follow, Unary, Watch
 from pydeephaven._proto import (
     config_pb2,
     session_pb2,
@@ -226,6 +226,14 @@ class AsyncTransport(TransportBase):
             del call, method
             raise error  # outside the except blocks: see unary
 
+    def watch(self, call: Watch) -> "AsyncStreamWatch":
+        """Read a server stream in a task of the loop (see ``_core.calls.Watch``)."""
+        self.check_open(call.op)
+        self.check_loop(call.op)
+        watch = AsyncStreamWatch(self, call)
+        self.watches.add(watch)
+        return watch
+
     async def perform(self, call: Any) -> Any:
         """Make a ``_core.calls.Unary`` or ``Stream`` call."""
         # the method is never a local of this frame: a failure's traceback would keep the
@@ -391,6 +399,8 @@ class AsyncTransport(TransportBase):
         """End the server session and the channel; never raises, idempotent."""
         if self._closed:
             return
+        for watch in list(self.watches):
+            watch.cancel()
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             # the channel belongs to the loop that connected: close it there, or, when that loop
@@ -449,6 +459,50 @@ class AsyncTransport(TransportBase):
 
 
 
+
+
+class AsyncStreamWatch:
+    """A server stream read by a task of the session's loop through ``AsyncTransport.follow``, each
+    message handed to the description's ``on_message`` in the loop (``AsyncTransport.watch``).
+    ``cancel()`` may be called from any thread."""
+
+    def __init__(self, transport: AsyncTransport, call: Watch) -> None:
+        self._cancel: Optional[Any] = None
+        self._cancelled = False
+        follow = Follow(call.op, call.stub, call.method, call.request, each=lambda msg: self._each(call, msg),
+                        opened=self._took, args=call.args)
+        self._task = asyncio.get_running_loop().create_task(self._read(transport, follow, call))
+        self._task.add_done_callback(_consume)
+
+    def _took(self, cancel: Any) -> None:
+        self._cancel = cancel
+        if self._cancelled:
+            cancel()
+
+    def _each(self, desc: Watch, msg: Any) -> None:
+        if not self._cancelled:
+            desc.on_message(msg)
+
+    async def _read(self, transport: AsyncTransport, follow: Follow, desc: Watch) -> None:
+        error: Optional[BaseException] = None
+        try:
+            error = await transport.follow(follow)
+        except DHError as e:  # the session closed before the call was made
+            error = e
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if desc.on_end is not None:
+                desc.on_end(None if self._cancelled else error)
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._cancel is not None:
+            self._cancel()  # thread-safe (AsyncTransport.follow)
 
 
 def _consume(task: "asyncio.Task[Any]") -> None:

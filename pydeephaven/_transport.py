@@ -28,7 +28,7 @@ from pydeephaven._proto import (
     table_pb2_grpc,
 )
 from pydeephaven._confirm import KnownSchemas
-from pydeephaven._core.calls import DEFAULT_TIMEOUT, Follow, Unary
+from pydeephaven._core.calls import DEFAULT_TIMEOUT, Follow, Unary, Watch
 from pydeephaven._utils import describe_args
 from pydeephaven.dherror import (
     CallCancelledError,
@@ -324,6 +324,8 @@ class TransportBase:
         self.on_lost: Optional[Callable[[str], None]] = None
         self._stub_lock = threading.Lock()  # the stubs' making and the channel's closing (_Stub)
         self.known_schemas = KnownSchemas()  # the server's schemas of the uploads so far (_confirm)
+        #: the streams read in the background (``watch``), ended when the session closes
+        self.watches: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     def _open_channel(self, grpc_module: Any) -> None:
         """Make the channel (of ``grpc`` or ``grpc.aio``) the stubs call on."""
@@ -566,6 +568,13 @@ class Transport(TransportBase):
             stream.close()
         return (out, None) if call.partial else out
 
+    def watch(self, call: Watch) -> "StreamWatch":
+        """Read a server stream in a daemon thread (see ``_core.calls.Watch``)."""
+        self.check_open(call.op)
+        watch = StreamWatch(self, call)
+        self.watches.add(watch)
+        return watch
+
     def unary_future(self, op: str, method: Any, request: Any, *,
                      args: Optional[dict[str, Any]] = None) -> "PendingCall":
         """Send a unary call without waiting for its answer (pipelined operations)."""
@@ -651,6 +660,8 @@ class Transport(TransportBase):
         """End the server session and the channel; never raises, idempotent."""
         if self._closed.is_set():
             return
+        for watch in list(self.watches):
+            watch.cancel()
         if not self._dead and self._token is not None:
             try:
                 self.session_stub.CloseSession(session_pb2.HandshakeRequest(), metadata=self.metadata, timeout=timeout)
@@ -672,6 +683,63 @@ class Transport(TransportBase):
                 except Exception:
                     pass
         _open_transports.discard(self)
+
+
+class StreamWatch:
+    """A server stream read in a daemon thread through ``Transport.follow``, each message handed to
+    the description's ``on_message`` (``Transport.watch``). The call is made before the constructor
+    returns; ``cancel()`` ends it and, from another thread, waits (briefly) for the reading thread,
+    so that no message is handed on after it returns."""
+
+    def __init__(self, transport: Transport, call: Watch) -> None:
+        self._lock = threading.Lock()
+        self._cancel: Optional[Callable[[], None]] = None
+        self._cancelled = False
+        self._opened = threading.Event()
+        self._done = threading.Event()
+        follow = Follow(call.op, call.stub, call.method, call.request, each=lambda msg: self._each(call, msg),
+                        opened=self._took, args=call.args)
+        self._thread = threading.Thread(target=self._read, args=(transport, follow, call), daemon=True,
+                                        name=f"pydeephaven-{call.op}")
+        self._thread.start()
+        self._opened.wait(CONNECT_TIMEOUT)
+
+    def _took(self, cancel: Callable[[], None]) -> None:
+        with self._lock:
+            self._cancel = cancel
+            cancelled = self._cancelled
+        self._opened.set()
+        if cancelled:
+            cancel()
+
+    def _each(self, desc: Watch, msg: Any) -> None:
+        if not self._cancelled:
+            desc.on_message(msg)
+
+    def _read(self, transport: Transport, follow: Follow, desc: Watch) -> None:
+        error: Optional[DHError] = None
+        try:
+            error = transport.follow(follow)
+        except DHError as e:  # the session closed before the call was made
+            error = e
+        finally:
+            self._opened.set()
+            self._done.set()
+            if desc.on_end is not None:
+                desc.on_end(None if self._cancelled else error)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            cancel = self._cancel
+        if cancel is not None:
+            cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
 
 
 class PendingCall:

@@ -4,10 +4,16 @@
 
       tables                       names of the tables in the server's scope, one a line
       run FILE                     run a server-side script; the tables it created are listed
+                                   (--output: what it printed instead; --timeout SECONDS)
       sql QUERY                    run a SQL query: pretty text on a terminal, else CSV (--format, --out)
       import FILE --name NAME      load a CSV / Parquet / Arrow IPC file into a named server table
       export NAME --out FILE       write a named table to a file; the format comes from the extension
       tail NAME                    follow a live table, printing its changes until Ctrl-C
+      logs                         follow the server's log (what scripts print, and its own log)
+      info                         the server's version, configuration and Java heap
+      storage ls [PATH]            the server's file storage (notebooks): list a directory,
+      storage get PATH [DEST]      fetch a file (to stdout without DEST),
+      storage put SRC PATH         store a file (--force replaces one)
       serve                        run an embedded real server in the foreground until Ctrl-C / SIGTERM
 
 Connection options also come from the environment: DH_HOST, DH_PORT, DH_AUTH_TYPE, DH_AUTH_TOKEN.
@@ -15,14 +21,15 @@ Connection options also come from the environment: DH_HOST, DH_PORT, DH_AUTH_TYP
 Exit status: 0 success; 1 the server or the network refused (connection, authentication, a failing
 query or script, a table that does not exist, ...); 2 a usage error (unknown command or option, a
 bad value, a missing argument, an input file that does not exist, an output folder that does not
-exist); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), except for ``tail`` and ``serve``,
-which are meant to be stopped that way and exit 0. An error is one line on stderr; ``--debug`` adds
+exist); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), except for ``tail``, ``logs`` and
+``serve``, which are meant to be stopped that way and exit 0. An error is one line on stderr; ``--debug`` adds
 the whole message, the traceback and the client's debug log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import logging
@@ -39,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import click
 
 from pydeephaven import formats
-from pydeephaven.dherror import DHError
+from pydeephaven.dherror import DHError, ServerError, ScriptTimeoutError
 from pydeephaven.embedded import PSK_AUTH, start_server
 from pydeephaven.formats import visible
 from pydeephaven.session import Session
@@ -292,10 +299,15 @@ def tables(ctx: click.Context) -> None:
 @click.argument("file", type=_EXISTING_FILE_OR_DASH)
 @click.option("--language", type=click.Choice(["python", "groovy"]),
               help="The script's language [default: groovy for a .groovy file, else python].")
+@click.option("--output", "show_output", is_flag=True,
+              help="Print what the script printed (its stdout and stderr lines, in order) instead of the names "
+                   "of the tables it created; also when it fails.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Stop the script on the server after this many seconds (exit status 1).")
 @click.pass_context
-def run(ctx: click.Context, file: str, language: Optional[str]) -> None:
+def run(ctx: click.Context, file: str, language: Optional[str], show_output: bool, timeout: Optional[float]) -> None:
     """Run FILE (- for standard input) as a script on the server, then list the names of the
-    tables it created, one a line."""
+    tables it created, one a line (with --output: the lines the script printed)."""
     if file == "-":
         script = sys.stdin.read()
     else:
@@ -305,10 +317,137 @@ def run(ctx: click.Context, file: str, language: Optional[str]) -> None:
             raise DHError(f"run: cannot read {file!r}: {e}") from None
     lang = language or ("groovy" if file.lower().endswith(".groovy") else "python")
     session = _conn(ctx).session(lang)
+    if show_output:
+        try:
+            result = session.run_script(script, capture_output=True, timeout=timeout)
+        except (ServerError, ScriptTimeoutError) as e:
+            for line in e.output or ():
+                _line(line)
+            raise
+        for line in result.output or ():
+            _line(line)
+        return
     before = set(session.tables)
-    session.run_script(script)
+    session.run_script(script, timeout=timeout)
     for name in sorted(set(session.tables) - before):
         _line(name)
+
+
+# -- info -----------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: 1.5 GiB, 300.0 MiB ..."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@cli.command(short_help="The server's version, configuration and Java heap.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help='text: lines for a person; json: {"version": ..., "heap": {...}, "config": {...}}.')
+@click.pass_context
+def info(ctx: click.Context, fmt: str) -> None:
+    """The server's Deephaven version, the configuration values it shows clients (the versions
+    of its Java, Python, Barrage ...) and its Java heap (bytes: max_memory, the most it may use;
+    total_memory, taken now; free_memory, of that unused)."""
+    session = _conn(ctx).session()
+    config = session.server_config
+    heap = session.heap_info()
+    if fmt == "json":
+        _line(json.dumps({"version": session.server_version, "heap": heap, "config": config}, indent=2,
+                         sort_keys=True))
+        return
+    used = heap["total_memory"] - heap["free_memory"]
+    _line(f"server: {session.host}:{session.port}")
+    _line(f"version: {session.server_version or 'unknown'}")
+    _line(f"heap: {_size(used)} used of {_size(heap['total_memory'])} taken, at most {_size(heap['max_memory'])}")
+    _line("config:")
+    for key in sorted(config):
+        _line(f"  {key} = {config[key]}")
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+def _storage_path(_ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    if value is not None and not value.startswith("/"):
+        raise click.BadParameter(f"{value!r}: storage paths start at its root, '/'", param=param)
+    return value
+
+
+@cli.group(short_help="The server's file storage (notebooks): ls, get, put.")
+def storage() -> None:
+    """The server's file storage, where its web UI keeps notebooks and layouts (paths from its
+    root, /)."""
+
+
+@storage.command("ls", short_help="List a directory of the storage.")
+@click.argument("path", default="/", callback=_storage_path)
+@click.option("--long", "-l", "long_", is_flag=True,
+              help="Tab-separated: kind, size in bytes, etag (- for none), path.")
+@click.option("--glob", metavar="PATTERN", help="Only the names matching PATTERN, e.g. '*.py'.")
+@click.pass_context
+def storage_ls(ctx: click.Context, path: str, long_: bool, glob: Optional[str]) -> None:
+    """The entries of the storage directory PATH (default /), one a line, sorted; a directory's
+    path ends with /."""
+    for item in sorted(_conn(ctx).session().storage.ls(path, glob), key=lambda i: i.path):
+        if long_:
+            _line(f"{item.kind}\t{item.size}\t{item.etag or '-'}\t{item.path}")
+        else:
+            _line(item.path + ("/" if item.kind == "directory" else ""))
+
+
+@storage.command("get", short_help="Fetch a file of the storage.")
+@click.argument("path", callback=_storage_path)
+@click.argument("dest", required=False)
+@click.pass_context
+def storage_get(ctx: click.Context, path: str, dest: Optional[str]) -> None:
+    """Fetch the storage file PATH into DEST (a file, or a directory to put it in under its own
+    name); to stdout without DEST or with -."""
+    target: Optional[Path] = None
+    if dest is not None and dest != "-":
+        target = Path(dest)
+        if target.is_dir():
+            target = target / Path(path).name
+        elif not target.parent.exists():
+            raise click.BadParameter(f"the directory {str(target.parent)!r} does not exist", param_hint="'DEST'")
+    data = _conn(ctx).session().storage.read(path)
+    if target is None:
+        _write_bytes(data)
+        return
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise DHError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
+    _line(f"wrote {len(data)} bytes from {path} to {target}")
+
+
+@storage.command("put", short_help="Store a file in the storage.")
+@click.argument("src", type=_EXISTING_FILE_OR_DASH)
+@click.argument("path", callback=_storage_path)
+@click.option("--force", "-f", is_flag=True, help="Replace the file if it exists (else that is an error).")
+@click.pass_context
+def storage_put(ctx: click.Context, src: str, path: str, force: bool) -> None:
+    """Store the local file SRC (- for standard input) as the storage file PATH (a PATH ending in
+    / is a directory: the file keeps its name)."""
+    if path.endswith("/"):
+        if src == "-":
+            raise click.BadParameter("give the file's name in PATH when reading standard input", param_hint="'PATH'")
+        path += Path(src).name
+    try:
+        data = sys.stdin.buffer.read() if src == "-" else Path(src).read_bytes()
+    except OSError as e:
+        raise DHError(f"cannot read {src!r}: {e.strerror or e}") from None
+    _conn(ctx).session().storage.write(path, data, allow_overwrite=force)
+    _line(f"stored {len(data)} bytes from {src} at {path}")
 
 
 # -- sql ------------------------------------------------------------------------------------------
@@ -464,6 +603,47 @@ def export(ctx: click.Context, name: str, out: str, progress: Optional[bool]) ->
     with session.open_table(name) as table:
         rows = _write_table_file(table, out, kind, progress)
     _line(f"exported {rows} rows from {name} to {out}")
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _log_line(entry: Any, fmt: str) -> str:
+    when = datetime.datetime.fromtimestamp(entry.time / 1e6, datetime.timezone.utc)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    if fmt == "json":
+        return json.dumps({"time": stamp, "micros": entry.time, "level": entry.level, "message": entry.message}) + "\n"
+    return f"{stamp} {entry.level} {entry.message}\n"
+
+
+@cli.command(short_help="Follow the server's log until Ctrl-C.")
+@click.option("--level", "-l", "levels", multiple=True, metavar="LEVEL",
+              help="Only this level (repeatable): STDOUT, STDERR (what scripts print), INFO, WARN, ERROR ... "
+                   "[default: all].")
+@click.option("--history", is_flag=True, help="Start with the server's recent history (about its last thousand "
+                                               "records) instead of the records from now on (this computer's clock).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help='text: "TIME LEVEL MESSAGE" lines (UTC); json: one {"time", "micros", "level", "message"} a line.')
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
+@click.option("--max-entries", type=click.IntRange(1), help="Stop after this many records.")
+@click.pass_context
+def logs(ctx: click.Context, levels: tuple[str, ...], history: bool, fmt: str, seconds: Optional[float],
+         max_entries: Optional[int]) -> None:
+    """Print the server's log records as they arrive, of every session: what scripts print
+    (levels STDOUT, STDERR) and the server's own log, until Ctrl-C (or --seconds, --max-entries)."""
+    session = _conn(ctx).session()
+    count = 0
+    try:
+        with session.logs(levels=list(levels) or None, since=None if history else time.time(),
+                          timeout=seconds) as stream:
+            for entry in stream:
+                text = _log_line(entry, fmt)
+                _write(text)
+                count += 1
+                if max_entries is not None and count >= max_entries:
+                    break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: the way logs is meant to end
 
 
 # -- tail -----------------------------------------------------------------------------------------

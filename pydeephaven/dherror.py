@@ -25,10 +25,13 @@ class                      cause (gRPC status names in ``code``)
                            the client's own argument checks (``ArgumentError``, code None)
 ``ServerError``            the server failed to carry out a valid request (INTERNAL, UNKNOWN,
                            DATA_LOSS, ABORTED, UNIMPLEMENTED, UNAVAILABLE sent by the server
-                           itself); a script that raised in ``run_script`` (code None)
+                           itself); a script that raised in ``run_script`` (code None; its
+                           ``output`` holds what it printed when that was captured)
 ``CallCancelledError``     the call was cancelled before it had its answer (CANCELLED), e.g. the
                            session was closed while it ran
 ``DeadlineExceededError``  no answer within the call's deadline (DEADLINE_EXCEEDED)
+``ScriptTimeoutError``     a DeadlineExceededError: a ``run_script`` that ran past its ``timeout``;
+                           ``cancelled`` says whether the server stopped the script
 =========================  ======================================================================
 
 A failure that is not a call's status (a file that cannot be read, a refused argument) has code
@@ -82,7 +85,14 @@ class InvalidArgumentError(DHError):
 
 
 class ServerError(DHError):
-    """The server failed to carry out the request (or a script it ran raised)."""
+    """The server failed to carry out the request (or a script it ran raised). ``output``: for a
+    script run with ``capture_output``, the lines it printed (stdout and stderr, in order) before
+    it failed; None otherwise."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None,
+                 output: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__(message, code)
+        self.output = output
 
 
 class CallCancelledError(DHError):
@@ -91,6 +101,20 @@ class CallCancelledError(DHError):
 
 class DeadlineExceededError(DHError):
     """No answer came within the call's deadline."""
+
+
+class ScriptTimeoutError(DeadlineExceededError):
+    """A ``run_script`` ran past its ``timeout`` (seconds). ``cancelled``: the server stopped the
+    script (True), or it may still be running there (False: it was inside a blocking call, such as
+    a sleep or a read, when its time ran out, and stops when that call returns; the server runs
+    no other script meanwhile). ``output``: what it printed so far, when captured, else None."""
+
+    def __init__(self, message: object = "", code: Optional[str] = None, *, timeout: float = 0.0,
+                 cancelled: bool = False, output: Optional[tuple[str, ...]] = None) -> None:
+        super().__init__(message, code)
+        self.timeout = timeout
+        self.cancelled = cancelled
+        self.output = output
 
 
 class ArgumentError(InvalidArgumentError, ValueError):

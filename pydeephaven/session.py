@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import queue
 import threading
+import time
 import weakref
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import grpc
 
 from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
 from pydeephaven._core import revive
-from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive
+from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, Watch, drive
+from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
 from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, ScopeWatchBase, call_quietly
@@ -22,6 +25,7 @@ from pydeephaven._flight import (
 )
 from pydeephaven._temporary import BoundName, TemporaryScope
 from pydeephaven._transport import PendingCall, Transport, close_all, is_expired
+from pydeephaven._utils import check_number
 from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.experimental.plugin_client import PluginClient
 from pydeephaven.query import Query
@@ -196,6 +200,8 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
                 return e, False
         if isinstance(call, Cancelled):
             raise call.cause
+        if isinstance(call, Watch):
+            return self._transport.watch(call)
         return (call.via or self)._transport.perform(call)
 
     def _start_call(self, call: Unary) -> PendingCall:
@@ -265,6 +271,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     input_table = sync_api(_B._input_table_flow)
     sql = sync_api(_B._sql_flow)
     import_file = sync_api(_B._import_file_flow)
+    on_log = sync_api(_B._on_log_flow)
     _table_from = sync_api(_B._table_from_flow)
     _own_ticket = sync_api(_B._own_ticket_flow)
 
@@ -324,6 +331,20 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             run = self._live_sizes.begin()
             if run is not None:
                 _Following(self._transport, run, "pydeephaven-live-sizes", self._followers)
+    def logs(self, levels: Optional[Sequence[str]] = None, since: Optional[float] = None,
+             timeout: Optional[float] = None) -> "LogStream":
+        """Iterate the server's log records (``LogEntry``: time, level, message) as they arrive,
+        of every session and thread: what scripts print (levels "STDOUT", "STDERR") and the
+        server's own log. The iteration ends after ``timeout`` seconds (None: when the iterator or
+        the session is closed); close it early with ``close()`` or a ``with`` block::
+
+            with session.logs(levels=["STDOUT", "STDERR"], since=time.time(), timeout=10) as log:
+                for entry in log:
+                    print(entry.level, entry.message)
+
+        ``levels`` and ``since`` are those of ``on_log`` (the callback form).
+        """
+        return LogStream(self, levels, since, timeout)
 
     # -- sync only: scoped resources, plugins ------------------------------------------------------
 
@@ -547,6 +568,55 @@ class TableWatch(ScopeWatchBase):
 
 
 atexit.register(close_all)
+
+
+class LogStream:
+    """``session.logs()``: an iterator of the server's log records, read by a daemon thread
+    into a queue; ``close()`` (or the end of a ``with`` block, or the session's close) ends the
+    stream and the thread."""
+
+    def __init__(self, session: Session, levels: Optional[Sequence[str]], since: Optional[float],
+                 timeout: Optional[float]) -> None:
+        if timeout is not None:
+            timeout = check_number("logs", "timeout", timeout)
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._done = False
+        on_message, on_end = queue_feed(self._queue.put)
+        self._handle = session._run(session._log_watch_flow(on_message, on_end, levels, since))
+        self._finalizer = weakref.finalize(self, self._handle.cancel)
+
+    def __iter__(self) -> "LogStream":
+        return self
+
+    def __next__(self) -> LogEntry:
+        while not self._done:
+            left = None if self._deadline is None else self._deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if isinstance(item, StreamEnd):
+                self.close()
+                if item.error is not None:
+                    raise item.error
+                break
+            return item
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """End the stream (idempotent)."""
+        self._done = True
+        self._finalizer()
+
+    def __enter__(self) -> "LogStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Storage(StorageBase):

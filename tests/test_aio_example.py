@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.support.examples import run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_async_example(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "async_example.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "async_example")
     lines = [line for line in proc.stdout.split("\n") if line.strip()]
     # computed here from the example's data: rows with Qty >= 50, summed by Sym
     trades = [("AAPL", 189.5, 100), ("MSFT", 410.0, 50), ("AAPL", 190.25, 200), ("GOOG", 140.1, 75),

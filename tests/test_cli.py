@@ -117,7 +117,7 @@ def _wait_rows(session: Session, name: str, rows: int, timeout: float = 30) -> N
 def test_help_lists_every_command() -> None:
     r = dh("--help")
     assert_ok(r)
-    for command in ("tables", "run", "sql", "import", "export", "tail", "serve"):
+    for command in ("tables", "run", "sql", "import", "export", "tail", "serve", "info", "storage", "logs"):
         assert re.search(rf"^\s+{command}\s", r.stdout, re.M), command
     for option in ("--host", "--port", "--auth-type", "--auth-token", "--tls", "--ca", "--client-cert",
                    "--client-key", "--embedded", "--debug", "DH_HOST", "DH_PORT", "DH_AUTH_TYPE", "DH_AUTH_TOKEN"):
@@ -206,6 +206,166 @@ def test_run_script_error_is_one_line(tmp_path: Path, conn: list[str]) -> None:
 
 def test_run_missing_file_is_a_usage_error(tmp_path: Path, conn: list[str]) -> None:
     assert_error(dh(*conn, "run", tmp_path / "nope.py"), 2, "nope.py", "does not exist")
+
+
+def test_run_output_shows_the_printed_lines(tmp_path: Path, conn: list[str], session: Session, names: Any) -> None:
+    tok = names("out")
+    script = tmp_path / "talk.py"
+    script.write_text("import sys\nfrom deephaven import empty_table\n"
+                      f"print('{tok} first')\n"
+                      f"print('{tok} to stderr', file=sys.stderr)\n"
+                      f"for i in range(3):\n    print('{tok}', i * i)\n"
+                      f"{tok} = empty_table(2)\n")
+    r = dh(*conn, "run", "--output", script)
+    assert_ok(r)
+    assert r.stdout.splitlines() == [f"{tok} first", f"{tok} to stderr"] + [f"{tok} {i * i}" for i in range(3)]
+    assert session.open_table(tok).size == 2
+    # without --output: the new table's name, not the printed lines
+    r = dh(*conn, "run", "-", input=f"{tok} = None\nprint('{tok} quiet')\n")
+    assert_ok(r)
+    assert tok not in r.stdout
+
+
+def test_run_output_of_a_failing_script(tmp_path: Path, conn: list[str]) -> None:
+    tok = f"t{uuid.uuid4().hex[:10]}"
+    script = tmp_path / "fails.py"
+    script.write_text(f"print('{tok} before')\nraise KeyError('{tok}-missing')\n")
+    r = dh(*conn, "run", "--output", script)
+    assert r.returncode == 1, r
+    assert r.stdout.splitlines() == [f"{tok} before"]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pydeephaven: error: run_script failed"), r.stderr
+    assert "KeyError" in lines[0] and f"{tok}-missing" in lines[0]
+
+
+def test_run_timeout_stops_the_script(conn: list[str], session: Session, names: Any) -> None:
+    name = names("late")
+    script = f"import time\nfor _ in range(3000):\n    time.sleep(0.1)\n{name} = 1\n"
+    line = assert_error(dh(*conn, "run", "--timeout", "1", "-", input=script), 1, "timed out",
+                        "stopped on the server")
+    assert "1 s" in line
+    res = session.run_script(f"print({name!r} in globals())", capture_output=True)
+    assert res.output == ("False",)
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def test_logs_prints_a_line_a_script_printed(conn: list[str], session: Session) -> None:
+    tok = f"t{uuid.uuid4().hex[:10]}"
+    p = subprocess.Popen(MODULE + [*conn, "logs", "--level", "STDOUT", "--max-entries", "1", "--seconds", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        # the command takes the records from its own start on: print until it has one (bounded)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            session.run_script(f"print('{tok}')")
+            time.sleep(0.5)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == 0, err
+    [line] = out.splitlines()
+    stamp, level, message = line.split(" ", 2)
+    assert (level, message) == ("STDOUT", tok)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+
+
+def test_logs_history_as_json(conn: list[str], session: Session) -> None:
+    tok = f"t{uuid.uuid4().hex[:10]}"
+    session.run_script(f"print('{tok} in the history')")
+    r = dh(*conn, "logs", "--history", "--format", "json", "--level", "STDOUT", "--seconds", "3")
+    assert_ok(r)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    mine = [rec for rec in records if tok in rec["message"]]
+    assert [(rec["level"], rec["message"]) for rec in mine] == [("STDOUT", f"{tok} in the history")]
+    assert all(set(rec) == {"time", "micros", "level", "message"} for rec in records)
+    assert all(rec["level"] == "STDOUT" for rec in records)
+
+
+# -- info -----------------------------------------------------------------------------------------
+
+
+def test_info_json_and_text(conn: list[str], session: Session) -> None:
+    r = dh(*conn, "info", "--format", "json")
+    assert_ok(r)
+    got = json.loads(r.stdout)
+    assert got["version"] == session.server_version == version("deephaven-server")
+    assert got["config"] == session.server_config
+    heap = got["heap"]
+    assert heap["max_memory"] == session.heap_info()["max_memory"]
+    assert 0 <= heap["free_memory"] <= heap["total_memory"] <= heap["max_memory"]
+    r = dh(*conn, "info")
+    assert_ok(r)
+    lines = r.stdout.splitlines()
+    assert f"version: {session.server_version}" in lines
+    assert lines[0] == f"server: {session.host}:{session.port}"
+    assert any(ln.startswith("heap: ") and "used of" in ln for ln in lines)
+    assert f"  deephaven.version = {session.server_version}" in lines
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(session: Session) -> Iterator[str]:
+    """A new storage directory, removed with what it holds afterwards."""
+    path = f"/cli-{uuid.uuid4().hex[:10]}"
+    session.storage.mkdir(path)
+    yield path
+    for item in session.storage.ls(path):
+        session.storage.delete(item.path)
+    session.storage.delete(path)
+
+
+def test_storage_put_ls_get(tmp_path: Path, conn: list[str], session: Session, folder: str) -> None:
+    payload = "print('stored')\n".encode() + bytes(range(256))
+    src = tmp_path / "nb.py"
+    src.write_bytes(payload)
+    r = dh(*conn, "storage", "put", src, f"{folder}/")
+    assert_ok(r)
+    assert r.stdout == f"stored {len(payload)} bytes from {src} at {folder}/nb.py\n"
+    assert session.storage.read(f"{folder}/nb.py") == payload
+    r = dh(*conn, "storage", "put", "-", f"{folder}/from_stdin.txt", input="line one\n")
+    assert_ok(r)
+    assert session.storage.read(f"{folder}/from_stdin.txt") == b"line one\n"
+    session.storage.mkdir(f"{folder}/sub")
+    r = dh(*conn, "storage", "ls", folder)
+    assert_ok(r)
+    assert r.stdout.splitlines() == [f"{folder}/from_stdin.txt", f"{folder}/nb.py", f"{folder}/sub/"]
+    r = dh(*conn, "storage", "ls", "-l", "--glob", "*.py", folder)
+    assert_ok(r)
+    [item] = session.storage.ls(folder, glob="*.py")
+    assert r.stdout.splitlines() == [f"file\t{len(payload)}\t{item.etag}\t{folder}/nb.py"]
+    assert f"{folder}/" in dh(*conn, "storage", "ls").stdout.splitlines()
+    # to stdout, to a file, into a directory
+    r = dh(*conn, "storage", "get", f"{folder}/nb.py", binary=True)
+    assert r.returncode == 0 and r.stdout == payload
+    out = tmp_path / "copy.py"
+    r = dh(*conn, "storage", "get", f"{folder}/nb.py", out)
+    assert_ok(r)
+    assert out.read_bytes() == payload and r.stdout == f"wrote {len(payload)} bytes from {folder}/nb.py to {out}\n"
+    into = tmp_path / "into"
+    into.mkdir()
+    assert_ok(dh(*conn, "storage", "get", f"{folder}/from_stdin.txt", into))
+    assert (into / "from_stdin.txt").read_bytes() == b"line one\n"
+
+
+def test_storage_failures(tmp_path: Path, conn: list[str], session: Session, folder: str) -> None:
+    src = tmp_path / "a.py"
+    src.write_text("first\n")
+    assert_ok(dh(*conn, "storage", "put", src, f"{folder}/a.py"))
+    src.write_text("second\n")
+    assert_error(dh(*conn, "storage", "put", src, f"{folder}/a.py"), 1, "storage.write", "already exists")
+    assert session.storage.read(f"{folder}/a.py") == b"first\n"
+    assert_ok(dh(*conn, "storage", "put", "--force", src, f"{folder}/a.py"))
+    assert session.storage.read(f"{folder}/a.py") == b"second\n"
+    assert_error(dh(*conn, "storage", "get", f"{folder}/missing.py"), 1, "storage.read", "missing.py")
+    assert_error(dh(*conn, "storage", "ls", f"{folder}/no_dir"), 1, "storage.ls")
+    assert_error(dh(*conn, "storage", "get", f"{folder}/a.py", tmp_path / "no" / "x.py"), 2, "does not exist")
+    assert_error(dh(*conn, "storage", "put", "-", f"{folder}/", input="x"), 2, "standard input")
 
 
 # -- sql ------------------------------------------------------------------------------------------
@@ -608,6 +768,14 @@ def test_unreachable_port_fails_fast(tmp_path: Path) -> None:
     ["--embedded", "--port", "10000", "tables"],
     ["--embedded", "serve"],
     ["--ca", "/no/such/ca.pem", "tables"],
+    ["run", "-", "--timeout", "0"],
+    ["info", "--format", "xml"],
+    ["logs", "--seconds", "0"],
+    ["logs", "--max-entries", "0"],
+    ["storage", "ls", "notebooks"],
+    ["storage", "get", "notebooks/a.py"],
+    ["storage", "put", "/no/such/local.py", "/a.py"],
+    ["storage", "rm", "/a.py"],
 ])
 def test_usage_errors(args: list[str]) -> None:
     assert_error(dh(*args), 2, "usage error")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.examples import run_example
 
 
 def test_quickstart(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "quickstart")
     lines = proc.stdout.split("\n")
     # independent computation of the expected rows: Qty >= 50, grouped by Sym
     rows = {"AAPL": (600, 189.5 * 100 + 190.25 * 200 + 188.0 * 300), "GOOG": (75, 140.1 * 75), "MSFT": (50, 410.0 * 50)}
@@ -26,10 +18,7 @@ def test_quickstart(server) -> None:
 
 
 def test_table_ops_example(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "table_ops.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "table_ops")
     out = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
     rows = [(s, p, q) for s, p, q in zip(["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"],
                                           [189.5, 410.0, 190.25, 140.1, 412.5, 188.0], [100, 50, 200, 75, 25, 300])]
@@ -50,10 +39,7 @@ def test_table_ops_example(server) -> None:
 
 
 def test_errors_example(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "errors.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "errors")
     assert proc.stdout.splitlines() == [
         "missing table: None",
         "bad formula: InvalidArgumentError INVALID_ARGUMENT",
@@ -63,11 +49,20 @@ def test_errors_example(server) -> None:
     ]
 
 
+def test_script_output_example(server) -> None:
+    proc = run_example(server, "script_output")
+    assert proc.stdout.splitlines() == [
+        "output: ['hello', 'careful']",
+        "failed after: ['working']",
+        "stopped: True",
+        f"next script: {6 * 7}",
+        "logs: logged line",
+        "on_log: True",
+    ]
+
+
 def test_partitioned_example(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "partitioned.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "partitioned")
     lines = proc.stdout.strip().split("\n")
     syms = ["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"]
     qty = [100, 50, 200, 75, 25, 300]
@@ -78,10 +73,7 @@ def test_partitioned_example(server) -> None:
 
 
 def test_dbapi_example(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "dbapi.py")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "dbapi")
     lines = proc.stdout.strip().split("\n")
     syms = ["AAPL", "MSFT", "AAPL", "GOOG", "MSFT", "AAPL"]
     price = [189.5, 410.0, 190.25, 140.1, 412.5, 188.0]

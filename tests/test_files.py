@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pydeephaven import DHError, Session
+from tests.support.examples import run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,10 +272,7 @@ def test_file_larger_than_a_chunk_streams_both_ways(server, tmp_path: Path) -> N
 
 
 def test_example_files(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "files.py")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "files")
     lines = proc.stdout.splitlines()
     # the example writes 1,000 rows with Qty = i % 10 + 1 and groups by Sym = i % 3: compute the same
     qty = {f"S{k}": sum(i % 10 + 1 for i in range(1000) if i % 3 == k) for k in range(3)}

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from pydeephaven import DHError, Session, formats
+from tests.support.examples import run_example
 
 
 @pytest.fixture
@@ -215,15 +216,8 @@ def test_formats_module_is_pure() -> None:
 
 
 def test_example_formats(server) -> None:
-    import os
-    import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(root / "examples" / "formats.py")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=root)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "formats")
     out = proc.stdout.splitlines()
     assert out[0] == "Table (static): 30 rows x 3 columns"
     body = _cells(proc.stdout)[2:]

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 
 from pydeephaven import DHError, Session, Table
+from tests.support.examples import run_example
 
 N = 2_000
 
@@ -261,16 +262,8 @@ def test_sql_after_close(server) -> None:
 
 
 def test_example_sql(server) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(root / "examples" / "sql.py")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=root)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "sql")
     out = proc.stdout.splitlines()
     # the example's data, aggregated here for Qty >= 50
     rows = [("AAPL", 189.5, 100), ("MSFT", 410.0, 50), ("AAPL", 190.25, 200), ("GOOG", 140.1, 75),

@@ -4,9 +4,6 @@ scope name for a block, and the query-log summary."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pydeephaven import DHError, Session
+from tests.support.examples import run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,10 +164,7 @@ def test_stats_summary_counts_calls(session: Session) -> None:
 
 
 def test_example_temporary(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "temporary.py")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "temporary")
     lines = proc.stdout.splitlines()
     assert lines[0] == "exports during the block: 3"
     assert lines[1] == "exports after the block: 1"
@@ -179,10 +174,7 @@ def test_example_temporary(server) -> None:
 
 
 def test_example_query_log(server) -> None:
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "query_log.py")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "query_log")
     summary = proc.stdout.splitlines()
     assert summary[0].startswith("5 calls, 0 errors")
     calls = {line.split()[0]: int(line.split()[1]) for line in summary[2:]}

@@ -26,6 +26,7 @@ from pydeephaven import DHError, Session, TableListener, TableListenerHandle, Ta
 from pydeephaven._barrage import rowset
 
 from tests.support.relay import Relay
+from tests.support.examples import run_example
 
 TIMEOUT = 20.0
 
@@ -747,13 +748,8 @@ def test_session_close_ends_subscriptions_with_one_error(server):
 
 
 def test_ticking_example_runs(server):
-    import os
-    from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "ticking_example.py"
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=90)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "ticking_example")
     lines = proc.stdout.splitlines()
     added = [int(x) for line in lines if line.startswith("added")
              for x in line[len("added "):].strip("[]").split(",") if x.strip()]

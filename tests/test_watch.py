@@ -4,13 +4,9 @@ tables, through both APIs against the real server. Every wait is a bounded poll.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -22,6 +18,7 @@ from pydeephaven._core.watch import LiveSizes, ScopeWatchBase
 from pydeephaven._proto import application_pb2, table_pb2, ticket_pb2
 from pydeephaven.dherror import ArgumentError, UnreachableError
 from pydeephaven.ticket import ExportTicket
+from tests.support.examples import run_example
 
 WAIT = 30.0  # seconds any one change may take to arrive
 
@@ -396,11 +393,7 @@ def test_offline_live_sizes_follow_registered_tables() -> None:
 
 def test_watch_example(server) -> None:
     """examples/watch.py (the README's example) runs as written and prints what it saw."""
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, DH_HOST=server.host, DH_PORT=str(server.port))
-    proc = subprocess.run([sys.executable, str(root / "examples" / "watch.py")], env=env, capture_output=True,
-                          text=True, timeout=150)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example(server, "watch", timeout=150)
     assert proc.stdout.splitlines() == [
         "created: {'watched_prices': 'Table'}",
         "updated: {'watched_prices': 'Table'}",

@@ -15,6 +15,9 @@ nothing of gRPC: they hand each description to a ``perform`` function of the ses
               handed to ``each`` as it arrives (none     DHError that ended it (a cancel too)
               kept); ``opened`` gets a function that
               cancels the call from any thread
+    Watch     a server stream read in the background  -> a handle (``cancel()`` ends the call); each
+              (a thread, or a task of the event loop)    message goes to ``on_message``, then the end
+                                                         (None or the DHError) to ``on_end``
 
 For work that runs beside the flow (an upload) and its cleanup:
 
@@ -73,6 +76,17 @@ class Follow:
     request: Any
     each: Callable[[Any], None]  # called with every message, in the thread (or loop) reading the stream
     opened: Callable[[Callable[[], None]], None]  # called once the call is made, with its canceller
+    args: Optional[dict[str, Any]] = None
+
+
+@dataclass(slots=True)
+class Watch:
+    op: str
+    stub: str
+    method: str
+    request: Any
+    on_message: Callable[[Any], None]  # called in the reading thread (sync) or the event loop (asyncio)
+    on_end: Optional[Callable[[Optional[BaseException]], None]] = None  # once: None (ended or cancelled) or the DHError
     args: Optional[dict[str, Any]] = None
 
 

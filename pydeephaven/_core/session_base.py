@@ -34,10 +34,13 @@ from pydeephaven._core.calls import (
     StopFlag,
     Stream,
     Unary,
+    Watch,
     blocking,
     do,
 )
 from pydeephaven._core import revive
+from pydeephaven._core import logs as _logs
+from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.watch import LiveSizes
 from pydeephaven._flight import (
@@ -60,7 +63,17 @@ from pydeephaven._proto import (
 )
 from pydeephaven._utils import check_connection_args, check_number, check_str, check_ticket, pem_bytes, server_address
 from pydeephaven._utils import str_tuple
-from pydeephaven.dherror import ArgumentError, DHError, NotFoundError, ServerError, cause_of, reworded, rewrap
+from pydeephaven.dherror import (
+    ArgumentError,
+    DeadlineExceededError,
+    DHError,
+    NotFoundError,
+    ServerError,
+    ScriptTimeoutError,
+    cause_of,
+    reworded,
+    rewrap,
+)
 from pydeephaven.ticket import ExportTicket, ScopeTicket, ServerObject, SharedTicket, Ticket, _ticket_from_bytes
 
 __all__ = ["SessionBase", "ScriptResult", "sync_api", "async_api", "check_variable_name", "unbind_script"]
@@ -130,22 +143,28 @@ class ScriptResult:
     variables the script ``created``, ``updated`` (bound again) and ``removed``, each name with its
     type (``"Table"``, ``"PartitionedTable"``, ``"Figure"`` ...; the server reports only objects a
     client can fetch, not plain values such as numbers); and when the server ran it (``start``,
-    ``end``: nanoseconds since the epoch)."""
+    ``end``: nanoseconds since the epoch).
+
+    With ``run_script(..., capture_output=True)``: ``output``, the lines the script printed to
+    stdout and stderr, in order (without their newlines), and ``output_entries``, the same as
+    ``LogEntry`` records (``level`` "STDOUT" or "STDERR", ``time``); both None otherwise."""
 
     created: dict[str, str]
     updated: dict[str, str]
     removed: dict[str, str]
     start: int = 0
     end: int = 0
+    output: Optional[tuple[str, ...]] = None
+    output_entries: Optional[tuple[LogEntry, ...]] = None
 
     @classmethod
-    def of(cls, resp: Any) -> "ScriptResult":
+    def of(cls, resp: Any, entries: Optional[tuple[LogEntry, ...]] = None) -> "ScriptResult":
         def names(infos: Any) -> dict[str, str]:
             return {i.field_name: i.typed_ticket.type for i in infos}
 
         ch = resp.changes
         return cls(names(ch.created), names(ch.updated), names(ch.removed), int(resp.start_timestamp),
-                   int(resp.end_timestamp))
+                   int(resp.end_timestamp), None if entries is None else tuple(e.message for e in entries), entries)
 
 
 class SessionBase:
@@ -179,6 +198,10 @@ class SessionBase:
         self._never_timeout = never_timeout
         self._export_numbers = itertools.count(1)
         self._console_id: Optional[Any] = None
+        #: a lower bound of the server's clock minus ours (micros), from the last command's answer
+        self._clock_offset_us: Optional[int] = None
+        #: the server refused CancelCommand (UNIMPLEMENTED): not asked again
+        self._no_cancel_command = False
         #: Parallel Flight streams for ``to_arrow`` of a large static table (1: never).
         self.fetch_streams = 2
         #: The estimated size above which ``to_arrow`` uses parallel streams.
@@ -410,24 +433,141 @@ class SessionBase:
                     args={"session_type": self._session_type})
         return ticket.pb_ticket
 
-    def _run_script_flow(self, script: str, systemic: Optional[bool] = None) -> Flow[ScriptResult]:
+    def _run_script_flow(self, script: str, systemic: Optional[bool] = None, *, capture_output: bool = False,
+                         timeout: Optional[float] = None) -> Flow[ScriptResult]:
         """Run ``script`` in the server's script session (language: ``session_type``); what it did
         to the global scope (a ``ScriptResult``; the official client returns None).
 
+        Args:
+            script: the code.
+            systemic: mark the objects the script makes as systemic (None: the server's default).
+            capture_output: collect what the script prints to stdout and stderr, in order, as
+                ``ScriptResult.output`` (None when False). The server's log stream carries it;
+                a line is there once its newline is printed (a last line printed without one is
+                missed). Costs a no-op command after the script and up to about 0.1 s.
+            timeout: seconds; past them the script is stopped on the server and
+                ``ScriptTimeoutError`` raised (its ``cancelled`` says whether the server stopped
+                it). A Python script is stopped between two instructions: a loop at once, a
+                blocking call (time.sleep, a read) when it returns. The server's CancelCommand is
+                asked too (the 42.7 server does not implement it).
+
         Raises:
-            DHError: carrying the server's error message when the script fails.
+            ServerError: the script raised on the server; the server's message, and with
+                ``capture_output`` the script's output in ``output`` and in the message.
+            ScriptTimeoutError: ``timeout`` passed (a DeadlineExceededError).
         """
         check_str("run_script", "script", script, allow_empty=True)
         if systemic is not None and not (isinstance(systemic, int) and systemic in (0, 1)):  # ints as bools
             raise DHError(f"run_script: systemic must be None, True or False, got {systemic!r}")
+        if timeout is not None:
+            timeout = check_number("run_script", "timeout", timeout)
+            if timeout <= 0:
+                raise ArgumentError(f"run_script: timeout must be a positive number of seconds, got {timeout!r}")
         console = yield do(self._console)
-        req = console_pb2.ExecuteCommandRequest(console_id=console, code=script,
-                                                systemic=_SYSTEMIC[None if systemic is None else bool(systemic)])
-        resp = yield Unary("run_script", "console_stub", "ExecuteCommand", req, args={"script": script})
-        if resp.error_message:
-            raise ServerError(f"run_script failed: the script raised an error on the server:\n{resp.error_message}")
-        revive.note_script(self, script)
-        return ScriptResult.of(resp)
+        token = os.urandom(8).hex()
+        watched = timeout is not None and self._session_type == "python"
+        code = _logs.watchdog_script(script, timeout, token) if watched and timeout is not None else script
+        if capture_output and self._session_type == "python":
+            code = _logs.tagged(code, token)
+        collector: Optional[_logs.OutputCollector] = None
+        watch = None
+        if capture_output:
+            collector = _logs.OutputCollector(token)
+            watch = yield Watch("run_script", "console_stub", "SubscribeToLogs",
+                                _logs.log_request(None, _logs.capture_since(self._clock_offset_us)),
+                                collector.add, collector.end)
+        try:
+            req = console_pb2.ExecuteCommandRequest(console_id=console, code=code,
+                                                    systemic=_SYSTEMIC[None if systemic is None else bool(systemic)])
+            wait = None if timeout is None else timeout + _logs.CANCEL_GRACE_SECONDS
+            try:
+                resp = yield Unary("run_script", "console_stub", "ExecuteCommand", req, args={"script": script},
+                                   timeout=wait)
+            except DeadlineExceededError:
+                assert timeout is not None
+                raise (yield from self._script_timed_out_flow(console, timeout, watched, collector)) from None
+            self._clock_offset_us = int(resp.end_timestamp) // 1000 - int(time.time() * 1e6)
+            entries = None
+            if collector is not None:
+                end_us = int(resp.end_timestamp) // 1000
+                if not collector.has_after(end_us):
+                    yield Unary("run_script", "console_stub", "ExecuteCommand", console_pb2.ExecuteCommandRequest(
+                        console_id=console, code=_logs.marker_script(token, self._session_type)))
+                    yield blocking(collector.wait_complete, end_us)
+                entries = collector.lines(int(resp.start_timestamp), int(resp.end_timestamp))
+                if collector.error is not None:
+                    log.warning("run_script: the server ended the log stream before the script's output was "
+                                "complete (%s); output holds the %d lines received", collector.error, len(entries))
+            if resp.error_message:
+                lines = None if entries is None else tuple(e.message for e in entries)
+                if watched and _logs.stopped_by_watchdog(resp.error_message, token):
+                    raise ScriptTimeoutError(f"run_script timed out: the script ran past its timeout of {timeout:g} s "
+                                             f"and was stopped on the server", code="DEADLINE_EXCEEDED",
+                                             timeout=float(timeout or 0), cancelled=True, output=lines)
+                printed = "" if not lines else " (its output first, then the error)"
+                text = "".join(line + "\n" for line in lines or ())
+                raise ServerError(f"run_script failed: the script raised an error on the server{printed}:\n"
+                                  f"{text}{resp.error_message}", output=lines)
+            revive.note_script(self, script)
+            return ScriptResult.of(resp, entries)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    def _script_timed_out_flow(self, console: Any, timeout: float, watched: bool,
+                               collector: Optional[_logs.OutputCollector]) -> Flow[ScriptTimeoutError]:
+        """The error of a script whose answer did not come within its timeout (and the grace after
+        it): the server's CancelCommand is asked (unless it refused before); a watched script is
+        stopped by its watchdog once its blocking call returns."""
+        if not self._no_cancel_command:
+            outcome, _ = yield Quietly(Unary("run_script", "console_stub", "CancelCommand",
+                                             console_pb2.CancelCommandRequest(console_id=console)))
+            if isinstance(outcome, DHError) and outcome.code == "UNIMPLEMENTED":
+                self._no_cancel_command = True
+        lines = None if collector is None else tuple(e.message for e in collector.since_command())
+        if watched:
+            how = ("it was inside a blocking call (a sleep, a read ...) when its time ran out: the server stops it "
+                   "when that call returns, and runs no other script meanwhile")
+        else:
+            how = (f"the server cannot stop a {self._session_type} script (it does not implement CancelCommand): "
+                   f"it runs on, and the server runs no other script meanwhile")
+        return ScriptTimeoutError(f"run_script timed out: no answer within its timeout of {timeout:g} s; {how}",
+                                  code="DEADLINE_EXCEEDED", timeout=timeout, cancelled=False, output=lines)
+
+    # -- the server's log -------------------------------------------------------------------------
+
+    def _on_log_flow(self, callback: Callable[[LogEntry], Any], levels: Optional[Sequence[str]] = None,
+                     since: Optional[float] = None) -> Flow[LogSubscription]:
+        """Call ``callback(entry)`` with each record of the server's log (a ``LogEntry``: time,
+        level, message), of every session and thread, as it arrives (in a worker thread in the
+        blocking API, in the event loop in the asyncio API), until the returned subscription's
+        ``close()`` or the session's close.
+
+        Args:
+            levels: only these levels, e.g. ``["STDOUT", "STDERR"]`` (what scripts print); all
+                when None.
+            since: seconds since the epoch (server clock): only records after it; None: the
+                server first replays its recent history (about the last thousand records).
+        """
+        if not callable(callback):
+            raise DHError(f"on_log: callback must be callable, got {type(callback).__name__}")
+        req = _logs.log_request(levels, since, "on_log")
+        sub: list[LogSubscription] = []
+
+        def ended(error: Optional[BaseException]) -> None:
+            if sub:
+                sub[0].error = error
+
+        handle = yield Watch("on_log", "console_stub", "SubscribeToLogs", req,
+                             lambda msg: _logs.call_quietly(callback, LogEntry.of(msg)), ended)
+        sub.append(LogSubscription(handle))
+        return sub[0]
+
+    def _log_watch_flow(self, on_message: Callable[[Any], None], on_end: Callable[[Optional[BaseException]], None],
+                        levels: Optional[Sequence[str]], since: Optional[float]) -> Flow[Any]:
+        """The log stream read in the background for ``logs()`` (a handle to cancel)."""
+        req = _logs.log_request(levels, since, "logs")
+        return (yield Watch("logs", "console_stub", "SubscribeToLogs", req, on_message, on_end))
 
     def _open_table_flow(self, name: str) -> Flow[Any]:
         """The table bound to ``name`` in the server's global scope."""

@@ -13,13 +13,26 @@ import concurrent.futures
 import functools
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
 
 
 from pydeephaven import _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
 from pydeephaven._core import revive
-from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, drive_async
+from pydeephaven._core.calls import (
+    Blocking,
+    Cancelled,
+    Do,
+    Flow,
+    Quietly,
+    Result,
+    Settle,
+    Spawn,
+    Unary,
+    Watch,
+    drive_async,
+)
+from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
 from pydeephaven._core.foreign import check as check_foreign
 from pydeephaven._core.foreign import is_foreign
 from pydeephaven._core.storage import StorageBase
@@ -29,6 +42,7 @@ from pydeephaven._flight import FlightPath
 from pydeephaven._transport import closed_error, is_expired
 from pydeephaven.aio.query import AsyncQuery
 from pydeephaven.aio.table import AsyncInputTable, AsyncPartitionedTable, AsyncTable, RecordBatchStream
+from pydeephaven._utils import check_number
 from pydeephaven.dherror import ArgumentError, DHError
 from pydeephaven.ticket import Ticket
 
@@ -200,6 +214,8 @@ class AsyncSession(SessionBase):
             return task.result(), cancelled
         if isinstance(call, Cancelled):
             raise asyncio.CancelledError() from call.cause
+        if isinstance(call, Watch):
+            return self._transport.watch(call)
         return await (call.via or self)._transport.perform(call)
 
     async def _quietly(self, call: Unary) -> Any:
@@ -325,7 +341,20 @@ class AsyncSession(SessionBase):
     sql = async_api(_B._sql_flow)
     import_file = async_api(_B._import_file_flow)
     import_table = async_api(_B._import_table_flow)
+    on_log = async_api(_B._on_log_flow)
     _table_from = async_api(_B._table_from_flow)
+
+    def logs(self, levels: Optional[Sequence[str]] = None, since: Optional[float] = None,
+             timeout: Optional[float] = None) -> "AsyncLogStream":
+        """The server's log records (``LogEntry``) as they arrive, for ``async for``; see
+        ``Session.logs``. The stream starts at the first ``__anext__``; ``await stream.aclose()``
+        (or ``async with``, or the session's close) ends it::
+
+            async with session.logs(levels=["STDOUT"], timeout=10) as log:
+                async for entry in log:
+                    print(entry.message)
+        """
+        return AsyncLogStream(self, levels, since, timeout)
     _own_ticket = async_api(_B._own_ticket_flow)
 
     def _release_later(self, ticket: Ticket, after: Optional["asyncio.Task[Any]"] = None) -> None:
@@ -591,6 +620,67 @@ class AsyncTableWatch(ScopeWatchBase):
         state = "not started" if self._following is None and not self.stopped else (
             "open" if self.is_open else "closed")
         return f"AsyncTableWatch({state})"
+class AsyncLogStream:
+    """``AsyncSession.logs()``: an async iterator of the server's log records, read by a task of
+    the session's loop into a queue; ``aclose()`` (or the end of an ``async with`` block, or the
+    session's close) ends the stream and the task."""
+
+    def __init__(self, session: AsyncSession, levels: Optional[Sequence[str]], since: Optional[float],
+                 timeout: Optional[float]) -> None:
+        if timeout is not None:
+            timeout = check_number("logs", "timeout", timeout)
+        self._session = session
+        self._args = (levels, since)
+        self._timeout = timeout
+        self._deadline: Optional[float] = None
+        self._queue: Optional["asyncio.Queue[Any]"] = None
+        self._handle: Any = None
+        self._done = False
+
+    def __aiter__(self) -> "AsyncLogStream":
+        return self
+
+    async def _start(self) -> "asyncio.Queue[Any]":
+        q: "asyncio.Queue[Any]" = asyncio.Queue()
+        on_message, on_end = queue_feed(q.put_nowait)
+        self._handle = await self._session._arun(self._session._log_watch_flow(on_message, on_end, *self._args))
+        self._finalizer = weakref.finalize(self, self._handle.cancel)
+        loop = asyncio.get_running_loop()
+        self._deadline = None if self._timeout is None else loop.time() + self._timeout
+        self._queue = q
+        return q
+
+    async def __anext__(self) -> LogEntry:
+        if self._done:
+            raise StopAsyncIteration
+        q = self._queue if self._queue is not None else await self._start()
+        loop = asyncio.get_running_loop()
+        left = None if self._deadline is None else self._deadline - loop.time()
+        try:
+            if left is not None and left <= 0:
+                raise asyncio.TimeoutError()
+            item = await asyncio.wait_for(q.get(), left)
+        except asyncio.TimeoutError:
+            await self.aclose()
+            raise StopAsyncIteration from None
+        if isinstance(item, StreamEnd):
+            await self.aclose()
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """End the stream (idempotent)."""
+        self._done = True
+        if self._handle is not None:
+            self._finalizer()
+
+    async def __aenter__(self) -> "AsyncLogStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class AsyncStorage(StorageBase):
