@@ -78,6 +78,7 @@ def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab") -> Iterator[
 def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterator[Any]:
     """A Playwright page of Debian's headless Chromium with the notebook ``name`` open in ``app``
     (as ``jupyterlab`` took it), its cells run."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -90,9 +91,23 @@ def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterato
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
             prompts = ".jp-Notebook .jp-CodeCell .jp-InputPrompt"
 
+            dialogs: list[str] = []
+
+            def accept_dialogs() -> None:
+                # a busy machine can make JupyterLab ask (e.g. which kernel to start): take its default
+                for dialog in page.query_selector_all(".jp-Dialog"):
+                    dialogs.append(" ".join(dialog.inner_text().split()))
+                    button = dialog.query_selector(".jp-mod-accept")
+                    if button is not None:
+                        button.click()
+
             def run_all() -> None:
-                page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+                accept_dialogs()
+                try:
+                    page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=10_000)
+                    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=10_000)
+                except PlaywrightTimeout:  # a dialog came up meanwhile: accepted, and asked again, below
+                    page.keyboard.press("Escape")
 
             run_all()
             deadline = time.monotonic() + 180
@@ -102,8 +117,9 @@ def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterato
                 if shown and shown[-1] not in ("[ ]:", "[*]:"):
                     break  # the last cell has run
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"the notebook's cells did not run: {shown}")
-                if all(p == "[ ]:" for p in shown) and time.monotonic() - asked > 10:
+                    raise AssertionError(f"the notebook's cells did not run: {shown}; dialogs: {dialogs}")
+                accept_dialogs()
+                if all(p == "[ ]:" for p in shown) and time.monotonic() - asked > 15:
                     run_all()  # asked before the kernel was connected, nothing is queued: ask again
                     asked = time.monotonic()
                 time.sleep(0.2)
