@@ -16,13 +16,17 @@ from pydeephaven.dherror import (
     DHError,
     InvalidArgumentError,
     NotFoundError,
+    OutcomeUnknownError,
     ScriptTimeoutError,
     ServerError,
     SessionClosedError,
     SessionExpiredError,
+    SessionLostError,
+    TableLostError,
     UnreachableError,
 )
 from pydeephaven._core.logs import LogEntry, LogSubscription
+from pydeephaven._core.revive import ReconnectPolicy, StateChange
 from pydeephaven._core.session_base import ScriptResult
 from pydeephaven._core.watch import ScopeChange
 from pydeephaven.query import Query
@@ -40,3 +44,4 @@ __all__ += ["listen", "TableListener", "TableUpdate", "TableListenerHandle", "Sc
             "LogSubscription"]
 __all__ += ["UnreachableError", "AuthenticationError", "SessionClosedError", "SessionExpiredError", "NotFoundError",
             "InvalidArgumentError", "ServerError", "CallCancelledError", "DeadlineExceededError", "ScriptTimeoutError"]
+__all__ += ["ReconnectPolicy", "StateChange", "SessionLostError", "TableLostError", "OutcomeUnknownError"]

@@ -152,6 +152,7 @@ class AsyncTransport(TransportBase):
         if not self._dead:
             self._dead = reason
             log.warning("pydeephaven async session to %s is no longer usable: %s", self.target, reason)
+            self._report_lost(reason)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -350,8 +351,10 @@ class AsyncTransport(TransportBase):
                 session_pb2.TerminationNotificationRequest(), metadata=self.metadata)
             try:
                 resp = await call
-            except grpc.RpcError:
-                return  # the watch itself failed (e.g. the connection dropped); calls will say why
+            except grpc.RpcError as e:  # the watch itself failed (e.g. the connection dropped); calls will say why
+                if not self._closed:
+                    self._report_lost(f"the server's termination stream ended: {e.code()}")
+                return
             if not self._closed:
                 self.mark_dead(f"the server is shutting down ({resp.reason or 'no reason given'})")
         except asyncio.CancelledError:
@@ -376,6 +379,7 @@ class AsyncTransport(TransportBase):
                 failures += 1
                 if self._refresh_failed(e):
                     return
+                self._report_lost(f"keep-alive failed: {e}")
 
     @property
     def keepalive_running(self) -> bool:

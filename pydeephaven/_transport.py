@@ -320,6 +320,9 @@ class TransportBase:
         self._token: Optional[str] = None
         self._token_time = 0.0
         self._dead: Optional[str] = None
+        #: called (from a background thread or task) with the reason when the keep-alive or the
+        #: termination watch finds the connection gone; set by sessions that reconnect
+        self.on_lost: Optional[Callable[[str], None]] = None
         self._stub_lock = threading.Lock()  # the stubs' making and the channel's closing (_Stub)
         self.known_schemas = KnownSchemas()  # the server's schemas of the uploads so far (_confirm)
         #: the streams read in the background (``watch``), ended when the session closes
@@ -368,6 +371,19 @@ class TransportBase:
         return False
 
     def mark_dead(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _report_lost(self, reason: str) -> None:
+        """Tell ``on_lost`` (when set) that the connection looks gone."""
+        hook = self.on_lost
+        if hook is not None and not self.is_closed:
+            try:
+                hook(reason)
+            except Exception:  # noqa: BLE001 (a background path: nothing to raise to)
+                log.debug("on_lost hook failed", exc_info=True)
+
+    @property
+    def is_closed(self) -> bool:
         raise NotImplementedError
 
     # the service stubs, each made on first use (making all seven took about 0.5 ms of a connect)
@@ -640,6 +656,7 @@ class Transport(TransportBase):
         if not self._dead:
             self._dead = reason
             log.warning("pydeephaven session to %s is no longer usable: %s", self.target, reason)
+            self._report_lost(reason)
 
     def close(self, timeout: float = 2.0) -> None:
         """End the server session and the channel; never raises, idempotent."""
@@ -764,8 +781,9 @@ def _on_termination(ref: "weakref.ref[Transport]") -> Any:
         try:
             resp = future.result()
             reason = f"the server is shutting down ({resp.reason or 'no reason given'})"
-        except Exception:
-            return  # the watch itself failed (e.g. the connection dropped); calls will say why
+        except Exception as e:  # the watch itself failed (e.g. the connection dropped); calls will say why
+            t._report_lost(f"the server's termination stream ended: {e}")
+            return
         t.mark_dead(reason)
     return done
 
@@ -820,6 +838,7 @@ def _keepalive_loop(ref: "weakref.ref[Transport]") -> None:
             failures += 1
             if t._refresh_failed(e):
                 return
+            t._report_lost(f"keep-alive failed: {e}")
         del t
 
 

@@ -210,3 +210,18 @@ def rewrap(where: str, err: DHError, *inner_ops: str) -> DHError:
     if text.startswith(op + "(") or text.startswith(op + " ") or text.startswith(op + ":"):
         return err
     return reworded(err, f"{where} failed: {cause_of(text, *inner_ops)}")
+
+
+class SessionLostError(SessionClosedError):
+    """A session that reconnects (``reconnect=True``) could not reconnect within its policy's
+    deadline: it is over, and says why."""
+
+
+class TableLostError(DHError):
+    """A table could not be made again after its session reconnected (e.g. it was imported and
+    the client kept no copy of the data); the message says why."""
+
+
+class OutcomeUnknownError(DHError):
+    """A call that changes the server (an import, a script, an input-table add, a bind) was cut
+    off by a lost connection: it may or may not have happened, and it was not repeated."""

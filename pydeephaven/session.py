@@ -14,6 +14,7 @@ import grpc
 
 from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
+from pydeephaven._core import revive
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, Watch, drive
 from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
 from pydeephaven._core.storage import StorageBase
@@ -51,6 +52,12 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             (PEM bytes); the system roots are used when ``tls_root_certs`` is None.
         client_opts: extra gRPC channel options, as (name, value) pairs.
         extra_headers: headers sent with every call.
+        reconnect: False (the default): a lost connection ends the session, as in the official
+            client. True or a ``ReconnectPolicy``: log in again with the same credentials and
+            revive the session's tables (see ``pydeephaven._core.revive`` and the README).
+        keep_imports: with ``reconnect``, keep a reference to the data of each ``import_table``
+            so that the table can be uploaded again after a reconnect (memory); without it such a
+            table is lost in a reconnect.
 
     Raises:
         DHError: the server is unreachable, is not a Deephaven server, or refused the credentials.
@@ -82,13 +89,21 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         client_private_key: Optional[bytes] = None,
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
+        reconnect: Union[bool, revive.ReconnectPolicy] = False,
+        keep_imports: bool = False,
     ) -> None:
         roots, chain, key = self._init_base("Session", host, port, auth_type, auth_token, never_timeout,
                                             session_type, tls_root_certs, client_cert_chain, client_private_key,
                                             client_opts, extra_headers)
-        self._transport = Transport(self._host, self._port, auth_type, auth_token, never_timeout, use_tls, roots,
-                                    chain, key, client_opts, extra_headers)
+        self._init_reconnect("Session", reconnect, keep_imports)
+        args = (self._host, self._port, auth_type, auth_token, never_timeout, use_tls, roots, chain, key,
+                client_opts, extra_headers)
+        self._transport = Transport(*args)
         self._flight = FlightPath(self._transport, roots, chain, key)
+        if self._reviver is not None:
+            self._reconnect_args = args
+            self._reconnect_lock = threading.Lock()
+            self._watch_loss()
         self._console_lock = threading.Lock()
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
@@ -102,7 +117,72 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
     def _run(self, flow: Flow[Any]) -> Any:
-        return drive(flow, self._perform)
+        rv = self._reviver
+        if rv is None or rv.owner == threading.get_ident():
+            return drive(flow, self._perform)
+        if rv.busy:  # another thread is reconnecting: wait for it
+            with self._reconnect_lock:
+                pass
+        if rv.lost is not None:
+            raise revive.lost_error(rv, getattr(flow, "__name__", "")[1:].removesuffix("_flow"))
+        generation = rv.generation
+        try:
+            return drive(flow, self._perform)
+        except DHError as e:
+            if not revive.is_loss(self, e, generation):
+                raise
+            self._recover(generation, e)
+            raise revive.after_loss(flow, e) from e.__cause__
+
+    # -- reconnecting (pydeephaven._core.revive) ----------------------------------------------------
+
+    def _recover(self, generation: int, cause: BaseException) -> None:
+        """Reconnect and revive (unless another thread did since ``generation``); raises
+        SessionLostError once the policy's deadline has passed."""
+        rv = self._reviver
+        assert rv is not None
+        with self._reconnect_lock:
+            rv.busy, rv.owner = True, threading.get_ident()
+            try:
+                drive(revive.reconnect_flow(self, generation, cause), self._perform)
+            finally:
+                rv.busy, rv.owner = False, None
+
+    def _watch_loss(self) -> None:
+        """Reconnect in the background as soon as the keep-alive or the termination watch of the
+        current transport finds the connection gone."""
+        rv, me = self._reviver, weakref.ref(self)
+        assert rv is not None
+        generation = rv.generation
+
+        def lost(reason: str) -> None:
+            if rv.generation == generation and not rv.busy and rv.lost is None:
+                threading.Thread(target=_reconnect_in_background, args=(me, generation, reason),
+                                 name="pydeephaven-reconnect", daemon=True).start()
+
+        self._transport.on_lost = lost
+
+    def _connect_again(self, timeout: float) -> None:
+        """A new transport (channel, login, token) in place of the current one."""
+        args = self._reconnect_args
+        new = Transport(*args, connect_timeout=timeout)
+        old, old_flight = self._transport, self._flight
+        old.on_lost = None
+        self._transport = new
+        self._flight = FlightPath(new, *args[6:9])
+        self._console_id = None
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _shutdown, new, self._flight, self._followers, self._live_sizes)
+        old_flight.close()
+        old.close(timeout=1.0)
+        if self._closed_by_user:  # closed meanwhile: so is the new connection
+            self._finalizer()
+            return
+        self._watch_loss()
+
+    def _mark_lost(self, reason: str) -> None:
+        self._transport.on_lost = None
+        self._transport.mark_dead(reason)
 
     def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):
@@ -158,6 +238,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     def close(self) -> None:
         """End the session on the server and free the connection. Idempotent; never raises because
         the server is gone or the session expired."""
+        self._closed_by_user = True
         self._finalizer()
 
     _base_close = close
@@ -334,7 +415,16 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
     def _run_op(self, op: _ops.TableOp, source: Optional[Table], cls: Optional[type[Table]] = None) -> Table:
         """Run one op into a new export ticket; in pipelined mode without waiting for the answer."""
         if not self._is_pipelined():
-            return self._run(self._op_flow(op, source, cls))
+            try:
+                table = self._run(self._op_flow(op, source, cls))
+            except DHError as e:
+                if not revive.retry(self._op_flow, e):  # cut off by a lost connection, since reconnected
+                    raise
+                if source is not None:
+                    source._check(op.name)  # lost in the reconnect: says why
+                table = self._run(self._op_flow(op, source, cls))
+            revive.note_op(self, table, op, source)
+            return table
         refs, borrowed = self._run(self._refs_flow(op.name, op.others))
         ticket = self.make_export_ticket()
         try:
@@ -349,7 +439,18 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         if borrowed:
             call.future.add_done_callback(_releaser(t, borrowed))
         table._pending = (call, op.name, (source, *op.others))
+        revive.note_op(self, table, op, source)
         return table
+
+
+def _reconnect_in_background(ref: "weakref.ref[Session]", generation: int, reason: str) -> None:
+    session = ref()
+    if session is None or session._closed_by_user:
+        return
+    try:
+        session._recover(generation, DHError(reason))
+    except DHError:
+        pass  # lost: reported to on_state_change; the next call says so
 
 
 def _settled(call: PendingCall, timeout: Optional[float]) -> bool:

@@ -38,6 +38,7 @@ from pydeephaven._core.calls import (
     blocking,
     do,
 )
+from pydeephaven._core import revive
 from pydeephaven._core import logs as _logs
 from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.foreign import borrow_flow, is_foreign
@@ -99,6 +100,11 @@ def sync_api(flow: Callable[Concatenate[S, P], Flow[R]]) -> Callable[Concatenate
     """The blocking method of a flow (``_run_script_flow`` -> ``run_script``)."""
     @functools.wraps(flow)
     def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return self._run(flow(self, *args, **kwargs))
+        except DHError as e:
+            if not revive.retry(flow, e):  # a read cut off by a lost connection, since reconnected
+                raise
         return self._run(flow(self, *args, **kwargs))
 
     method.__name__ = _public_name(flow)
@@ -109,6 +115,11 @@ def async_api(flow: Callable[Concatenate[S, P], Flow[R]]) -> Callable[Concatenat
     """The coroutine method of a flow (``_run_script_flow`` -> ``async def run_script``)."""
     @functools.wraps(flow)
     async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await self._arun(flow(self, *args, **kwargs))
+        except DHError as e:
+            if not revive.retry(flow, e):
+                raise
         return await self._arun(flow(self, *args, **kwargs))
 
     method.__name__ = _public_name(flow)
@@ -171,6 +182,9 @@ class SessionBase:
     _is_async: bool
     _transport: Any
     _flight: Any
+    #: reconnect state (``pydeephaven._core.revive``); None: the session does not reconnect
+    _reviver: Optional[revive.Reviver] = None
+    _closed_by_user = False
 
     def _init_base(self, where: str, host: Optional[str], port: Optional[int], auth_type: str, auth_token: str,
                    never_timeout: bool, session_type: str, tls_root_certs: Any, client_cert_chain: Any,
@@ -205,6 +219,32 @@ class SessionBase:
         self.live_sizes = True
         self._live_sizes = LiveSizes()
         return pems
+
+    def _init_reconnect(self, where: str, reconnect: Any, keep_imports: bool) -> None:
+        policy = revive.policy_of(where, reconnect)
+        if keep_imports and policy is None:
+            raise ArgumentError(f"{where}: keep_imports=True needs reconnect=True (or a ReconnectPolicy)")
+        self._reviver = revive.Reviver(policy, keep_imports) if policy is not None else None
+
+    @property
+    def reconnect_policy(self) -> Optional[revive.ReconnectPolicy]:
+        """How the session reconnects after the server or the network went away; None: it does not."""
+        return self._reviver.policy if self._reviver is not None else None
+
+    def on_state_change(self, callback: Callable[[revive.StateChange], Any]) -> None:
+        """Call ``callback(change)`` (a ``StateChange``) at each change of the connection of a
+        session made with ``reconnect``: at once with the current state ("connected", or "lost"),
+        then "disconnected", "reconnecting" (each attempt), and "reconnected" (with the tables
+        revived and lost) or "lost". Callbacks run in the thread (or the event loop) that
+        reconnects; what they raise is logged."""
+        if not callable(callback):
+            raise ArgumentError(f"on_state_change: callback must be callable, got {type(callback).__name__}")
+        rv = self._reviver
+        if rv is None:
+            raise ArgumentError("on_state_change: the session does not reconnect; make it with reconnect=True "
+                                "(or a ReconnectPolicy)")
+        rv.callbacks.append(callback)
+        callback(revive.StateChange("lost", cause=rv.lost) if rv.lost else revive.StateChange("connected"))
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -470,6 +510,7 @@ class SessionBase:
                 text = "".join(line + "\n" for line in lines or ())
                 raise ServerError(f"run_script failed: the script raised an error on the server{printed}:\n"
                                   f"{text}{resp.error_message}", output=lines)
+            revive.note_script(self, script)
             return ScriptResult.of(resp, entries)
         finally:
             if watch is not None:
@@ -744,7 +785,9 @@ class SessionBase:
         """
         streams = self._streams_for_put(data)
         if streams > 1:
-            return (yield from self._import_parallel_flow(data, streams))
+            merged = yield from self._import_parallel_flow(data, streams)
+            revive.note_import(self, merged, data)
+            return merged
         ticket = self.make_export_ticket()
         stop = StopFlag()
         plan: list[UploadConfirmation] = []
@@ -781,7 +824,9 @@ class SessionBase:
             if cancelled:  # the caller was cancelled during the cleanup of a failure: the cancellation wins
                 yield Cancelled(e)
             raise _upload_error(e, note) from (e.__cause__ if isinstance(e, DHError) else e)
-        return self._table_class(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
+        table = self._table_class(self, ticket, size=rows, is_static=confirmed.is_static, schema=confirmed.schema)
+        revive.note_import(self, table, data)
+        return table
 
     def _streams_for_put(self, data: Any) -> int:
         if self.put_streams <= 1 or not isinstance(data, pa.Table) or data.num_rows < 2 * self.put_streams:

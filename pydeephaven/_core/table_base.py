@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence, Union
 import pyarrow as pa
 
 from pydeephaven import _files, _ops, filters, formats
+from pydeephaven._core import revive
 from pydeephaven._core.calls import Flow, OnSession, Stream, Unary, blocking, do
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.session_base import SessionBase
@@ -64,6 +65,9 @@ class TableBase(OnSession, ServerObject):
 
     #: ``to_string`` of a table still being made waits for it (asyncio) or shows its repr (sync)
     _waits_in_to_string = False
+    #: where the table came from, and why it could not be made again after a reconnect (``_core.revive``)
+    _origin: Any = None
+    _lost: Optional[str] = None
 
     def __init__(self, session: SessionBase, ticket: Ticket, schema_header: bytes = b"",
                  size: Optional[int] = None, is_static: Optional[bool] = None,
@@ -81,6 +85,7 @@ class TableBase(OnSession, ServerObject):
         self._pending: Optional[tuple[Any, str, tuple[Any, ...]]] = None
         if is_static is False:
             self._sized_live()
+        revive.track(session, self)
 
     # -- the server's answer ----------------------------------------------------------------------
 
@@ -158,6 +163,8 @@ class TableBase(OnSession, ServerObject):
     def _check(self, op: str) -> None:
         if self._closed:
             raise DHError(f"{op} failed: the table was closed (its server copy released)")
+        if self._lost is not None:
+            revive.check_lost(self, op)
 
     def _apply(self, op: _ops.TableOp) -> Any:
         self._check(op.name)

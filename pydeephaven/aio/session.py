@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, Type
 
 from pydeephaven import _ops
 from pydeephaven._aio_transport import AsyncTransport, _consume
+from pydeephaven._core import revive
 from pydeephaven._core.calls import (
     Blocking,
     Cancelled,
@@ -98,12 +99,21 @@ class AsyncSession(SessionBase):
         client_private_key: Optional[bytes] = None,
         client_opts: Optional[list[tuple[str, Union[int, str]]]] = None,
         extra_headers: Optional[dict[bytes, bytes]] = None,
+        reconnect: Union[bool, revive.ReconnectPolicy] = False,
+        keep_imports: bool = False,
     ) -> None:
         roots, chain, key = self._init_base("AsyncSession", host, port, auth_type, auth_token, never_timeout,
                                             session_type, tls_root_certs, client_cert_chain, client_private_key,
                                             client_opts, extra_headers)
-        self._transport = AsyncTransport(self._host, self._port, auth_type, auth_token, never_timeout, use_tls,
-                                         roots, chain, key, client_opts, extra_headers)
+        self._init_reconnect("AsyncSession", reconnect, keep_imports)
+        args = (self._host, self._port, auth_type, auth_token, never_timeout, use_tls, roots, chain, key,
+                client_opts, extra_headers)
+        self._transport = AsyncTransport(*args)
+        if self._reviver is not None:
+            self._reconnect_args = args
+            self._reconnect_lock: Optional[asyncio.Lock] = None
+            self._reconnect_tasks: set[asyncio.Task[None]] = set()
+            self._watch_loss()
         self._flight = FlightPath(self._transport, roots, chain, key)
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pydeephaven-aio")
         self._console_lock: Optional[asyncio.Lock] = None
@@ -116,7 +126,82 @@ class AsyncSession(SessionBase):
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
     async def _arun(self, flow: Flow[R]) -> R:
-        return await drive_async(flow, self._perform)
+        rv = self._reviver
+        if rv is None or (rv.owner is not None and rv.owner is asyncio.current_task()):
+            return await drive_async(flow, self._perform)
+        if rv.busy and self._reconnect_lock is not None:  # another task is reconnecting: wait for it
+            async with self._reconnect_lock:
+                pass
+        if rv.lost is not None:
+            raise revive.lost_error(rv, getattr(flow, "__name__", "")[1:].removesuffix("_flow"))
+        generation = rv.generation
+        try:
+            return await drive_async(flow, self._perform)
+        except DHError as e:
+            if not revive.is_loss(self, e, generation):
+                raise
+            await self._recover(generation, e)
+            raise revive.after_loss(flow, e) from e.__cause__
+
+    # -- reconnecting (pydeephaven._core.revive) ----------------------------------------------------
+
+    async def _recover(self, generation: int, cause: BaseException) -> None:
+        """Reconnect and revive (unless another task did since ``generation``); raises
+        SessionLostError once the policy's deadline has passed."""
+        rv = self._reviver
+        assert rv is not None
+        if self._reconnect_lock is None:
+            self._reconnect_lock = asyncio.Lock()
+        async with self._reconnect_lock:
+            rv.busy, rv.owner = True, asyncio.current_task()
+            try:
+                await drive_async(revive.reconnect_flow(self, generation, cause), self._perform)
+            finally:
+                rv.busy, rv.owner = False, None
+
+    def _watch_loss(self) -> None:
+        """Reconnect in a task of the loop as soon as the keep-alive or the termination watch of
+        the current transport finds the connection gone."""
+        rv, me = self._reviver, weakref.ref(self)
+        assert rv is not None
+        generation = rv.generation
+        tasks = self._reconnect_tasks
+
+        def lost(reason: str) -> None:
+            if rv.generation != generation or rv.busy or rv.lost is not None:
+                return
+            task = asyncio.get_running_loop().create_task(_reconnect_in_background(me, generation, reason))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        self._transport.on_lost = lost
+
+    async def _connect_again(self, timeout: float) -> None:
+        """A new transport (channel, login, token) in place of the current one."""
+        args = self._reconnect_args
+        new = AsyncTransport(*args, connect_timeout=timeout)
+        await new.connect()
+        old, old_flight = self._transport, self._flight
+        old.on_lost = None
+        self._transport = new
+        self._flight = FlightPath(self._transport, *args[6:9])
+        self._console_id = None
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _abandon, new, self._flight, self._executor)
+        old_flight.close()
+        try:
+            await asyncio.wait_for(old.close(timeout=1.0), 3.0)
+        except Exception:  # noqa: BLE001 (the old connection is gone; nothing to end there)
+            pass
+        if self._closed_by_user:  # closed meanwhile: so is the new connection
+            await new.close()
+            self._finalizer.detach()
+            return
+        self._watch_loss()
+
+    def _mark_lost(self, reason: str) -> None:
+        self._transport.on_lost = None
+        self._transport.mark_dead(reason)
 
     async def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):
@@ -173,6 +258,7 @@ class AsyncSession(SessionBase):
     async def close(self) -> None:
         """End the session on the server and free the connection, its tasks and threads.
         Idempotent; never raises because the server is gone or the session expired."""
+        self._closed_by_user = True
         for stream in list(self._streams):
             stream.cancel()
         self._live_sizes.close()
@@ -357,11 +443,37 @@ class AsyncSession(SessionBase):
             if is_foreign(self, o):
                 check_foreign(self, o, op.name)  # a wrong kind of table fails at the call
         ticket = self.make_export_ticket()
-        task = asyncio.get_running_loop().create_task(self._arun(self._op_call_flow(op, ticket, source)))
-        task.add_done_callback(_consume)
         table = (cls or AsyncTable)(self, ticket)
+        call = self._op_call_flow(op, ticket, source)
+        coro = self._arun(call) if self._reviver is None else self._op_call_revived(call, weakref.ref(table))
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_consume)
         table._pending = (task, op.name, (source, *op.others))
+        revive.note_op(self, table, op, source)
         return table
+
+    async def _op_call_revived(self, call: Flow[Any], ref: "weakref.ref[AsyncTable]") -> Any:
+        """An op's call of a session that reconnects: cut off by a lost connection, its table was
+        made again (or lost) by the reconnect, which the table's await then reports."""
+        try:
+            return await self._arun(call)
+        except DHError as e:
+            table = ref()
+            if not revive.retry(self._op_flow, e) or table is None or table._pending is not None:
+                raise
+            if table._lost is not None:
+                revive.check_lost(table, table._pending[1] if table._pending else "await")
+            return None
+
+
+async def _reconnect_in_background(ref: "weakref.ref[AsyncSession]", generation: int, reason: str) -> None:
+    session = ref()
+    if session is None or session._closed_by_user:
+        return
+    try:
+        await session._recover(generation, DHError(reason))
+    except DHError:
+        pass  # lost: reported to on_state_change; the next call says so
 
 
 def _aio_future(handle: Any) -> "asyncio.Future[Any]":

@@ -1,0 +1,431 @@
+"""Reconnecting a session and reviving its tables, written once for both APIs and free of I/O.
+
+With ``Session(..., reconnect=True)`` (or a ``ReconnectPolicy``) the session keeps a ``Reviver``:
+
+- every table of the session is tracked (weakly, in the order it was made) and remembers where it
+  came from, its *origin*: the op and the tables it was made from (table operations, tables
+  opened by name, empty and time tables, merges, input tables), or the data it was imported from
+  (kept only with ``keep_imports=True``). A table without a known origin cannot be made again.
+- when a call finds the connection gone (an UNAVAILABLE made by gRPC, a token the server no longer
+  knows, a session the keep-alive or the termination watch found dead), ``reconnect_flow`` logs in
+  again with the original credentials (the API's ``_connect_again`` makes a new transport),
+  retrying with backoff until the policy's deadline, and then ``revive_flow`` makes every live
+  table again, in the order they were made (so sources come before the tables made from them),
+  each into a new ticket of the same Table object.
+- a table that cannot be made again is marked lost: its next use raises ``TableLostError`` saying
+  why; it never answers with another table's data (export numbers are never reused).
+- the call that met the loss: a read (``READS``) is repeated once after the reconnect; a call
+  that changes the server (``WRITES``) is never repeated and raises ``OutcomeUnknownError``;
+  anything else raises its error (the session is usable again).
+
+State changes are reported to the callbacks of ``on_state_change`` as ``StateChange`` values, in
+order: disconnected, reconnecting (each attempt), then reconnected or lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+import pyarrow as pa
+
+from pydeephaven import _ops
+from pydeephaven._core.calls import Flow, blocking, do
+from pydeephaven.dherror import (
+    ArgumentError,
+    AuthenticationError,
+    CallCancelledError,
+    DHError,
+    OutcomeUnknownError,
+    SessionClosedError,
+    SessionExpiredError,
+    SessionLostError,
+    TableLostError,
+    UnreachableError,
+)
+
+__all__ = ["ReconnectPolicy", "StateChange", "Reviver", "policy_of", "reconnect_flow", "revive_flow", "is_loss",
+           "after_loss", "retry", "note_op", "note_import", "note_script", "track", "READS", "WRITES"]
+
+log = logging.getLogger("pydeephaven")
+
+#: The states ``on_state_change`` reports.
+STATES = ("connected", "disconnected", "reconnecting", "reconnected", "lost")
+
+#: Flows that only read: repeated once when the connection was lost while they ran.
+READS = frozenset({
+    "_to_arrow_flow", "_to_pandas_flow", "_to_polars_flow", "_to_format_flow", "_to_string_flow", "_to_csv_flow",
+    "_to_json_flow", "_to_parquet_flow", "_to_feather_flow", "_tables_flow", "_exportable_objects_flow",
+    "_fields_flow", "_heap_info_flow", "_seek_row_flow", "_column_statistics_flow", "_live_exports_flow",
+    "_op_flow", "_empty_table_flow", "_time_table_flow", "_open_table_flow", "_merge_tables_flow",
+    "_fetch_table_flow", "_sql_flow", "_ls_flow", "_read_flow",
+})
+
+#: Flows that change the server: never repeated behind the caller's back.
+WRITES = frozenset({
+    "_import_table_flow", "_import_file_flow", "_run_script_flow", "_bind_table_flow", "_unbind_flow",
+    "_add_flow", "_delete_flow", "_publish_flow", "_publish_table_flow", "_write_flow", "_mkdir_flow",
+    "_move_flow", "_input_table_flow",
+})
+
+IMPORT_LOST = ("it was imported before the reconnect; its data is gone with the old server session (the client kept no "
+               "copy: Session(..., keep_imports=True) keeps one to upload again)")
+STREAM_LOST = ("it was imported from a stream (a RecordBatchReader or a file), which cannot be read again; its data is "
+               "gone with the old server session")
+NO_ORIGIN = "it was made in a way the client cannot repeat (it records ops, imports and tables opened by name)"
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a session reconnects (``Session(..., reconnect=ReconnectPolicy(...))``; ``True`` means
+    the defaults).
+
+    Args:
+        initial_backoff: seconds to wait after the first failed attempt; doubled after each
+            further one, up to ``max_backoff``.
+        max_backoff: the longest wait between attempts.
+        deadline: seconds from noticing the loss after which the session gives up and is lost.
+        replay_scripts: run the scripts this session ran (``run_script``, in order) again on the
+            new server session before the tables are revived: for servers that come back empty
+            (a restart) and scripts that are safe to run again.
+    """
+
+    initial_backoff: float = 0.25
+    max_backoff: float = 5.0
+    deadline: float = 120.0
+    replay_scripts: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("initial_backoff", "max_backoff", "deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ArgumentError(f"ReconnectPolicy: {name} must be a positive number of seconds, got {value!r}")
+        if self.max_backoff < self.initial_backoff:
+            raise ArgumentError(f"ReconnectPolicy: max_backoff ({self.max_backoff}) is below initial_backoff "
+                                f"({self.initial_backoff})")
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One change of a session's connection, as ``on_state_change`` callbacks get it.
+
+    ``state`` is one of "connected", "disconnected", "reconnecting", "reconnected", "lost";
+    ``cause`` says why (the error that showed the loss; for "lost", why the session gave up);
+    ``attempt`` counts the connection attempts so far. For "reconnected": the tables ``revived``
+    (made again in place), the input tables among them made again ``emptied`` (their rows are
+    gone), and the tables ``lost``, each with the reason its next use will give; ``seconds`` is
+    the time from noticing the loss to this state, ``revive_seconds`` the part of it spent making
+    the tables again (and replaying scripts) once connected."""
+
+    state: str
+    cause: str = ""
+    attempt: int = 0
+    revived: tuple[Any, ...] = ()
+    emptied: tuple[Any, ...] = ()
+    lost: tuple[tuple[Any, str], ...] = ()
+    seconds: float = 0.0
+    revive_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _OpOrigin:
+    op: _ops.TableOp
+    source: Any
+
+
+@dataclass(frozen=True)
+class _ImportOrigin:
+    data: Optional[Union[pa.Table, pa.RecordBatch]]
+    why_not: str = ""
+
+
+def policy_of(where: str, reconnect: Any) -> Optional[ReconnectPolicy]:
+    """The policy ``reconnect`` asks for: None for False (today's behaviour)."""
+    if reconnect is False or reconnect is None:
+        return None
+    if reconnect is True:
+        return ReconnectPolicy()
+    if isinstance(reconnect, ReconnectPolicy):
+        return reconnect
+    raise ArgumentError(f"{where}: reconnect must be True, False or a ReconnectPolicy, got {reconnect!r}")
+
+
+class Reviver:
+    """A session's reconnect state: the policy, its tracked tables, the generation (counts
+    reconnects), the callbacks. The API drives ``reconnect_flow``; only one runs at a time, by
+    ``owner`` (a thread id, or the asyncio task), while ``busy``."""
+
+    def __init__(self, policy: ReconnectPolicy, keep_imports: bool) -> None:
+        self.policy = policy
+        self.keep_imports = bool(keep_imports)
+        self._tables: dict[int, "weakref.ref[Any]"] = {}
+        self._serial = itertools.count()
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.lost: Optional[str] = None
+        self.busy = False
+        self.owner: Any = None
+        self.reviving = False
+        self.scripts: list[str] = []
+        self.callbacks: list[Callable[[StateChange], Any]] = []
+        self.history: list[StateChange] = []
+
+    def track(self, table: Any) -> None:
+        if self.reviving:
+            return  # the new tables revival makes only lend their tickets
+        n = next(self._serial)
+        tables = self._tables
+
+        def gone(_: Any, n: int = n) -> None:
+            tables.pop(n, None)
+
+        with self._lock:
+            tables[n] = weakref.ref(table, gone)
+
+    def live_tables(self) -> list[Any]:
+        """The tracked tables still open, oldest first."""
+        with self._lock:
+            refs = [self._tables[k] for k in sorted(self._tables)]
+        out = []
+        for r in refs:
+            t = r()
+            if t is not None and not t._closed:
+                out.append(t)
+        return out
+
+    def emit(self, change: StateChange) -> None:
+        self.history.append(change)
+        if len(self.history) > 100:
+            del self.history[:50]
+        log.info("pydeephaven session %s%s", change.state, f": {change.cause}" if change.cause else "")
+        for cb in list(self.callbacks):
+            try:
+                cb(change)
+            except Exception:  # noqa: BLE001 (a callback's failure must not stop the reconnect)
+                log.exception("on_state_change callback %r raised", cb)
+
+
+def _reviver(session: Any) -> Optional[Reviver]:
+    return getattr(session, "_reviver", None)
+
+
+def track(session: Any, table: Any) -> None:
+    """Called by every new table of the session (``TableBase.__init__``)."""
+    rv = _reviver(session)
+    if rv is not None:
+        rv.track(table)
+
+
+def note_op(session: Any, table: Any, op: _ops.TableOp, source: Any) -> None:
+    """``table`` was made by ``op`` on ``source`` (None for ops from nothing)."""
+    rv = _reviver(session)
+    if rv is not None and not rv.reviving:
+        table._origin = _OpOrigin(op, source)
+
+
+def note_import(session: Any, table: Any, data: Any) -> None:
+    """``table`` was imported from ``data``: kept (a reference: Arrow data is immutable) only
+    with ``keep_imports``, and only when it can be read again."""
+    rv = _reviver(session)
+    if rv is None or rv.reviving:
+        return
+    if not rv.keep_imports:
+        table._origin = _ImportOrigin(None, IMPORT_LOST)
+    elif isinstance(data, (pa.Table, pa.RecordBatch)):
+        table._origin = _ImportOrigin(data)
+    else:
+        table._origin = _ImportOrigin(None, STREAM_LOST)
+
+
+def note_script(session: Any, script: str) -> None:
+    rv = _reviver(session)
+    if rv is not None and not rv.reviving and rv.policy.replay_scripts:
+        rv.scripts.append(script)
+
+
+# -- what a failed call means ---------------------------------------------------------------------
+
+
+def is_loss(session: Any, err: BaseException, generation: int) -> bool:
+    """Whether ``err`` says the connection (or the server session) is gone: a reconnect helps."""
+    rv = _reviver(session)
+    if rv is None or not isinstance(err, DHError) or rv.lost is not None:
+        return False
+    if getattr(err, "reconnected", False):
+        return True  # a nested call reconnected already
+    if isinstance(err, (UnreachableError, SessionExpiredError)):
+        return True
+    if isinstance(err, (SessionClosedError, CallCancelledError)):
+        # the transport was found dead, or replaced while the call ran; not a close by the program
+        t = session._transport
+        return rv.generation != generation or (bool(t.dead_reason) and not session._closed_by_user)
+    return False
+
+
+def after_loss(flow: Any, err: DHError) -> DHError:
+    """The error to raise for ``flow`` (a generator) after a reconnect: a write's says that it may
+    or may not have happened; any other is ``err``, marked ``reconnected`` (``retry`` repeats reads)."""
+    name = getattr(flow, "__name__", "")
+    if name in WRITES and not isinstance(err, OutcomeUnknownError):
+        public = name[1:-len("_flow")]
+        new = OutcomeUnknownError(f"{public} may or may not have happened on the server: the connection was lost "
+                                  f"while it ran ({err}); it was not repeated (the session has reconnected)",
+                                  code=err.code)
+        new.reconnected = True  # type: ignore[attr-defined]
+        return new
+    err.reconnected = True  # type: ignore[attr-defined]
+    return err
+
+
+def retry(flow_fn: Any, err: DHError) -> bool:
+    """Whether the API repeats ``flow_fn`` (once) after ``err``: a read cut off by a lost
+    connection, the session since reconnected."""
+    return bool(getattr(err, "reconnected", False)) and getattr(flow_fn, "__name__", "") in READS
+
+
+# -- reconnecting ---------------------------------------------------------------------------------
+
+
+def lost_error(rv: Reviver, op: str = "") -> SessionLostError:
+    return SessionLostError(f"{op + ' failed: ' if op else ''}the session is lost: {rv.lost}")
+
+
+def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[None]:
+    """Reconnect (unless another caller did since ``generation``), then revive the tables; raises
+    ``SessionLostError`` when the policy's deadline passes first. The API's ``_connect_again(timeout)``
+    replaces the transport (a new channel and token); ``_mark_lost(reason)`` ends the session."""
+    rv = _reviver(session)
+    assert rv is not None
+    if rv.lost is not None:
+        raise lost_error(rv)
+    if rv.generation != generation:
+        return
+    policy = rv.policy
+    started = time.monotonic()
+    rv.emit(StateChange("disconnected", cause=str(cause)))
+    backoff = policy.initial_backoff
+    last: BaseException = cause
+    attempt = 0
+    while True:
+        attempt += 1
+        if session._closed_by_user:
+            raise SessionClosedError("reconnect stopped: the session was closed")
+        rv.emit(StateChange("reconnecting", cause=str(last), attempt=attempt))
+        left = policy.deadline - (time.monotonic() - started)
+        try:
+            yield do(session._connect_again, max(0.5, min(10.0, left)))
+            if session._closed_by_user:  # closed while connecting: the new connection was closed too
+                raise SessionClosedError("reconnect stopped: the session was closed")
+            connected = time.monotonic()
+            rv.reviving = True
+            try:
+                revived, emptied, lost = yield from revive_flow(session)
+            finally:
+                rv.reviving = False
+            rv.generation += 1
+            rv.emit(StateChange("reconnected", attempt=attempt, revived=tuple(revived), emptied=tuple(emptied),
+                                lost=tuple(lost), seconds=time.monotonic() - started,
+                                revive_seconds=time.monotonic() - connected))
+            return
+        except SessionClosedError as e:
+            if session._closed_by_user:
+                raise
+            last = e
+        except AuthenticationError as e:  # the server refused the credentials: waiting will not change that
+            last = e
+            break
+        except DHError as e:
+            last = e
+        if time.monotonic() - started + backoff > policy.deadline:
+            break
+        yield blocking(time.sleep, backoff)
+        backoff = min(backoff * 2, policy.max_backoff)
+    rv.lost = (f"could not reconnect to {session.host}:{session.port} within {policy.deadline:g} s "
+               f"({attempt} attempt{'s' if attempt != 1 else ''}; the last failed with: {last})")
+    rv.generation += 1
+    session._mark_lost(rv.lost)
+    rv.emit(StateChange("lost", cause=rv.lost, attempt=attempt, seconds=time.monotonic() - started))
+    raise lost_error(rv)
+
+
+def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any, str]]]]:
+    """Make every live table of the session again on the new connection, oldest first, each into
+    a new ticket of the same object: (revived, emptied input tables, lost with reasons). A loss of
+    the new connection meanwhile propagates (the reconnect tries again)."""
+    rv = _reviver(session)
+    assert rv is not None
+    for script in rv.scripts:
+        yield from session._run_script_flow(script)
+    revived: list[Any] = []
+    emptied: list[Any] = []
+    lost: list[tuple[Any, str]] = []
+    for table in rv.live_tables():
+        why = yield from _revive_one(session, table)
+        if why is None:
+            revived.append(table)
+            origin = table._origin
+            if isinstance(origin, _OpOrigin) and isinstance(origin.op, _ops.CreateInputTableOp):
+                emptied.append(table)
+        else:
+            table._lost = why
+            table._pending = None
+            lost.append((table, why))
+    return revived, emptied, lost
+
+
+def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
+    """Make ``table`` again (None), or the reason it cannot be."""
+    origin = table._origin
+    if origin is None:
+        return NO_ORIGIN
+    try:
+        if isinstance(origin, _ImportOrigin):
+            if origin.data is None:
+                return origin.why_not
+            new = yield do(session.import_table, origin.data)
+        else:
+            for dep in (origin.source, *origin.op.others):
+                why = _unusable(session, dep)
+                if why is not None:
+                    return why
+            new = yield from session._op_flow(origin.op, origin.source, type(table))
+    except (UnreachableError, SessionClosedError, CallCancelledError):
+        raise  # the new connection is gone too: the reconnect tries again
+    except DHError as e:
+        return f"it could not be made again after the reconnect: {e}"
+    _adopt(table, new)
+    return None
+
+
+def _unusable(session: Any, dep: Any) -> Optional[str]:
+    """Why the table ``dep`` (an input of an op) cannot be used to make a table again, or None."""
+    if not hasattr(dep, "_lost") or dep.session is not session:
+        return None  # not a table of this session (a ticket, another session's table, None)
+    if dep._lost is not None:
+        return f"it was made from a table that was lost ({dep._lost})"
+    if dep._closed:
+        return "it was made from a table that was closed before the reconnect"
+    return None
+
+
+def _adopt(table: Any, new: Any) -> None:
+    """``table`` takes ``new``'s server copy (``new`` is dropped without releasing it)."""
+    table.ticket = new.ticket
+    table._schema = new._schema
+    table._size = new._size
+    table._is_static = new._is_static
+    table._pending = None
+    table._lost = None
+    new._closed = True
+    if table._is_static is False:
+        table._sized_live()
+
+
+def check_lost(table: Any, op: str) -> None:
+    if table._lost is not None:
+        raise TableLostError(f"{op} failed: the table was lost in a reconnect: {table._lost}")

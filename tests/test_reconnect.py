@@ -1,0 +1,289 @@
+"""Reconnect and revive (``Session(..., reconnect=...)``), both APIs, against a dedicated real server
+that is killed with SIGKILL and started again on the same port.
+
+Each scenario measures how long the session took to notice the loss (kill -> "disconnected") and
+to be usable again (the new server serving -> "reconnected") and prints both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import pyarrow as pa
+import pytest
+
+from pydeephaven import (
+    DHError,
+    OutcomeUnknownError,
+    ReconnectPolicy,
+    Session,
+    SessionLostError,
+    StateChange,
+    TableLostError,
+)
+from pydeephaven.embedded import start_server
+from tests.support.apis import Api
+
+SCRIPT = """
+import time
+from deephaven import empty_table
+src = empty_table(40).update(['X = (int) i', 'Y = (int) (i * 3 % 7)'])
+def slow(x) -> int:
+    time.sleep(0.5)
+    return x
+slow_view = src.head(10).view(['X', 'W = slow(X)'])
+"""
+START_NS = 1_700_000_000_000_000_000  # a fixed start: the time table's first rows are known
+SECOND = 1_000_000_000
+
+
+def _data() -> pa.Table:
+    return pa.table({"X": pa.array([0, 4, 8, 12, 38], pa.int32()), "V": ["a", "b", "c", "d", "e"]})
+
+
+def _expected_chain() -> list[dict[str, Any]]:
+    """The 5-op chain below, computed here: X even, Z = X + Y, sorted by Z descending, first 6, X and Z."""
+    rows = [{"X": i, "Z": i + (i * 3 % 7)} for i in range(40) if i % 2 == 0]
+    rows.sort(key=lambda r: -r["Z"])
+    return rows[:6]
+
+
+async def _wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+class _States:
+    """What on_state_change reported, with when (monotonic)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, StateChange]] = []
+
+    def __call__(self, change: StateChange) -> None:
+        self.seen.append((time.monotonic(), change))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.state for _, c in self.seen]
+
+    def first(self, state: str) -> tuple[float, StateChange]:
+        return next(x for x in self.seen if x[1].state == state)
+
+
+def _background(api: Api, fn: Callable[[], Any]) -> "asyncio.Future[Any]":
+    """Run fn() (a call of the session's API) beside the scenario: a task (async), a thread (sync)."""
+    if api.is_async:
+        return asyncio.ensure_future(api.run(fn()))
+    return asyncio.ensure_future(asyncio.to_thread(fn))
+
+
+async def _scenario(api: Api, srv: Any) -> Any:
+    policy = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=170.0, replay_scripts=True)
+    s = await api.session(reconnect=policy, keep_imports=True)
+    other = await api.session(reconnect=True)  # keep_imports off: its import is lost
+    plain = await api.session()  # reconnect=False: as today
+    srv2 = None
+    try:
+        states, other_states = _States(), _States()
+        s.on_state_change(states)
+        other.on_state_change(other_states)
+        assert states.names == ["connected"]
+
+        await api.run(s.run_script(SCRIPT))
+        src = await api.run(s.open_table("src"))
+        chain = await api.run(src.where("X % 2 == 0").update("Z = X + Y").sort_descending("Z").head(6)
+                              .view(["X", "Z"]))
+        tt = await api.run(s.time_table(SECOND, start_time=START_NS))
+        first5 = await api.run(tt.head(5))
+        kept = await api.run(s.import_table(_data()))
+        joined = await api.run(chain.natural_join(kept, on="X", joins="V"))
+        blank = await api.run(s.empty_table(3))
+        lost_import = await api.run(other.import_table(_data()))
+        lost_dep = await api.run(lost_import.where("X > 4"))
+        plain_t = await api.run(plain.empty_table(2))
+
+        assert await api.rows(chain) == _expected_chain()
+        want_first5 = [START_NS + k * SECOND for k in range(5)]
+        ts = (await api.arrow(first5)).column("Timestamp").cast(pa.int64()).to_pylist()
+        assert ts == want_first5
+        before = {"src": await api.arrow(src), "chain": await api.arrow(chain), "kept": await api.arrow(kept),
+                  "joined": await api.arrow(joined), "blank": await api.arrow(blank)}
+        assert before["kept"].equals(_data())
+        v_by_x = dict(zip(_data()["X"].to_pylist(), _data()["V"].to_pylist()))
+        assert before["joined"].column("V").to_pylist() == [v_by_x.get(r["X"]) for r in _expected_chain()]
+
+        # calls in flight when the server goes: a read (its view's formula takes 0.5 s a row on the
+        # server; the server's table ops do not see a script's functions, so the script made it) is
+        # repeated after the reconnect, a script (it changes the server) is not
+        slow_view = await api.run(s.open_table("slow_view"))
+        read = _background(api, lambda: slow_view.to_arrow())
+        write = _background(api, lambda: s.run_script("time.sleep(30)\nmarker = 1"))
+        await asyncio.sleep(1.5)
+        assert not read.done() and not write.done()
+
+        port = srv.port
+        killed = time.monotonic()
+        os.kill(srv.pid, signal.SIGKILL)
+        await asyncio.to_thread(srv.process.wait, 30)
+        await _wait_for(lambda: "disconnected" in states.names, 30, "disconnected")
+        detected = states.first("disconnected")[0] - killed
+        # a read made while the session reconnects waits for it
+        waiting_read = _background(api, lambda: chain.to_arrow())
+
+        with pytest.raises(DHError, match="unreachable|no longer usable") as plain_err:
+            await api.run(plain.empty_table(1))
+        assert not isinstance(plain_err.value, TableLostError)
+
+        srv2 = await asyncio.to_thread(start_server, port=port, heap="1g")
+        up = time.monotonic()
+        await _wait_for(lambda: "reconnected" in states.names or "lost" in states.names, 60, "reconnected")
+        await _wait_for(lambda: "reconnected" in other_states.names or "lost" in other_states.names, 60,
+                        "reconnected (other)")
+        at, done = states.first("reconnected")
+        usable = at - up
+        print(f"\n[reconnect {api.kind}] loss noticed {detected:.2f} s after the kill; usable again {usable:.2f} s "
+              f"after the new server served ({done.seconds:.1f} s from loss to reconnected, {done.attempt} "
+              f"attempts, {done.revive_seconds:.2f} s of it replaying the script and reviving "
+              f"{len(done.revived)} tables); server restart took {up - killed:.1f} s")
+
+        names = states.names
+        assert names[0] == "connected" and names[1] == "disconnected" and names[-1] == "reconnected", names
+        assert set(names[2:-1]) == {"reconnecting"}, names
+        assert not done.lost, done.lost
+        assert all(any(t is r for r in done.revived) for t in (src, chain, tt, first5, kept, joined, blank, slow_view))
+
+        assert (await asyncio.wait_for(read, 60)).to_pydict() == {"X": list(range(10)), "W": list(range(10))}
+        assert (await asyncio.wait_for(waiting_read, 60)).equals(before["chain"])
+        with pytest.raises(OutcomeUnknownError, match="run_script may or may not have happened"):
+            await asyncio.wait_for(write, 60)
+
+        for name, t in (("src", src), ("chain", chain), ("kept", kept), ("joined", joined), ("blank", blank)):
+            assert (await api.arrow(t)).equals(before[name]), name
+        ts = (await api.arrow(first5)).column("Timestamp").cast(pa.int64()).to_pylist()
+        assert ts == want_first5
+        assert (await api.rows(tt.head(5))) == (await api.rows(first5))
+        assert await api.rows(chain.where("X > 20")) == [r for r in _expected_chain() if r["X"] > 20]
+
+        other_done = other_states.first("reconnected")[1]
+        assert [t for t, _ in other_done.lost] == [lost_import, lost_dep]
+        with pytest.raises(TableLostError, match="imported before the reconnect; its data is gone"):
+            await api.run(lost_import.to_arrow())
+        with pytest.raises(TableLostError, match="made from a table that was lost .*imported before the reconnect"):
+            await api.run(lost_dep.to_arrow())
+        with pytest.raises(TableLostError, match="merge_tables failed: the table was lost in a reconnect"):
+            await api.run(other.merge_tables([lost_dep, lost_import]))
+        with pytest.raises(TableLostError, match="update failed: the table was lost in a reconnect"):
+            await api.run(lost_import.update("Q = 1"))
+        assert (await api.rows((await api.run(other.empty_table(2))).update("A = i"))) == [{"A": 0}, {"A": 1}]
+
+        with pytest.raises(DHError, match="unreachable|no longer usable|UNAUTHENTICATED"):
+            await api.run(plain_t.to_arrow())
+        return srv2
+    except BaseException:
+        if srv2 is not None:
+            srv2.stop()
+        raise
+    finally:
+        for x in (s, other, plain):
+            await api.run(x.close())
+
+
+async def _lost_scenario(api: Api, srv: Any) -> None:
+    """No server comes back: after the deadline the session is lost and says why."""
+    s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=3.0))
+    try:
+        states = _States()
+        s.on_state_change(states)
+        t = await api.run(s.empty_table(2))
+        os.kill(srv.pid, signal.SIGKILL)
+        await asyncio.to_thread(srv.process.wait, 30)
+        await _wait_for(lambda: "lost" in states.names, 30, "lost")
+        names = states.names
+        assert names[:2] == ["connected", "disconnected"] and names[-1] == "lost", names
+        assert "could not reconnect" in states.first("lost")[1].cause
+        with pytest.raises(SessionLostError, match="the session is lost: could not reconnect to .* within 3 s"):
+            await api.run(t.to_arrow())
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_killed_server_comes_back_and_tables_are_revived(kind: str) -> None:
+    srv = start_server(heap="1g")
+    api = Api(kind, srv.host, srv.port)
+    srv2 = None
+    try:
+        srv2 = api.block(_scenario(api, srv), 300)
+        api.block(_lost_scenario(api, srv2), 120)
+    finally:
+        api.close()
+        srv.stop()
+        if srv2 is not None:
+            srv2.stop()
+
+
+def test_reconnect_arguments_are_checked() -> None:
+    with pytest.raises(DHError, match="reconnect must be True, False or a ReconnectPolicy"):
+        Session(reconnect="yes")  # type: ignore[arg-type]
+    with pytest.raises(DHError, match="keep_imports=True needs reconnect"):
+        Session(keep_imports=True)
+    with pytest.raises(DHError, match="deadline must be a positive number"):
+        ReconnectPolicy(deadline=0)
+    with pytest.raises(DHError, match="max_backoff .* is below initial_backoff"):
+        ReconnectPolicy(initial_backoff=2.0, max_backoff=1.0)
+
+
+def test_reconnect_example() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "examples", "reconnect.py")], capture_output=True,
+                          text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    top = str(list(range(98, 88, -2)))
+    assert f"top before: {top}" in lines
+    assert [x.split()[1] for x in lines if x.startswith("state:")] == [
+        "connected", "disconnected", "reconnecting", "reconnected"]
+    assert f"top after: {top}" in lines and "mine after: [1, 2]" in lines
+    assert any(x.startswith("lost: to_arrow failed: the table was lost in a reconnect: it was imported before")
+               for x in lines), lines
+
+
+@pytest.mark.offline
+def test_after_a_reconnect_reads_are_repeated_and_writes_are_not() -> None:
+    from pydeephaven._core import revive
+    from pydeephaven._core.session_base import SessionBase
+    from pydeephaven._core.table_base import TableBase
+    from pydeephaven.dherror import UnreachableError
+
+    def cut(flow_fn: Any) -> DHError:
+        def gen() -> Any:
+            yield None
+        g = gen()
+        g.__name__ = flow_fn.__name__  # what the drivers read: the flow's own name
+        return revive.after_loss(g, UnreachableError("x failed: the server at h:1 is unreachable", code="UNAVAILABLE"))
+
+    for read in (TableBase._to_arrow_flow, SessionBase._tables_flow, SessionBase._op_flow, SessionBase._sql_flow):
+        err = cut(read)
+        assert isinstance(err, UnreachableError) and revive.retry(read, err)
+    for write in (SessionBase._run_script_flow, SessionBase._import_table_flow, SessionBase._bind_table_flow):
+        err = cut(write)
+        assert isinstance(err, OutcomeUnknownError) and not revive.retry(write, err)
+        assert f"{write.__name__[1:-5]} may or may not have happened on the server" in str(err)
+        assert "it was not repeated" in str(err) and err.code == "UNAVAILABLE"
+    # an error that did not come after a reconnect is never repeated
+    assert not revive.retry(TableBase._to_arrow_flow, UnreachableError("x", code="UNAVAILABLE"))
+    assert revive.READS.isdisjoint(revive.WRITES)
+    from pydeephaven._core.storage import StorageBase
+    from pydeephaven._core.table_base import InputTableBase
+    kinds = (SessionBase, TableBase, InputTableBase, StorageBase)
+    assert [n for n in revive.READS | revive.WRITES if not any(hasattr(k, n) for k in kinds)] == []
+    assert revive.policy_of("S", False) is None and revive.policy_of("S", True) == ReconnectPolicy()
