@@ -222,7 +222,7 @@ class CallStats:
         for op in ops:
             n, secs = self.calls[op], self.seconds.get(op, 0.0)
             rows = f"{self.rows[op]:,}" if op in self.rows else ""
-            size = _human_bytes(self.nbytes[op]) if op in self.nbytes else ""
+            size = human_bytes(self.nbytes[op]) if op in self.nbytes else ""
             lines.append(f"{op:<{width}} {n:>7,} {secs * 1e3:>10.1f} {secs * 1e3 / n:>9.2f} {rows:>12} "
                          f"{size:>10}".rstrip())
         return "\n".join(lines)
@@ -231,7 +231,8 @@ class CallStats:
         return self.summary()
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """Bytes for a person: 1.5 GiB, 300.0 MiB ..."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

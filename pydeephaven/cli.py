@@ -49,6 +49,7 @@ from pydeephaven import formats
 from pydeephaven.dherror import DHError, ServerError, ScriptTimeoutError
 from pydeephaven.embedded import PSK_AUTH, start_server
 from pydeephaven.formats import visible
+from pydeephaven._transport import human_bytes
 from pydeephaven.session import Session
 from pydeephaven.ticking import listen
 
@@ -336,15 +337,6 @@ def run(ctx: click.Context, file: str, language: Optional[str], show_output: boo
 # -- info -----------------------------------------------------------------------------------------
 
 
-def _size(n: int) -> str:
-    """Bytes for a person: 1.5 GiB, 300.0 MiB ..."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
 
 @cli.command(short_help="The server's version, configuration and Java heap.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -364,7 +356,8 @@ def info(ctx: click.Context, fmt: str) -> None:
     used = heap["total_memory"] - heap["free_memory"]
     _line(f"server: {session.host}:{session.port}")
     _line(f"version: {session.server_version or 'unknown'}")
-    _line(f"heap: {_size(used)} used of {_size(heap['total_memory'])} taken, at most {_size(heap['max_memory'])}")
+    _line(f"heap: {human_bytes(used)} used of {human_bytes(heap['total_memory'])} taken, "
+          f"at most {human_bytes(heap['max_memory'])}")
     _line("config:")
     for key in sorted(config):
         _line(f"  {key} = {config[key]}")

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from pydeephaven import _files, formats
 from pydeephaven._compat import TableCompat
-from pydeephaven._core.hierarchical import LiveViewBase, RollupTableBase, TreeTableBase
+from pydeephaven._core.hierarchical import HierarchicalTableBase, LiveViewBase, RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import sync_api
 from pydeephaven._core.table_base import (
     InputTableBase,
@@ -189,46 +189,36 @@ class HierarchicalView(LiveViewBase):
         self.close()
 
 
-class RollupTable(RollupTableBase):
+class _HierarchicalApi(HierarchicalTableBase):
+    """What the sync API's rollups and trees share (their flows: ``_core.hierarchical``)."""
+
+    snapshot = sync_api(HierarchicalTableBase._snapshot_flow)
+    sort = sync_api(HierarchicalTableBase._sort_flow)
+    subscribe = sync_api(HierarchicalTableBase._subscribe_flow)
+    close = sync_api(HierarchicalTableBase._close_flow)
+    _live_class = HierarchicalView
+
+    def widget(self, page: int = 20, title: str = "") -> Any:
+        """A live view in a Jupyter notebook (``pydeephaven.widget``): rows opened and closed with a click."""
+        return _widget(self, page=page, title=title)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RollupTable(_HierarchicalApi, RollupTableBase):
     __doc__ = RollupTableBase.__doc__
 
-    snapshot = sync_api(RollupTableBase._snapshot_flow)
     with_filters = sync_api(RollupTableBase._with_filters_flow)
-    sort = sync_api(RollupTableBase._sort_flow)
-    subscribe = sync_api(RollupTableBase._subscribe_flow)
-
-    def widget(self, page: int = 20, title: str = "") -> Any:
-        """A live view in a Jupyter notebook (``pydeephaven.widget``): rows opened and closed with a click."""
-        return _widget(self, page=page, title=title)
-    _live_class = HierarchicalView
-    close = sync_api(RollupTableBase._close_flow)
-
-    def __enter__(self) -> "RollupTable":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class TreeTable(TreeTableBase):
+class TreeTable(_HierarchicalApi, TreeTableBase):
     __doc__ = TreeTableBase.__doc__
 
-    snapshot = sync_api(TreeTableBase._snapshot_flow)
     with_filters = sync_api(TreeTableBase._with_filters_flow)
-    sort = sync_api(TreeTableBase._sort_flow)
-    subscribe = sync_api(TreeTableBase._subscribe_flow)
-
-    def widget(self, page: int = 20, title: str = "") -> Any:
-        """A live view in a Jupyter notebook (``pydeephaven.widget``): rows opened and closed with a click."""
-        return _widget(self, page=page, title=title)
-    _live_class = HierarchicalView
-    close = sync_api(TreeTableBase._close_flow)
-
-    def __enter__(self) -> "TreeTable":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class InputTable(InputTableBase, Table):

@@ -19,7 +19,7 @@ from typing import Any, Generator, Optional, Union
 
 import pyarrow as pa
 
-from pydeephaven._core.hierarchical import LiveViewBase, RollupTableBase, TreeTableBase
+from pydeephaven._core.hierarchical import HierarchicalTableBase, LiveViewBase, RollupTableBase, TreeTableBase
 from pydeephaven._core.session_base import async_api
 from pydeephaven._core.table_base import InputTableBase, PartitionedTableBase, TableBase
 from pydeephaven._files import BatchReader
@@ -192,39 +192,33 @@ class AsyncHierarchicalView(LiveViewBase):
         await self.close()
 
 
-class AsyncRollupTable(RollupTableBase):
+class _AsyncHierarchicalApi(HierarchicalTableBase):
+    """What the asyncio API's rollups and trees share (their flows: ``_core.hierarchical``)."""
+
+    snapshot = async_api(HierarchicalTableBase._snapshot_flow)
+    sort = async_api(HierarchicalTableBase._sort_flow)
+    subscribe = async_api(HierarchicalTableBase._subscribe_flow)
+    close = async_api(HierarchicalTableBase._close_flow)
+    _live_class = AsyncHierarchicalView
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncRollupTable(_AsyncHierarchicalApi, RollupTableBase):
     """A rollup for asyncio code: ``await rt.snapshot(...)``, ``await rt.sort(...)`` ...; see
     ``pydeephaven.table.RollupTable``."""
 
-    snapshot = async_api(RollupTableBase._snapshot_flow)
     with_filters = async_api(RollupTableBase._with_filters_flow)
-    sort = async_api(RollupTableBase._sort_flow)
-    subscribe = async_api(RollupTableBase._subscribe_flow)
-    _live_class = AsyncHierarchicalView
-    close = async_api(RollupTableBase._close_flow)
-
-    async def __aenter__(self) -> "AsyncRollupTable":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
-class AsyncTreeTable(TreeTableBase):
+class AsyncTreeTable(_AsyncHierarchicalApi, TreeTableBase):
     """A tree for asyncio code: ``await tt.snapshot(...)`` ...; see ``pydeephaven.table.TreeTable``."""
 
-    snapshot = async_api(TreeTableBase._snapshot_flow)
     with_filters = async_api(TreeTableBase._with_filters_flow)
-    sort = async_api(TreeTableBase._sort_flow)
-    subscribe = async_api(TreeTableBase._subscribe_flow)
-    _live_class = AsyncHierarchicalView
-    close = async_api(TreeTableBase._close_flow)
-
-    async def __aenter__(self) -> "AsyncTreeTable":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 class AsyncInputTable(InputTableBase, AsyncTable):
