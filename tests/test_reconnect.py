@@ -203,6 +203,13 @@ async def _lost_scenario(api: Api, srv: Any) -> None:
     try:
         states = _States()
         s.on_state_change(states)
+        iterated: list[str] = []
+
+        async def iterate() -> None:
+            async for change in s.state_changes():
+                iterated.append(change.state)
+
+        iterating = asyncio.ensure_future(iterate()) if api.is_async else None
         t = await api.run(s.empty_table(2))
         os.kill(srv.pid, signal.SIGKILL)
         await asyncio.to_thread(srv.process.wait, 30)
@@ -212,6 +219,9 @@ async def _lost_scenario(api: Api, srv: Any) -> None:
         assert "could not reconnect" in states.first("lost")[1].cause
         with pytest.raises(SessionLostError, match="the session is lost: could not reconnect to .* within 3 s"):
             await api.run(t.to_arrow())
+        if iterating is not None:  # the async iterator saw the same, and ended after "lost"
+            await asyncio.wait_for(iterating, 10)
+            assert iterated == names, (iterated, names)
     finally:
         await api.run(s.close())
 

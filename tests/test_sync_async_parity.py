@@ -301,6 +301,7 @@ ONE_SIDED = {
     ("AsyncSession", "connect"): "the awaitable connect step (a constructor cannot await)",
     ("AsyncTable", "is_ready"): "whether an awaitable table has its answer (a sync Table has it, or pipelined "
                                 "mode waits on use)",
+    ("AsyncSession", "state_changes"): "the async iterator form of on_state_change (the sync API has the callback)",
     ("AsyncTable", "write_csv"): "kept from earlier aio releases; the same as to_csv(path)",
     # not built for asyncio yet (left, see the report)
     ("Session", "bound"): "a context manager over bind/unbind; the async one would be an async with block",

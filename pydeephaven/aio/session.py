@@ -13,7 +13,7 @@ import concurrent.futures
 import functools
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Optional, Sequence, TypeVar, Union
 
 
 from pydeephaven import _ops
@@ -144,6 +144,34 @@ class AsyncSession(SessionBase):
             raise revive.after_loss(flow, e) from e.__cause__
 
     # -- reconnecting (pydeephaven._core.revive) ----------------------------------------------------
+
+    def state_changes(self) -> AsyncIterator[revive.StateChange]:
+        """What ``on_state_change`` reports, as an async iterator: the current state first, then each
+        change as it happens; it ends after "lost", or once the session is closed::
+
+            async for change in session.state_changes():
+                print(change.state, change.revived, change.lost)
+        """
+        queue: "asyncio.Queue[revive.StateChange]" = asyncio.Queue()
+        self.on_state_change(queue.put_nowait)  # the callbacks run in this session's loop
+        return self._state_changes(queue)
+
+    async def _state_changes(self, queue: "asyncio.Queue[revive.StateChange]") -> AsyncIterator[revive.StateChange]:
+        rv = self._reviver
+        try:
+            while True:
+                try:
+                    change = await asyncio.wait_for(queue.get(), 0.5)
+                except asyncio.TimeoutError:
+                    if self._closed_by_user:
+                        return
+                    continue
+                yield change
+                if change.state == "lost":
+                    return
+        finally:
+            if rv is not None and queue.put_nowait in rv.callbacks:
+                rv.callbacks.remove(queue.put_nowait)
 
     async def _recover(self, generation: int, cause: BaseException) -> None:
         """Reconnect and revive (unless another task did since ``generation``); raises
