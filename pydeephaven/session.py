@@ -123,8 +123,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         if rv.busy:  # another thread is reconnecting: wait for it
             with self._reconnect_lock:
                 pass
-        if rv.lost is not None:
-            raise revive.lost_error(rv, getattr(flow, "__name__", "")[1:].removesuffix("_flow"))
+        rv.check_usable(flow)
         generation = rv.generation
         try:
             return drive(flow, self._perform)
@@ -156,7 +155,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         generation = rv.generation
 
         def lost(reason: str) -> None:
-            if rv.generation == generation and not rv.busy and rv.lost is None:
+            if rv.may_reconnect(generation):
                 threading.Thread(target=_reconnect_in_background, args=(me, generation, reason),
                                  name="pydeephaven-reconnect", daemon=True).start()
 
@@ -179,10 +178,6 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             self._finalizer()
             return
         self._watch_loss()
-
-    def _mark_lost(self, reason: str) -> None:
-        self._transport.on_lost = None
-        self._transport.mark_dead(reason)
 
     def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):

@@ -75,6 +75,11 @@ def filter_expression(column: str, text: str, type_name: str) -> Optional[str]:
     return f"{column} {'==' if op in ('=', '==') else op} {_quoted(value, textual)}"
 
 
+def _check_page(page: Any) -> None:
+    if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1000:
+        raise DHError(f"widget: page must be an int from 1 to 1000, got {page!r}")
+
+
 def _widget_class() -> Any:
     global _CLASS
     if _CLASS is not None:
@@ -108,8 +113,7 @@ def _widget_class() -> Any:
         def __init__(self, table: Any, page: int = 20, title: str = "") -> None:
             if not hasattr(table, "ticket") or not hasattr(table, "session"):
                 raise DHError(f"widget: expected a pydeephaven Table, got {type(table).__name__}")
-            if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1000:
-                raise DHError(f"widget: page must be an int from 1 to 1000, got {page!r}")
+            _check_page(page)
             super().__init__(page=page, title=title or "")
             self._source = table
             self._lock = threading.RLock()
@@ -216,8 +220,7 @@ def _widget_class() -> Any:
         def __init__(self, table: Any, page: int = 20, title: str = "") -> None:
             if not hasattr(table, "subscribe") or not hasattr(table, "snapshot"):
                 raise DHError(f"widget: expected a rollup or tree table, got {type(table).__name__}")
-            if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1000:
-                raise DHError(f"widget: page must be an int from 1 to 1000, got {page!r}")
+            _check_page(page)
             anywidget.AnyWidget.__init__(self, page=page, title=title or "", sortable=False, size=-1)
             self._lock = threading.RLock()
             self._keys: list[Any] = []

@@ -20,7 +20,6 @@ What the server does (deephaven-server 42.7, checked on it):
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -265,14 +264,6 @@ def stopped_by_watchdog(error_message: str, token: str) -> bool:
     """Whether a failed command's error is the watchdog's exception (its class name holds the
     command's token, which nothing else knows)."""
     return f"CommandTimeout_{token}" in error_message
-
-
-def call_quietly(fn: Callable[..., Any], *args: Any) -> None:
-    """Call a user's callback; an exception it raises is logged, not passed on (the stream goes on)."""
-    try:
-        fn(*args)
-    except Exception:  # a callback's failure must not end the subscription
-        logging.getLogger("pydeephaven").exception("on_log callback failed")
 
 
 @dataclass(frozen=True)

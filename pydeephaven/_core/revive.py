@@ -175,6 +175,16 @@ class Reviver:
         self.callbacks: list[Callable[[StateChange], Any]] = []
         self.history: list[StateChange] = []
 
+    def check_usable(self, flow: Any) -> None:
+        """SessionLostError, naming the flow's operation, once the session is lost."""
+        if self.lost is not None:
+            raise lost_error(self, getattr(flow, "__name__", "")[1:].removesuffix("_flow"))
+
+    def may_reconnect(self, generation: int) -> bool:
+        """Whether a loss found by the transport of ``generation`` should start a reconnect: no
+        reconnect since, none running, the session not lost."""
+        return self.generation == generation and not self.busy and self.lost is None
+
     def track(self, table: Any) -> None:
         if self.reviving:
             return  # the new tables revival makes only lend their tickets

@@ -42,7 +42,7 @@ from pydeephaven._core import revive
 from pydeephaven._core import logs as _logs
 from pydeephaven._core.logs import LogEntry, LogSubscription
 from pydeephaven._core.foreign import borrow_flow, is_foreign
-from pydeephaven._core.watch import LiveSizes
+from pydeephaven._core.watch import LiveSizes, call_quietly
 from pydeephaven._flight import (
     UPLOAD_SETTLE_SECONDS,
     UploadStopped,
@@ -230,6 +230,11 @@ class SessionBase:
     def reconnect_policy(self) -> Optional[revive.ReconnectPolicy]:
         """How the session reconnects after the server or the network went away; None: it does not."""
         return self._reviver.policy if self._reviver is not None else None
+
+    def _mark_lost(self, reason: str) -> None:
+        """The session cannot come back (``revive.reconnect_flow``): its transport is dead."""
+        self._transport.on_lost = None
+        self._transport.mark_dead(reason)
 
     def on_state_change(self, callback: Callable[[revive.StateChange], Any]) -> None:
         """Call ``callback(change)`` (a ``StateChange``) at each change of the connection of a
@@ -561,7 +566,7 @@ class SessionBase:
                 sub[0].error = error
 
         handle = yield Watch("on_log", "console_stub", "SubscribeToLogs", req,
-                             lambda msg: _logs.call_quietly(callback, LogEntry.of(msg)), ended)
+                             lambda msg: call_quietly(callback, LogEntry.of(msg), "on_log"), ended)
         sub.append(LogSubscription(handle))
         return sub[0]
 

@@ -132,8 +132,7 @@ class AsyncSession(SessionBase):
         if rv.busy and self._reconnect_lock is not None:  # another task is reconnecting: wait for it
             async with self._reconnect_lock:
                 pass
-        if rv.lost is not None:
-            raise revive.lost_error(rv, getattr(flow, "__name__", "")[1:].removesuffix("_flow"))
+        rv.check_usable(flow)
         generation = rv.generation
         try:
             return await drive_async(flow, self._perform)
@@ -196,7 +195,7 @@ class AsyncSession(SessionBase):
         tasks = self._reconnect_tasks
 
         def lost(reason: str) -> None:
-            if rv.generation != generation or rv.busy or rv.lost is not None:
+            if not rv.may_reconnect(generation):
                 return
             task = asyncio.get_running_loop().create_task(_reconnect_in_background(me, generation, reason))
             tasks.add(task)
@@ -226,10 +225,6 @@ class AsyncSession(SessionBase):
             self._finalizer.detach()
             return
         self._watch_loss()
-
-    def _mark_lost(self, reason: str) -> None:
-        self._transport.on_lost = None
-        self._transport.mark_dead(reason)
 
     async def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):
