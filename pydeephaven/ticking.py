@@ -14,7 +14,9 @@ Two ways in:
   an AsyncTable (whose subscription then runs as a task of the event loop, no thread).
 
 A subscription ends with ``stop()``/``close()``; when the server or the session goes away instead,
-``on_error`` is called once with a DHError.
+``on_error`` is called once with a DHError. On a session made with ``reconnect=True`` a lost
+connection does not end it: after the reconnect it starts again on the revived table; listeners see
+every old row removed, then the new rows, then ``TableListener.on_reconnect()``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow as pa
 from pydeephaven._barrage import messages
 from pydeephaven._barrage.state import Applied, _runs, _take
 from pydeephaven._barrage.subscription import Spec, Subscription, ViewportSpec, viewport_rowset
+from pydeephaven._core import revive
 from pydeephaven._core.table_base import TableBase
 from pydeephaven.dherror import DHError, reworded
 
@@ -202,6 +205,11 @@ class TableListener(ABC):
         """Called once when the subscription fails (server gone, or ``on_update`` raised)."""
         print(f"Error happened during ticking processing: {error}", file=sys.stderr)
 
+    def on_reconnect(self) -> None:
+        """Called after the session reconnected (``Session(..., reconnect=True)``) and the
+        subscription started again: ``on_update`` has just seen every old row removed and then the
+        revived table's rows. Does nothing unless overridden."""
+
 
 class _CallableListener(TableListener):
     def __init__(self, on_update: Callable[[TableUpdate], Any],
@@ -284,6 +292,27 @@ def _table_name(table: "Table") -> str:
         return "table"
 
 
+def _subscription(table: "Table", schema: pa.Schema, spec: Spec, options: messages.SubscriptionOptions,
+                  sink: Callable[[Applied], None], on_end: Callable[[BaseException], None],
+                  on_resumed: Optional[Callable[[], None]] = None) -> Subscription:
+    """A subscription to ``table``; on a session that reconnects it is kept through a reconnect and
+    starts again on the revived table (``on_resumed`` after its new snapshot)."""
+
+    def ticket() -> bytes:
+        table._check("subscribe")  # lost in a reconnect: says why
+        return table.ticket.bytes
+
+    return Subscription(table.session, ticket, schema, spec, sink, on_end, options, name=_table_name(table),
+                        keeper=revive.stream_keeper(table.session), on_resumed=on_resumed)
+
+
+def _told_reconnected(listeners: Sequence[TableListener]) -> None:
+    for lst in list(listeners):
+        hook = getattr(lst, "on_reconnect", None)  # a listener written for the add-on has none
+        if hook is not None:
+            hook()
+
+
 class TableListenerHandle:
     """Runs one listener on one table: ``start()`` subscribes, ``stop()`` unsubscribes and waits for
     the subscription's thread (unless called from the listener itself).
@@ -323,8 +352,8 @@ class TableListenerHandle:
             def on_end(error: BaseException) -> None:
                 _report_end(listener.on_error, error)
 
-            sub = Subscription(self._table.session, self._table.ticket.bytes, schema, self._spec, sink,
-                               on_end, self._options, name=_table_name(self._table))
+            sub = _subscription(self._table, schema, self._spec, self._options, sink, on_end,
+                                lambda: _told_reconnected([listener]))
             holder["sub"] = sub
             self._sub = sub
         sub.start()
@@ -414,8 +443,7 @@ class LiveTable:
             if not told:
                 log.warning("%s", error)
 
-        self._sub = Subscription(table.session, table.ticket.bytes, schema, spec, sink, on_end, options,
-                                 name=_table_name(table))
+        self._sub = _subscription(table, schema, spec, options, sink, on_end, lambda: _told_reconnected(listeners))
         holder["sub"] = self._sub
         self._finalizer = weakref.finalize(self, self._sub.stop, 1.0)
         self._sub.start()
@@ -610,8 +638,7 @@ class UpdateStream:
             sub = holder["sub"]
             put(TableUpdate(applied, [schema.field(i).name for i in sub.effective_columns], schema))
 
-        sub = Subscription(self._table.session, self._table.ticket.bytes, schema, self._spec, sink, put,
-                           self._options, name=_table_name(self._table))
+        sub = _subscription(self._table, schema, self._spec, self._options, sink, put)
         holder["sub"] = sub
         self._sub = sub
         sub.start()

@@ -28,6 +28,7 @@ from pydeephaven import (
     TableLostError,
 )
 from pydeephaven.embedded import start_server
+from pydeephaven.ticking import TableListener, TableUpdate, listen
 from tests.support.apis import Api
 
 SCRIPT = """
@@ -86,6 +87,34 @@ def _background(api: Api, fn: Callable[[], Any]) -> "asyncio.Future[Any]":
     return asyncio.ensure_future(asyncio.to_thread(fn))
 
 
+class _Recorder(TableListener):
+    """What a listener on a time table saw: ("update", rows removed, timestamps added) and
+    ("reconnect",) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.errors: list[Exception] = []
+
+    def on_update(self, update: TableUpdate) -> None:
+        ts = update.added(["Timestamp"])["Timestamp"].cast(pa.int64()).to_pylist() if update.num_added else []
+        self.events.append(("update", update.num_removed, ts))
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+    def on_reconnect(self) -> None:
+        self.events.append(("reconnect",))
+
+    def rows(self, events: list[tuple[Any, ...]]) -> list[int]:
+        """The copy the updates make (a time table only appends; a removal empties it here)."""
+        rows: list[int] = []
+        for e in events:
+            if e[0] == "update":
+                assert e[1] in (0, len(rows)), e
+                rows = (rows[:0] if e[1] else rows) + e[2]
+        return rows
+
+
 async def _scenario(api: Api, srv: Any) -> Any:
     policy = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=170.0, replay_scripts=True)
     s = await api.session(reconnect=policy, keep_imports=True)
@@ -107,6 +136,14 @@ async def _scenario(api: Api, srv: Any) -> Any:
         kept = await api.run(s.import_table(_data()))
         joined = await api.run(chain.natural_join(kept, on="X", joins="V"))
         blank = await api.run(s.empty_table(3))
+        half = SECOND // 2
+        recent = (time.time_ns() // SECOND) * SECOND - 2 * SECOND  # row k is due at recent + k * half
+        ticking = await api.run(s.time_table(half, start_time=recent))
+        recorder = _Recorder()
+        handle = listen(ticking, recorder)
+        handle.start()
+        # (before the slow script below: the server's tables do not tick while a script runs)
+        await _wait_for(lambda: len(recorder.events) >= 3, 30, "ticks before the kill")
         lost_import = await api.run(other.import_table(_data()))
         lost_dep = await api.run(lost_import.where("X > 4"))
         plain_t = await api.run(plain.empty_table(2))
@@ -159,7 +196,24 @@ async def _scenario(api: Api, srv: Any) -> Any:
         assert names[0] == "connected" and names[1] == "disconnected" and names[-1] == "reconnected", names
         assert set(names[2:-1]) == {"reconnecting"}, names
         assert not done.lost, done.lost
-        assert all(any(t is r for r in done.revived) for t in (src, chain, tt, first5, kept, joined, blank, slow_view))
+        assert all(any(t is r for r in done.revived)
+                   for t in (src, chain, tt, first5, kept, joined, blank, slow_view, ticking))
+
+        # the listener saw every old row removed, the revived table's rows, on_reconnect, then new ticks
+        await _wait_for(lambda: ("reconnect",) in recorder.events and recorder.events[-1] != ("reconnect",), 60,
+                        "ticks after the reconnect")
+        assert recorder.errors == [] and handle.is_running
+        at_reconnect = recorder.events.index(("reconnect",))
+        resets = [i for i, e in enumerate(recorder.events) if e[0] == "update" and e[1]]
+        assert len(resets) == 1 and resets[0] == at_reconnect - 2, recorder.events
+        before_rows = recorder.rows(recorder.events[:resets[0]])
+        assert recorder.events[resets[0]] == ("update", len(before_rows), [])
+        assert before_rows == [recent + k * half for k in range(len(before_rows))]
+        after_rows = recorder.rows(recorder.events)
+        assert after_rows == [recent + k * half for k in range(len(after_rows))]
+        assert len(after_rows) > len(before_rows)
+        assert done.resumed >= 1
+        handle.stop()
 
         assert (await asyncio.wait_for(read, 60)).to_pydict() == {"X": list(range(10)), "W": list(range(10))}
         assert (await asyncio.wait_for(waiting_read, 60)).equals(before["chain"])

@@ -96,16 +96,29 @@ class Subscription:
     ends the subscription with the exception as its error); ``on_end(error)`` runs once when the
     subscription ends for any reason other than ``stop()``, with a DHError (server gone, protocol
     failure) or the sink's exception.
+
+    ``ticket()`` gives the ticket to subscribe to, read at each (re)subscription; it may raise (the
+    table is gone), which ends the subscription. With a ``keeper`` (a session that reconnects,
+    ``_core.revive.StreamKeeper``) a stream cut off by a lost connection does not end the
+    subscription: the keeper calls ``resume`` after the reconnect, and the subscription starts
+    again on the table's new ticket, its copy reset (the sink first sees every old row removed,
+    then the new snapshot, then ``on_resumed()`` is called), or ends with the keeper's error.
     """
 
-    def __init__(self, session: Any, ticket: bytes, schema: pa.Schema, spec: Spec,
+    def __init__(self, session: Any, ticket: Callable[[], bytes], schema: pa.Schema, spec: Spec,
                  sink: Callable[[state_mod.Applied], None], on_end: Callable[[BaseException], None],
                  options: messages.SubscriptionOptions = messages.SubscriptionOptions(),
-                 name: str = "table") -> None:
+                 name: str = "table", keeper: Any = None, on_resumed: Optional[Callable[[], None]] = None) -> None:
         if schema is None:
             raise DHError("subscribe: the table's schema is unknown")
         self._session = session
-        self._ticket = ticket
+        self._ticket_of = ticket
+        self._ticket = ticket()
+        self._keeper = keeper
+        self._on_resumed = on_resumed
+        self._resuming = False
+        #: times the subscription started again after a reconnect
+        self.resumes = 0
         self.schema = schema
         self.name = name
         self._sink = sink
@@ -157,6 +170,8 @@ class Subscription:
         self._generation += 1
         gen = self._generation
         transport = self._session._transport
+        if self._keeper is not None:
+            self._keeper.opened()
         cls = AsyncBarrageStream if self.is_async else BarrageStream
         stream = cls(
             transport.channel, lambda: transport.metadata, self.schema, self._request(self.spec),
@@ -193,6 +208,8 @@ class Subscription:
         s = self._stream
         if s is None or self._stopped or self._ended:
             return False
+        if self._resuming:
+            return True  # waiting for the session to reconnect
         return s.running if isinstance(s, AsyncBarrageStream) else s.thread.is_alive()
 
     async def wait_closed(self) -> None:
@@ -231,6 +248,10 @@ class Subscription:
             self._generation += 1  # updates still coming from the old stream are dropped
         if stream is not None:
             stream.stop()
+        self._restart()
+
+    def _restart(self, resumed: bool = False) -> None:
+        """Open a new stream over an empty copy; the sink sees every old row removed."""
         with self._lock:
             if self._stopped:
                 return
@@ -240,9 +261,27 @@ class Subscription:
             self.state = self._working = empty
             self._held = False
             self.effective_viewport = None
+            self._resuming = resumed
             self._open_stream()
         if before.num_rows:
             self._deliver(applied)
+
+    def _resume(self, error: Optional[BaseException]) -> None:
+        """(the keeper, after a reconnect) Subscribe again on the table's new ticket, or end with
+        ``error`` (the session could not reconnect; the table was lost)."""
+        if error is None:
+            try:
+                ticket = self._ticket_of()
+            except BaseException as e:  # noqa: BLE001 (the table's own reason ends the subscription)
+                error = e
+            else:
+                with self._lock:
+                    self._ticket = ticket
+                self._restart(resumed=True)
+                return
+        with self._lock:
+            self._resuming = False
+        self._end(error)
 
     # -- the stream's callbacks (stream thread) -------------------------------------------------
 
@@ -271,8 +310,13 @@ class Subscription:
             self.state = applied.after
             self.updates += 1
             self.row_updates += len(applied.removed_pos) + len(applied.added_pos) + len(applied.modified_pos)
+            resumed, self._resuming = self._resuming, False
+            if resumed:
+                self.resumes += 1
             self._changed.notify_all()
         self._deliver(applied)
+        if resumed and self._on_resumed is not None:
+            self._on_resumed()
 
     def _deliver(self, applied: state_mod.Applied) -> None:
         self._sink(applied)
@@ -281,8 +325,20 @@ class Subscription:
         with self._lock:
             if gen != self._generation or self._stopped or self._ended:
                 return
-            self._ended = True
             error = self._as_error(err)
+            keeper = self._keeper
+            if keeper is not None:
+                self._resuming = True
+        if keeper is not None and keeper.hold(error, self._resume):
+            return  # resumed (or ended) by the keeper after the reconnect
+        self._end(error)
+
+    def _end(self, error: BaseException) -> None:
+        with self._lock:
+            if self._stopped or self._ended:
+                return
+            self._ended = True
+            self._resuming = False
             self.error = error
             self._changed.notify_all()
         _live.discard(self)

@@ -50,7 +50,7 @@ from pydeephaven.dherror import (
 )
 
 __all__ = ["ReconnectPolicy", "StateChange", "Reviver", "policy_of", "reconnect_flow", "revive_flow", "is_loss",
-           "after_loss", "retry", "note_op", "note_import", "note_script", "track", "READS", "WRITES"]
+           "after_loss", "retry", "stream_keeper", "StreamKeeper", "note_op", "note_import", "note_script", "track", "READS", "WRITES"]
 
 log = logging.getLogger("pydeephaven")
 
@@ -120,7 +120,8 @@ class StateChange:
     (made again in place), the input tables among them made again ``emptied`` (their rows are
     gone), and the tables ``lost``, each with the reason its next use will give; ``seconds`` is
     the time from noticing the loss to this state, ``revive_seconds`` the part of it spent making
-    the tables again (and replaying scripts) once connected."""
+    the tables again (and replaying scripts) once connected; ``resumed`` counts the streams
+    (subscriptions, listeners) started again on the revived tables."""
 
     state: str
     cause: str = ""
@@ -128,6 +129,7 @@ class StateChange:
     revived: tuple[Any, ...] = ()
     emptied: tuple[Any, ...] = ()
     lost: tuple[tuple[Any, str], ...] = ()
+    resumed: int = 0
     seconds: float = 0.0
     revive_seconds: float = 0.0
 
@@ -174,6 +176,30 @@ class Reviver:
         self.scripts: list[str] = []
         self.callbacks: list[Callable[[StateChange], Any]] = []
         self.history: list[StateChange] = []
+        self._held: list[Callable[[Optional[BaseException]], None]] = []
+
+    def when_reconnected(self, generation: int, resume: Callable[[Optional[BaseException]], None]) -> bool:
+        """Call ``resume(None)`` once the session has reconnected after ``generation`` (at once if it
+        has already), ``resume(error)`` once it is lost; True while it waits."""
+        with self._lock:
+            if self.lost is None and self.generation == generation:
+                self._held.append(resume)
+                return True
+        resume(lost_error(self) if self.lost is not None else None)
+        return False
+
+    def advance(self, error: Optional[BaseException] = None) -> int:
+        """A reconnect ended (``error``: the session is lost): the next generation; what waited in
+        ``when_reconnected`` is resumed. Returns how many were."""
+        with self._lock:
+            self.generation += 1
+            held, self._held = self._held, []
+        for resume in held:
+            try:
+                resume(error)
+            except Exception:  # noqa: BLE001 (one stream's failure must not stop the others)
+                log.exception("resuming %r after a reconnect failed", resume)
+        return len(held)
 
     def check_usable(self, flow: Any) -> None:
         """SessionLostError, naming the flow's operation, once the session is lost."""
@@ -298,6 +324,38 @@ def retry(flow_fn: Any, err: DHError) -> bool:
     return bool(getattr(err, "reconnected", False)) and getattr(flow_fn, "__name__", "") in READS
 
 
+class StreamKeeper:
+    """Keeps a server stream of a reconnecting session (a subscription) through a reconnect: the
+    stream calls ``opened()`` each time it opens one, and ``hold(error, resume)`` when it ends; if
+    the end is a lost connection, ``resume`` is called after the reconnect (None) or once the
+    session is lost (its error), and a reconnect is started unless one runs."""
+
+    def __init__(self, session: Any, rv: Reviver) -> None:
+        self._session = weakref.ref(session)
+        self._rv = rv
+        self._generation = rv.generation
+        self._transport: Any = None
+
+    def opened(self) -> None:
+        session = self._session()
+        self._generation = self._rv.generation
+        self._transport = session._transport if session is not None else None
+
+    def hold(self, error: BaseException, resume: Callable[[Optional[BaseException]], None]) -> bool:
+        session = self._session()
+        if session is None or not is_loss(session, error, self._generation):
+            return False
+        if self._rv.when_reconnected(self._generation, resume) and self._transport is not None:
+            self._transport._report_lost(f"a stream ended: {error}")  # starts a reconnect unless one runs
+        return True
+
+
+def stream_keeper(session: Any) -> Optional[StreamKeeper]:
+    """A keeper for a new stream of ``session``; None when the session does not reconnect."""
+    rv = _reviver(session)
+    return StreamKeeper(session, rv) if rv is not None else None
+
+
 # -- reconnecting ---------------------------------------------------------------------------------
 
 
@@ -337,9 +395,9 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
                 revived, emptied, lost = yield from revive_flow(session)
             finally:
                 rv.reviving = False
-            rv.generation += 1
+            resumed = rv.advance()
             rv.emit(StateChange("reconnected", attempt=attempt, revived=tuple(revived), emptied=tuple(emptied),
-                                lost=tuple(lost), seconds=time.monotonic() - started,
+                                lost=tuple(lost), resumed=resumed, seconds=time.monotonic() - started,
                                 revive_seconds=time.monotonic() - connected))
             return
         except SessionClosedError as e:
@@ -357,7 +415,7 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
         backoff = min(backoff * 2, policy.max_backoff)
     rv.lost = (f"could not reconnect to {session.host}:{session.port} within {policy.deadline:g} s "
                f"({attempt} attempt{'s' if attempt != 1 else ''}; the last failed with: {last})")
-    rv.generation += 1
+    rv.advance(lost_error(rv))
     session._mark_lost(rv.lost)
     rv.emit(StateChange("lost", cause=rv.lost, attempt=attempt, seconds=time.monotonic() - started))
     raise lost_error(rv)
