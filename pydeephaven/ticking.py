@@ -209,6 +209,7 @@ class TableListener(ABC):
         """Called after the session reconnected (``Session(..., reconnect=True)``) and the
         subscription started again: ``on_update`` has just seen every old row removed and then the
         revived table's rows. Does nothing unless overridden."""
+        return None
 
 
 class _CallableListener(TableListener):

@@ -50,7 +50,8 @@ from pydeephaven.dherror import (
 )
 
 __all__ = ["ReconnectPolicy", "StateChange", "Reviver", "policy_of", "reconnect_flow", "revive_flow", "is_loss",
-           "after_loss", "retry", "stream_keeper", "StreamKeeper", "note_op", "note_import", "note_script", "track", "READS", "WRITES"]
+           "after_loss", "retry", "stream_keeper", "StreamKeeper", "note_op", "note_import", "note_script", "track",
+           "READS", "WRITES"]
 
 log = logging.getLogger("pydeephaven")
 
