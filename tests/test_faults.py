@@ -19,7 +19,7 @@ import pytest
 from pydeephaven import DHError, Session
 from pydeephaven.embedded import start_server
 from tests.support.bounded import readline_within, stop_child
-from tests.support.relay import Relay
+from tests.support.faultproxy import FaultProxy
 
 
 _CLIENT_PROG = """
@@ -147,25 +147,25 @@ def test_a_read_whose_stream_breaks_is_read_once_more(server) -> None:
     """The connection carrying a large DoGet is cut mid-transfer, once: to_arrow reads again
     (a read changes nothing on the server) and returns every row; cut at every attempt, it is an
     error."""
-    relay = Relay(server.port, cut_after=20_000_000)
+    proxy = FaultProxy(server.port, cut_after=20_000_000)
     try:
-        with Session("127.0.0.1", relay.port, never_timeout=False) as session:
+        with Session("127.0.0.1", proxy.port, never_timeout=False) as session:
             n = 3_000_000
             t = session.import_table(pa.table({"A": np.arange(n, dtype=np.int64)}))
             back = t.to_arrow(streams=1)
-            assert relay.cuts == 1
+            assert proxy.cuts == 1
             assert back.num_rows == n and back.column("A").equals(pa.chunked_array([np.arange(n)]))
             # the broken read, then the whole one (and another should the stream break by itself)
             assert session.stats.calls["DoGet:to_arrow"] >= 2
-            relay.cuts, relay.cut_after = 0, 10_000_000
-            original = relay._should_cut
+            proxy.cuts, proxy.cut_after = 0, 10_000_000
+            original = proxy._should_cut
 
             def every_time(carried: int) -> bool:
-                relay.cuts = 0
+                proxy.cuts = 0
                 return original(carried)
 
-            relay._should_cut = every_time  # type: ignore[method-assign]
+            proxy._should_cut = every_time  # type: ignore[method-assign]
             with pytest.raises(DHError, match=r"to_arrow failed: .*unreachable.*Stream removed"):
                 t.to_arrow(streams=1)
     finally:
-        relay.kill()
+        proxy.close()

@@ -25,7 +25,7 @@ import pytest
 from pydeephaven import DHError, Session, TableListener, TableListenerHandle, TableUpdate, listen
 from pydeephaven._barrage import rowset
 
-from tests.support.relay import Relay
+from tests.support.faultproxy import FaultProxy
 from tests.support.examples import run_example
 
 TIMEOUT = 20.0
@@ -593,7 +593,7 @@ def test_listener_exception_ends_the_subscription_through_on_error(session: Sess
 
 
 def test_server_going_away_calls_on_error_once(server):
-    proxy = Relay(server.port)
+    proxy = FaultProxy(server.port)
     session = Session("127.0.0.1", proxy.port, never_timeout=False)
     try:
         t = session.time_table("PT0.05s").update(["X = ii"])
@@ -604,7 +604,7 @@ def test_server_going_away_calls_on_error_once(server):
         h.start()
         live = t.subscribe(on_error=live_errors.append)
         assert seen.wait(TIMEOUT) and live.wait_for_updates(1, TIMEOUT)
-        proxy.kill()
+        proxy.close()
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline and not (errors and live_errors):
             time.sleep(0.05)
@@ -619,7 +619,7 @@ def test_server_going_away_calls_on_error_once(server):
         live.close()
         assert len(errors) == 1
     finally:
-        proxy.kill()
+        proxy.close()
         session.close()
 
 
