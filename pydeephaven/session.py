@@ -95,15 +95,15 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         roots, chain, key = self._init_base("Session", host, port, auth_type, auth_token, never_timeout,
                                             session_type, tls_root_certs, client_cert_chain, client_private_key,
                                             client_opts, extra_headers)
-        self._init_reconnect("Session", reconnect, keep_imports)
+        channel_opts = self._init_reconnect("Session", reconnect, keep_imports, client_opts)
         args = (self._host, self._port, auth_type, auth_token, never_timeout, use_tls, roots, chain, key,
-                client_opts, extra_headers)
+                channel_opts, extra_headers)
         self._transport = Transport(*args)
         self._flight = FlightPath(self._transport, roots, chain, key)
         if self._reviver is not None:
             self._reconnect_args = args
             self._reconnect_lock = threading.Lock()
-            self._watch_loss()
+            self._watch_loss(self._reviver.generation)
         self._console_lock = threading.Lock()
         #: Session-wide default of pipelined mode (see ``pipelined``); off, as in the official client.
         self.pipelining = False
@@ -147,12 +147,11 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             finally:
                 rv.busy, rv.owner = False, None
 
-    def _watch_loss(self) -> None:
+    def _watch_loss(self, generation: int) -> None:
         """Reconnect in the background as soon as the keep-alive or the termination watch of the
         current transport finds the connection gone."""
         rv, me = self._reviver, weakref.ref(self)
         assert rv is not None
-        generation = rv.generation
 
         def lost(reason: str) -> None:
             if rv.may_reconnect(generation):
@@ -177,7 +176,9 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         if self._closed_by_user:  # closed meanwhile: so is the new connection
             self._finalizer()
             return
-        self._watch_loss()
+        # this transport serves the generation the reconnect moves to once the tables are revived
+        assert self._reviver is not None
+        self._watch_loss(self._reviver.generation + 1)
 
     def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):

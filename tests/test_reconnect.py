@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -24,12 +24,13 @@ from pydeephaven import (
     ReconnectPolicy,
     Session,
     SessionLostError,
-    StateChange,
     TableLostError,
 )
 from pydeephaven.embedded import start_server
-from pydeephaven.ticking import TableListener, TableUpdate, listen
+from pydeephaven.ticket import SharedTicket
+from pydeephaven.ticking import listen
 from tests.support.apis import Api
+from tests.support.revival import Recorder, States, background, wait_for
 
 SCRIPT = """
 import time
@@ -55,66 +56,6 @@ def _expected_chain() -> list[dict[str, Any]]:
     return rows[:6]
 
 
-async def _wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {seconds} s")
-        await asyncio.sleep(0.05)
-
-
-class _States:
-    """What on_state_change reported, with when (monotonic)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[float, StateChange]] = []
-
-    def __call__(self, change: StateChange) -> None:
-        self.seen.append((time.monotonic(), change))
-
-    @property
-    def names(self) -> list[str]:
-        return [c.state for _, c in self.seen]
-
-    def first(self, state: str) -> tuple[float, StateChange]:
-        return next(x for x in self.seen if x[1].state == state)
-
-
-def _background(api: Api, fn: Callable[[], Any]) -> "asyncio.Future[Any]":
-    """Run fn() (a call of the session's API) beside the scenario: a task (async), a thread (sync)."""
-    if api.is_async:
-        return asyncio.ensure_future(api.run(fn()))
-    return asyncio.ensure_future(asyncio.to_thread(fn))
-
-
-class _Recorder(TableListener):
-    """What a listener on a time table saw: ("update", rows removed, timestamps added) and
-    ("reconnect",) in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.errors: list[Exception] = []
-
-    def on_update(self, update: TableUpdate) -> None:
-        ts = update.added(["Timestamp"])["Timestamp"].cast(pa.int64()).to_pylist() if update.num_added else []
-        self.events.append(("update", update.num_removed, ts))
-
-    def on_error(self, error: Exception) -> None:
-        self.errors.append(error)
-
-    def on_reconnect(self) -> None:
-        self.events.append(("reconnect",))
-
-    def rows(self, events: list[tuple[Any, ...]]) -> list[int]:
-        """The copy the updates make (a time table only appends; a removal empties it here)."""
-        rows: list[int] = []
-        for e in events:
-            if e[0] == "update":
-                assert e[1] in (0, len(rows)), e
-                rows = (rows[:0] if e[1] else rows) + e[2]
-        return rows
-
-
 async def _scenario(api: Api, srv: Any) -> Any:
     policy = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=170.0, replay_scripts=True)
     s = await api.session(reconnect=policy, keep_imports=True)
@@ -122,7 +63,7 @@ async def _scenario(api: Api, srv: Any) -> Any:
     plain = await api.session()  # reconnect=False: as today
     srv2 = None
     try:
-        states, other_states = _States(), _States()
+        states, other_states = States(), States()
         s.on_state_change(states)
         other.on_state_change(other_states)
         assert states.names == ["connected"]
@@ -139,14 +80,22 @@ async def _scenario(api: Api, srv: Any) -> Any:
         half = SECOND // 2
         recent = (time.time_ns() // SECOND) * SECOND - 2 * SECOND  # row k is due at recent + k * half
         ticking = await api.run(s.time_table(half, start_time=recent))
-        recorder = _Recorder()
+        recorder = Recorder()
         handle = listen(ticking, recorder)
         handle.start()
         # (before the slow script below: the server's tables do not tick while a script runs)
-        await _wait_for(lambda: len(recorder.events) >= 3, 30, "ticks before the kill")
+        await wait_for(lambda: len(recorder.events) >= 3, 30, "ticks before the kill")
         lost_import = await api.run(other.import_table(_data()))
         lost_dep = await api.run(lost_import.where("X > 4"))
         plain_t = await api.run(plain.empty_table(2))
+        # shared tickets: one from a live table, one from a table closed after it was published,
+        # one (of the other session) from an import that will be lost
+        shared, shared_closed, shared_lost = (SharedTicket.random_ticket() for _ in range(3))
+        await api.run(s.publish_table(shared, chain))
+        doubled = await api.run(blank.update("B = i * 2"))
+        await api.run(s.publish_table(shared_closed, doubled))
+        await api.run(doubled.close())
+        await api.run(other.publish_table(shared_lost, lost_import))
 
         assert await api.rows(chain) == _expected_chain()
         want_first5 = [START_NS + k * SECOND for k in range(5)]
@@ -162,8 +111,8 @@ async def _scenario(api: Api, srv: Any) -> Any:
         # server; the server's table ops do not see a script's functions, so the script made it) is
         # repeated after the reconnect, a script (it changes the server) is not
         slow_view = await api.run(s.open_table("slow_view"))
-        read = _background(api, lambda: slow_view.to_arrow())
-        write = _background(api, lambda: s.run_script("time.sleep(30)\nmarker = 1"))
+        read = background(api, lambda: slow_view.to_arrow())
+        write = background(api, lambda: s.run_script("time.sleep(30)\nmarker = 1"))
         await asyncio.sleep(1.5)
         assert not read.done() and not write.done()
 
@@ -171,10 +120,10 @@ async def _scenario(api: Api, srv: Any) -> Any:
         killed = time.monotonic()
         os.kill(srv.pid, signal.SIGKILL)
         await asyncio.to_thread(srv.process.wait, 30)
-        await _wait_for(lambda: "disconnected" in states.names, 30, "disconnected")
+        await wait_for(lambda: "disconnected" in states.names, 30, "disconnected")
         detected = states.first("disconnected")[0] - killed
         # a read made while the session reconnects waits for it
-        waiting_read = _background(api, lambda: chain.to_arrow())
+        waiting_read = background(api, lambda: chain.to_arrow())
 
         with pytest.raises(DHError, match="unreachable|no longer usable") as plain_err:
             await api.run(plain.empty_table(1))
@@ -182,8 +131,8 @@ async def _scenario(api: Api, srv: Any) -> Any:
 
         srv2 = await asyncio.to_thread(start_server, port=port, heap="1g")
         up = time.monotonic()
-        await _wait_for(lambda: "reconnected" in states.names or "lost" in states.names, 60, "reconnected")
-        await _wait_for(lambda: "reconnected" in other_states.names or "lost" in other_states.names, 60,
+        await wait_for(lambda: "reconnected" in states.names or "lost" in states.names, 60, "reconnected")
+        await wait_for(lambda: "reconnected" in other_states.names or "lost" in other_states.names, 60,
                         "reconnected (other)")
         at, done = states.first("reconnected")
         usable = at - up
@@ -196,11 +145,12 @@ async def _scenario(api: Api, srv: Any) -> Any:
         assert names[0] == "connected" and names[1] == "disconnected" and names[-1] == "reconnected", names
         assert set(names[2:-1]) == {"reconnecting"}, names
         assert not done.lost, done.lost
+        assert set(done.republished) == {shared, shared_closed} and done.unpublished == ()
         assert all(any(t is r for r in done.revived)
                    for t in (src, chain, tt, first5, kept, joined, blank, slow_view, ticking))
 
         # the listener saw every old row removed, the revived table's rows, on_reconnect, then new ticks
-        await _wait_for(lambda: ("reconnect",) in recorder.events and recorder.events[-1] != ("reconnect",), 60,
+        await wait_for(lambda: ("reconnect",) in recorder.events and recorder.events[-1] != ("reconnect",), 60,
                         "ticks after the reconnect")
         assert recorder.errors == [] and handle.is_running
         at_reconnect = recorder.events.index(("reconnect",))
@@ -229,6 +179,16 @@ async def _scenario(api: Api, srv: Any) -> Any:
 
         other_done = other_states.first("reconnected")[1]
         assert [t for t, _ in other_done.lost] == [lost_import, lost_dep]
+        assert other_done.republished == () and [t for t, _ in other_done.unpublished] == [shared_lost]
+        assert "the table it shared was lost: it was imported before the reconnect" in other_done.unpublished[0][1]
+        reader = await api.session()  # a session of its own on the new server reads what was shared
+        try:
+            assert await api.rows(await api.run(reader.fetch_table(shared))) == _expected_chain()
+            assert await api.rows(await api.run(reader.fetch_table(shared_closed))) == [{"B": 0}, {"B": 2}, {"B": 4}]
+            with pytest.raises(DHError, match="fetch_table"):
+                await api.run(reader.fetch_table(shared_lost))
+        finally:
+            await api.run(reader.close())
         with pytest.raises(TableLostError, match="imported before the reconnect; its data is gone"):
             await api.run(lost_import.to_arrow())
         with pytest.raises(TableLostError, match="made from a table that was lost .*imported before the reconnect"):
@@ -255,7 +215,7 @@ async def _lost_scenario(api: Api, srv: Any) -> None:
     """No server comes back: after the deadline the session is lost and says why."""
     s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=3.0))
     try:
-        states = _States()
+        states = States()
         s.on_state_change(states)
         iterated: list[str] = []
 
@@ -267,7 +227,7 @@ async def _lost_scenario(api: Api, srv: Any) -> None:
         t = await api.run(s.empty_table(2))
         os.kill(srv.pid, signal.SIGKILL)
         await asyncio.to_thread(srv.process.wait, 30)
-        await _wait_for(lambda: "lost" in states.names, 30, "lost")
+        await wait_for(lambda: "lost" in states.names, 30, "lost")
         names = states.names
         assert names[:2] == ["connected", "disconnected"] and names[-1] == "lost", names
         assert "could not reconnect" in states.first("lost")[1].cause
@@ -351,3 +311,17 @@ def test_after_a_reconnect_reads_are_repeated_and_writes_are_not() -> None:
     kinds = (SessionBase, TableBase, InputTableBase, StorageBase)
     assert [n for n in revive.READS | revive.WRITES if not any(hasattr(k, n) for k in kinds)] == []
     assert revive.policy_of("S", False) is None and revive.policy_of("S", True) == ReconnectPolicy()
+
+
+@pytest.mark.offline
+def test_a_reconnecting_session_pings_at_its_policys_rate() -> None:
+    from pydeephaven._core.revive import channel_options
+
+    assert channel_options(None, None) is None  # reconnect=False: the channel is as the caller made it
+    opts = dict(channel_options(ReconnectPolicy(ping_interval=2.5, ping_timeout=4), [("grpc.keepalive_time_ms", 900)]))
+    assert opts["grpc.keepalive_time_ms"] == 900  # the caller's own setting stays
+    assert opts["grpc.keepalive_timeout_ms"] == 4000 and opts["grpc.http2.ping_timeout_ms"] == 4000
+    assert opts["grpc.http2.max_pings_without_data"] == 0 and opts["grpc.keepalive_permit_without_calls"] == 1
+    assert dict(channel_options(ReconnectPolicy(), None))["grpc.keepalive_time_ms"] == 5000
+    with pytest.raises(DHError, match="ping_timeout must be a positive number"):
+        ReconnectPolicy(ping_timeout=0)

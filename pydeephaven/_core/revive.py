@@ -51,7 +51,8 @@ from pydeephaven.dherror import (
 
 __all__ = ["ReconnectPolicy", "StateChange", "Reviver", "policy_of", "reconnect_flow", "revive_flow", "is_loss",
            "after_loss", "retry", "stream_keeper", "StreamKeeper", "note_op", "note_import", "note_script", "track",
-           "READS", "WRITES"]
+           "READS", "WRITES", "channel_options",
+           "note_publish", "republish_flow"]
 
 log = logging.getLogger("pydeephaven")
 
@@ -94,15 +95,22 @@ class ReconnectPolicy:
         replay_scripts: run the scripts this session ran (``run_script``, in order) again on the
             new server session before the tables are revived: for servers that come back empty
             (a restart) and scripts that are safe to run again.
+        ping_interval: seconds between the HTTP/2 pings (gRPC keep-alive) that check the
+            connection while it is idle or waiting; a connection whose packets vanish (half-open:
+            nothing is refused, nothing arrives) is found by a ping left unanswered.
+        ping_timeout: seconds a ping may wait for its answer before the connection counts as lost;
+            so a half-open connection is found within ``ping_interval + ping_timeout``.
     """
 
     initial_backoff: float = 0.25
     max_backoff: float = 5.0
     deadline: float = 120.0
     replay_scripts: bool = False
+    ping_interval: float = 5.0
+    ping_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("initial_backoff", "max_backoff", "deadline"):
+        for name in ("initial_backoff", "max_backoff", "deadline", "ping_interval", "ping_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ArgumentError(f"ReconnectPolicy: {name} must be a positive number of seconds, got {value!r}")
@@ -122,7 +130,9 @@ class StateChange:
     gone), and the tables ``lost``, each with the reason its next use will give; ``seconds`` is
     the time from noticing the loss to this state, ``revive_seconds`` the part of it spent making
     the tables again (and replaying scripts) once connected; ``resumed`` counts the streams
-    (subscriptions, listeners) started again on the revived tables."""
+    (subscriptions, listeners) started again on the revived tables; ``republished`` the shared
+    tickets (of ``publish_table``) published again, ``unpublished`` those that could not be, each
+    with why."""
 
     state: str
     cause: str = ""
@@ -131,6 +141,8 @@ class StateChange:
     emptied: tuple[Any, ...] = ()
     lost: tuple[tuple[Any, str], ...] = ()
     resumed: int = 0
+    republished: tuple[Any, ...] = ()
+    unpublished: tuple[tuple[Any, str], ...] = ()
     seconds: float = 0.0
     revive_seconds: float = 0.0
 
@@ -175,6 +187,9 @@ class Reviver:
         self.owner: Any = None
         self.reviving = False
         self.scripts: list[str] = []
+        #: what ``publish_table`` shared: [shared ticket, the table it was published from] (held,
+        #: so that the table can be made again and shared again although its user let it go)
+        self.published: list[list[Any]] = []
         self.callbacks: list[Callable[[StateChange], Any]] = []
         self.history: list[StateChange] = []
         self._held: list[Callable[[Optional[BaseException]], None]] = []
@@ -279,6 +294,13 @@ def note_import(session: Any, table: Any, data: Any) -> None:
         table._origin = _ImportOrigin(None, STREAM_LOST)
 
 
+def note_publish(session: Any, ticket: Any, table: Any) -> None:
+    """``table`` (of this session) was published under the shared ``ticket``."""
+    rv = _reviver(session)
+    if rv is not None and not rv.reviving:
+        rv.published = [p for p in rv.published if p[0] != ticket] + [[ticket, table]]
+
+
 def note_script(session: Any, script: str) -> None:
     rv = _reviver(session)
     if rv is not None and not rv.reviving and rv.policy.replay_scripts:
@@ -364,6 +386,21 @@ def lost_error(rv: Reviver, op: str = "") -> SessionLostError:
     return SessionLostError(f"{op + ' failed: ' if op else ''}the session is lost: {rv.lost}")
 
 
+def channel_options(policy: Optional[ReconnectPolicy], client_opts: Any) -> Any:
+    """The gRPC channel options of a session: the caller's ``client_opts`` and, when it reconnects,
+    keep-alive pings at the policy's rate (an option the caller set is left as the caller set it)."""
+    if policy is None:
+        return client_opts
+    given = [tuple(o) for o in client_opts or ()]
+    names = {name for name, _ in given}
+    pings = [("grpc.keepalive_time_ms", int(policy.ping_interval * 1000)),
+             ("grpc.keepalive_timeout_ms", int(policy.ping_timeout * 1000)),
+             ("grpc.http2.ping_timeout_ms", int(policy.ping_timeout * 1000)),  # the wait grpc applies
+             ("grpc.keepalive_permit_without_calls", 1),
+             ("grpc.http2.max_pings_without_data", 0)]
+    return given + [o for o in pings if o[0] not in names]
+
+
 def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[None]:
     """Reconnect (unless another caller did since ``generation``), then revive the tables; raises
     ``SessionLostError`` when the policy's deadline passes first. The API's ``_connect_again(timeout)``
@@ -394,11 +431,13 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
             rv.reviving = True
             try:
                 revived, emptied, lost = yield from revive_flow(session)
+                republished, unpublished = yield from republish_flow(session, revived)
             finally:
                 rv.reviving = False
             resumed = rv.advance()
             rv.emit(StateChange("reconnected", attempt=attempt, revived=tuple(revived), emptied=tuple(emptied),
-                                lost=tuple(lost), resumed=resumed, seconds=time.monotonic() - started,
+                                lost=tuple(lost), resumed=resumed, republished=tuple(republished),
+                                unpublished=tuple(unpublished), seconds=time.monotonic() - started,
                                 revive_seconds=time.monotonic() - connected))
             return
         except SessionClosedError as e:
@@ -449,6 +488,15 @@ def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any
 
 def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
     """Make ``table`` again (None), or the reason it cannot be."""
+    new = yield from _remake(session, table)
+    if isinstance(new, str):
+        return new
+    _adopt(table, new)
+    return None
+
+
+def _remake(session: Any, table: Any) -> Flow[Any]:
+    """A new table made as ``table`` was, on the new connection, or the reason it cannot be."""
     origin = table._origin
     if origin is None:
         return NO_ORIGIN
@@ -456,19 +504,46 @@ def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
         if isinstance(origin, _ImportOrigin):
             if origin.data is None:
                 return origin.why_not
-            new = yield do(session.import_table, origin.data)
-        else:
-            for dep in (origin.source, *origin.op.others):
-                why = _unusable(session, dep)
-                if why is not None:
-                    return why
-            new = yield from session._op_flow(origin.op, origin.source, type(table))
+            return (yield do(session.import_table, origin.data))
+        for dep in (origin.source, *origin.op.others):
+            why = _unusable(session, dep)
+            if why is not None:
+                return why
+        return (yield from session._op_flow(origin.op, origin.source, type(table)))
     except (UnreachableError, SessionClosedError, CallCancelledError):
         raise  # the new connection is gone too: the reconnect tries again
     except DHError as e:
         return f"it could not be made again after the reconnect: {e}"
-    _adopt(table, new)
-    return None
+
+
+def republish_flow(session: Any, revived: list[Any]) -> Flow[tuple[list[Any], list[tuple[Any, str]]]]:
+    """Publish again what ``publish_table`` shared, from the revived tables (a table closed since
+    it was published is made again for the purpose): (republished tickets, [(ticket, why not)])."""
+    rv = _reviver(session)
+    assert rv is not None
+    done: list[Any] = []
+    failed: list[tuple[Any, str]] = []
+    for entry in rv.published:
+        ticket, table = entry
+        if table._closed and table._lost is None:
+            new = yield from _remake(session, table)
+            if isinstance(new, str):
+                failed.append((ticket, f"the table it shared was closed and {new}"))
+                continue
+            new._origin = table._origin  # (made while reviving, it has none of its own)
+            entry[1] = table = new
+        elif not any(t is table for t in revived):
+            failed.append((ticket, f"the table it shared was lost: {table._lost or NO_ORIGIN}"))
+            continue
+        try:
+            yield from session._share_flow(ticket, table)
+        except (UnreachableError, SessionClosedError, CallCancelledError):
+            raise
+        except DHError as e:
+            failed.append((ticket, f"it could not be published again: {e}"))
+            continue
+        done.append(ticket)
+    return done, failed
 
 
 def _unusable(session: Any, dep: Any) -> Optional[str]:

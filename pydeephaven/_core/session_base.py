@@ -220,11 +220,13 @@ class SessionBase:
         self._live_sizes = LiveSizes()
         return pems
 
-    def _init_reconnect(self, where: str, reconnect: Any, keep_imports: bool) -> None:
+    def _init_reconnect(self, where: str, reconnect: Any, keep_imports: bool, client_opts: Any) -> Any:
+        """Set the reconnect state; returns the channel options (pings added when reconnecting)."""
         policy = revive.policy_of(where, reconnect)
         if keep_imports and policy is None:
             raise ArgumentError(f"{where}: keep_imports=True needs reconnect=True (or a ReconnectPolicy)")
         self._reviver = revive.Reviver(policy, keep_imports) if policy is not None else None
+        return revive.channel_options(policy, client_opts)
 
     @property
     def reconnect_policy(self) -> Optional[revive.ReconnectPolicy]:
@@ -421,8 +423,15 @@ class SessionBase:
         yield do(table._resolve)  # a pipelined table's failure is reported as its own op's
         if is_foreign(self, table):
             copy = yield from borrow_flow(self, table, "publish_table")
+            self._pinned.add(copy.bytes)
+            yield from self._publish_flow(copy, ticket)
         else:
-            copy = yield from self._fetch_flow(table.ticket)
+            yield from self._share_flow(ticket, table)
+            revive.note_publish(self, ticket, table)
+
+    def _share_flow(self, ticket: SharedTicket, table: Any) -> Flow[None]:
+        """Publish a kept copy of this session's ``table`` under ``ticket``."""
+        copy = yield from self._fetch_flow(table.ticket)
         self._pinned.add(copy.bytes)
         yield from self._publish_flow(copy, ticket)
 

@@ -105,15 +105,15 @@ class AsyncSession(SessionBase):
         roots, chain, key = self._init_base("AsyncSession", host, port, auth_type, auth_token, never_timeout,
                                             session_type, tls_root_certs, client_cert_chain, client_private_key,
                                             client_opts, extra_headers)
-        self._init_reconnect("AsyncSession", reconnect, keep_imports)
+        channel_opts = self._init_reconnect("AsyncSession", reconnect, keep_imports, client_opts)
         args = (self._host, self._port, auth_type, auth_token, never_timeout, use_tls, roots, chain, key,
-                client_opts, extra_headers)
+                channel_opts, extra_headers)
         self._transport = AsyncTransport(*args)
         if self._reviver is not None:
             self._reconnect_args = args
             self._reconnect_lock: Optional[asyncio.Lock] = None
             self._reconnect_tasks: set[asyncio.Task[None]] = set()
-            self._watch_loss()
+            self._watch_loss(self._reviver.generation)
         self._flight = FlightPath(self._transport, roots, chain, key)
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pydeephaven-aio")
         self._console_lock: Optional[asyncio.Lock] = None
@@ -186,12 +186,11 @@ class AsyncSession(SessionBase):
             finally:
                 rv.busy, rv.owner = False, None
 
-    def _watch_loss(self) -> None:
+    def _watch_loss(self, generation: int) -> None:
         """Reconnect in a task of the loop as soon as the keep-alive or the termination watch of
         the current transport finds the connection gone."""
         rv, me = self._reviver, weakref.ref(self)
         assert rv is not None
-        generation = rv.generation
         tasks = self._reconnect_tasks
 
         def lost(reason: str) -> None:
@@ -224,7 +223,9 @@ class AsyncSession(SessionBase):
             await new.close()
             self._finalizer.detach()
             return
-        self._watch_loss()
+        # this transport serves the generation the reconnect moves to once the tables are revived
+        assert self._reviver is not None
+        self._watch_loss(self._reviver.generation + 1)
 
     async def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):

@@ -1,0 +1,74 @@
+"""What reconnect tests watch: the states a session reported, a listener's events on a time table,
+calls run beside a scenario, and bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from pydeephaven import StateChange
+from pydeephaven.ticking import TableListener, TableUpdate
+from tests.support.apis import Api
+
+
+async def wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+class States:
+    """What on_state_change reported, with when (monotonic)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, StateChange]] = []
+
+    def __call__(self, change: StateChange) -> None:
+        self.seen.append((time.monotonic(), change))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.state for _, c in self.seen]
+
+    def first(self, state: str) -> tuple[float, StateChange]:
+        return next(x for x in self.seen if x[1].state == state)
+
+
+def background(api: Api, fn: Callable[[], Any]) -> "asyncio.Future[Any]":
+    """Run fn() (a call of the session's API) beside the scenario: a task (async), a thread (sync)."""
+    if api.is_async:
+        return asyncio.ensure_future(api.run(fn()))
+    return asyncio.ensure_future(asyncio.to_thread(fn))
+
+
+class Recorder(TableListener):
+    """What a listener on a time table saw: ("update", rows removed, timestamps added) and
+    ("reconnect",) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.errors: list[Exception] = []
+
+    def on_update(self, update: TableUpdate) -> None:
+        ts = update.added(["Timestamp"])["Timestamp"].cast(pa.int64()).to_pylist() if update.num_added else []
+        self.events.append(("update", update.num_removed, ts))
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+    def on_reconnect(self) -> None:
+        self.events.append(("reconnect",))
+
+    def rows(self, events: list[tuple[Any, ...]]) -> list[int]:
+        """The copy the updates make (a time table only appends; a removal empties it here)."""
+        rows: list[int] = []
+        for e in events:
+            if e[0] == "update":
+                assert e[1] in (0, len(rows)), e
+                rows = (rows[:0] if e[1] else rows) + e[2]
+        return rows
