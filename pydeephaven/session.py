@@ -314,12 +314,17 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         """
         self._transport.check_open("watch_tables")
         watch = TableWatch(callback, initial, on_error)
-        following = _Following(self._transport, watch, "pydeephaven-watch-tables", self._followers)
+        following = self._follow(watch, "pydeephaven-watch-tables")
         watch._following = following
         if not watch._ready.wait(WATCH_START_SECONDS) or not watch.started:
             following.stop()
             raise watch._start_failed(WATCH_START_SECONDS)
         return watch
+
+    def _follow(self, followed: Followed, name: str) -> "_Following":
+        """Read a server stream in a thread of its own; with ``reconnect`` it survives a reconnect."""
+        followed.keeper = revive.stream_keeper(self)
+        return _Following(self, followed, name, self._followers)
 
     def _follow_sizes(self) -> None:
         """Start the size stream of refreshing tables, unless it runs (see ``Table.size``)."""
@@ -328,7 +333,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         with self._follow_lock:
             run = self._live_sizes.begin()
             if run is not None:
-                _Following(self._transport, run, "pydeephaven-live-sizes", self._followers)
+                self._follow(run, "pydeephaven-live-sizes")
     def logs(self, levels: Optional[Sequence[str]] = None, since: Optional[float] = None,
              timeout: Optional[float] = None) -> "LogStream":
         """Iterate the server's log records (``LogEntry``: time, level, message) as they arrive,
@@ -491,22 +496,28 @@ def _shutdown(transport: Transport, flight_path: FlightPath, followers: "set[_Fo
 
 class _Following:
     """A server stream kept open (``pydeephaven._core.watch``), read by a daemon thread of its own
-    until it ends; listed in its session's ``followers`` meanwhile. Holds the transport, not the
-    session, so a session nobody references can still be collected (which stops the stream)."""
+    until it ends; listed in its session's ``followers`` meanwhile. Holds the session weakly, so a
+    session nobody references can still be collected (which stops the stream); its calls go to
+    the session's transport of the moment (a new one after a reconnect)."""
 
-    def __init__(self, transport: Transport, followed: Followed, name: str, followers: "set[_Following]") -> None:
+    def __init__(self, session: Session, followed: Followed, name: str, followers: "set[_Following]") -> None:
         self.followed = followed
         self._followers = followers
         followers.add(self)
-        self.thread = threading.Thread(target=self._main, args=(transport, followed.flow()), name=name, daemon=True)
+        self.thread = threading.Thread(target=self._main, args=(weakref.ref(session), session._transport,
+                                                                followed.flow()), name=name, daemon=True)
         self.thread.start()
 
-    def _main(self, transport: Transport, flow: Flow[Any]) -> None:
+    def _main(self, ref: "weakref.ref[Session]", transport: Transport, flow: Flow[Any]) -> None:
         def perform(call: Any) -> Any:
-            outcome = transport.perform(call)
-            if outcome is not None and transport.is_closed:
+            outcome = call.fn(*call.args, **call.kwargs) if isinstance(call, Blocking) else current().perform(call)
+            if outcome is not None and current().is_closed:  # (a reconnect closes the old one after the swap)
                 self.followed.stop()  # the session closed meanwhile (collected, program exit): an end, no error
             return outcome
+
+        def current() -> Transport:
+            session = ref()
+            return session._transport if session is not None else transport
 
         try:
             drive(flow, perform)

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pydeephaven import DHError, ReconnectPolicy
+from pydeephaven import DHError, ReconnectPolicy, ScopeChange, Session
 from pydeephaven.ticking import listen
 from tests.support.apis import Api
 from tests.support.faultproxy import FaultProxy
@@ -62,10 +62,15 @@ async def _good_read(api: Api, t: Any, want: list[dict[str, Any]], seconds: floa
         return time.monotonic(), failed
 
 
-async def _scenario(api: Api, proxy: FaultProxy) -> dict[str, float]:
+async def _scenario(api: Api, proxy: FaultProxy, direct: Session) -> dict[str, float]:
     s = await api.session(reconnect=POLICY, keep_imports=True)
     figures: dict[str, float] = {}
     try:
+        changes: list[ScopeChange] = []
+        watch = await api.run(s.watch_tables(changes.append))
+        before_drop, in_hole, after_all = (f"{x}_{api.kind}" for x in ("before_drop", "in_hole", "after_all"))
+        await api.run(s.run_script(f"from deephaven import empty_table\n{before_drop} = empty_table(1)"))
+        await wait_for(lambda: any(before_drop in c.created for c in changes), 30, "the scope watch's first change")
         states = States()
         s.on_state_change(states)
         kept = await api.run(s.import_table(_data()))
@@ -100,6 +105,9 @@ async def _scenario(api: Api, proxy: FaultProxy) -> dict[str, float]:
         fault = time.monotonic()
         proxy.blackhole(BLACKHOLE)
         read = background(api, lambda: joined.to_arrow())
+        # made while the session cannot see the server (another session, not through the proxy):
+        # the resumed watch reports it as the difference between the scope before and after
+        await asyncio.to_thread(direct.run_script, f"{in_hole} = empty_table(2)\ndel {before_drop}")
         await wait_for(lambda: count("disconnected") == 2, 20, f"the black hole noticed {states.names}")
         noticed = [t for t, c in states.seen if c.state == "disconnected"][1] - fault
         assert noticed < BLACKHOLE, f"the half-open connection was found only after {noticed:.1f} s"
@@ -123,6 +131,15 @@ async def _scenario(api: Api, proxy: FaultProxy) -> dict[str, float]:
         figures["delay: usable after its end"] = usable - ended
         assert failed == 0 and count("disconnected") == 2 and count("reconnected") == reconnects, states.names
 
+        # the scope watch: resumed after each reconnect; what changed in the black hole, then later changes
+        await api.run(s.run_script(f"{after_all} = empty_table(3)"))
+        await wait_for(lambda: any(after_all in c.created for c in changes), 30, "a change after the faults")
+        mine = [c for c in changes if {before_drop, in_hole, after_all} & (set(c.created) | set(c.removed))]
+        assert [(sorted(c.created), sorted(c.removed)) for c in mine] == [
+            ([before_drop], []), ([in_hole], [before_drop]), ([after_all], [])], changes
+        assert watch.is_open and watch.resumes == 2 and watch.error is None
+        await api.run(watch.close())
+
         # the listener: one reset per reconnect, the values of the time table, and ticks after all
         await wait_for(lambda: recorder.events.count(("reconnect",)) == 2
                        and recorder.events[-1] != ("reconnect",), 60, "ticks after the last reconnect")
@@ -145,9 +162,11 @@ async def _scenario(api: Api, proxy: FaultProxy) -> dict[str, float]:
 def test_session_recovers_from_dropped_blackholed_and_delayed_connections(kind: str, server: Any) -> None:
     proxy = FaultProxy(server.port)
     api = Api(kind, "127.0.0.1", proxy.port)
+    direct = Session("127.0.0.1", server.port)
     try:
-        figures = api.block(_scenario(api, proxy), 300)
+        figures = api.block(_scenario(api, proxy, direct), 300)
     finally:
         api.close()
         proxy.close()
+        direct.close()
     print(f"\n[faults {kind}] " + "; ".join(f"{k} {v:.2f} s" for k, v in figures.items()))

@@ -29,7 +29,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from pydeephaven._core.calls import Flow, Follow
+from pydeephaven._core.calls import Flow, Follow, blocking
 from pydeephaven._proto import application_pb2, table_pb2
 from pydeephaven.dherror import ArgumentError, DHError
 
@@ -81,7 +81,11 @@ class Followed:
     what the end means (``_ended``, run once, last).
 
     ``error`` is None when the stream ended because ``stop()`` was called or the session closed
-    (or it has not ended), else the DHError that ended it (the server or the network)."""
+    (or it has not ended), else the DHError that ended it (the server or the network).
+
+    With a ``keeper`` (``_core.revive.StreamKeeper``, of a session that reconnects) a stream cut
+    off by a lost connection is opened again once the session has reconnected (``_resumed`` is
+    called first), and ends only if the session is lost."""
 
     op = ""
     stub = ""
@@ -93,6 +97,9 @@ class Followed:
         self._stopped = False
         self.ended = False
         self.error: Optional[DHError] = None
+        self.keeper: Any = None
+        #: how many times the stream was opened again after a reconnect
+        self.resumes = 0
 
     def _request(self) -> Any:
         raise NotImplementedError
@@ -111,10 +118,20 @@ class Followed:
         """Read the stream until it ends; the DHError that ended it (None: stopped on purpose)."""
         error: Optional[DHError] = None
         try:
-            error = yield Follow(self.op, self.stub, self.method, self._request(), each=self._each,
-                                 opened=self._opened)
-            if error is None and not self._stopped:
-                error = DHError(f"{self.op} failed: the server ended the stream")
+            while True:
+                if self.keeper is not None:
+                    self.keeper.opened()
+                error = yield Follow(self.op, self.stub, self.method, self._request(), each=self._each,
+                                     opened=self._opened)
+                if error is None and not self._stopped:
+                    error = DHError(f"{self.op} failed: the server ended the stream")
+                if error is None or self._stopped or self.keeper is None:
+                    break
+                error = yield from self._hold(error)
+                if error is not None or self._stopped:
+                    break
+                self.resumes += 1
+                self._resumed()
         except DHError as e:  # the session was closed, or unusable, before the call began
             error = e
         finally:  # a cancelled task or an interrupt ends it too
@@ -124,6 +141,33 @@ class Followed:
             self.ended = True
             self._ended(self.error)
         return self.error
+
+    def _hold(self, error: DHError) -> Flow[Optional[DHError]]:
+        """After the stream ended with ``error``: None once the session has reconnected (the
+        stream is to be opened again), or the error to end with."""
+        outcome: list[Optional[BaseException]] = []
+        came = threading.Event()
+
+        def resume(err: Optional[BaseException]) -> None:
+            outcome.append(err)
+            came.set()
+
+        if not self.keeper.hold(error, resume):
+            return error
+        yield blocking(self._wait_for, came)
+        if not outcome:  # stopped while waiting
+            return None
+        err = outcome[0]
+        return None if err is None else err if isinstance(err, DHError) else DHError(f"{self.op} failed: {err}")
+
+    def _wait_for(self, came: threading.Event) -> None:
+        """Wait until ``came`` is set (the keeper calls back when the reconnect ends, either way) or
+        the stream is stopped."""
+        while not came.wait(0.25) and not self._stopped:
+            pass
+
+    def _resumed(self) -> None:
+        """The stream is about to be opened again after a reconnect."""
 
     def _opened(self, cancel: Callable[[], None]) -> None:
         with self._lock:
@@ -172,12 +216,25 @@ class ScopeWatchBase(Followed):
         self._initial = initial
         self._on_error = on_error
         self.started = False
+        #: the global scope as the changes so far left it (name -> type)
+        self._scope: dict[str, str] = {}
+        self._resyncing = False
 
     def _request(self) -> Any:
         return application_pb2.ListFieldsRequest()
 
     def _take(self, msg: Any) -> None:
         change = ScopeChange.of(msg)
+        if self._resyncing:  # the scope as the new stream first sends it: what changed meanwhile
+            self._resyncing = False
+            now = change.created
+            change = ScopeChange({k: v for k, v in now.items() if k not in self._scope},
+                                 {k: v for k, v in now.items() if k in self._scope and self._scope[k] != v},
+                                 {k: v for k, v in self._scope.items() if k not in now})
+        self._scope.update(change.created)
+        self._scope.update(change.updated)
+        for name in change.removed:
+            self._scope.pop(name, None)
         if not self.started:
             self.started = True
             if self._initial:
@@ -185,6 +242,9 @@ class ScopeWatchBase(Followed):
             self._began()
         elif change:
             self._emit(change)
+
+    def _resumed(self) -> None:
+        self._resyncing = True
 
     def _emit(self, change: ScopeChange) -> None:
         raise NotImplementedError

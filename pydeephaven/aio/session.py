@@ -436,10 +436,12 @@ class AsyncSession(SessionBase):
         return AsyncTableWatch(self, callback, initial, on_error)
 
     def _follow(self, followed: Followed, name: str) -> "_Following":
+        """Read a server stream in a task of the loop; with ``reconnect`` it survives a reconnect."""
         t = self._transport
         t.check_open(followed.op)
         t.check_loop(followed.op)
-        return _Following(t, followed, name, self._followers)
+        followed.keeper = revive.stream_keeper(self)
+        return _Following(self, followed, name, self._followers)
 
     def _follow_sizes(self) -> None:
         """Start the size stream of refreshing tables, unless it runs (see ``AsyncTable.size``);
@@ -453,7 +455,7 @@ class AsyncSession(SessionBase):
             return
         run = self._live_sizes.begin()
         if run is not None:
-            _Following(t, run, "pydeephaven-aio-live-sizes", self._followers)
+            self._follow(run, "pydeephaven-aio-live-sizes")
 
     # -- table operations: sent at once, awaited by the table ----------------------------------------
 
@@ -545,15 +547,25 @@ _closing: "set[asyncio.Task[None]]" = set()
 
 class _Following:
     """A server stream kept open (``pydeephaven._core.watch``), read by a task of the session's
-    loop until it ends; listed in its session's ``followers`` meanwhile."""
+    loop until it ends; listed in its session's ``followers`` meanwhile. Its calls go to the
+    session's transport of the moment (a new one after a reconnect)."""
 
-    def __init__(self, transport: AsyncTransport, followed: Followed, name: str,
+    def __init__(self, session: AsyncSession, followed: Followed, name: str,
                  followers: "set[_Following]") -> None:
         self.followed = followed
+        ref, first = weakref.ref(session), session._transport
+
+        def current() -> AsyncTransport:
+            s = ref()
+            return s._transport if s is not None else first
 
         async def perform(call: Any) -> Any:
-            outcome = await transport.perform(call)
-            if outcome is not None and transport.is_closed:
+            if isinstance(call, Blocking):
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(call.fn, *call.args, **call.kwargs))
+            else:
+                outcome = await current().perform(call)
+            if outcome is not None and current().is_closed:  # (a reconnect closes the old one after the swap)
                 followed.stop()  # the session closed meanwhile (collected, loop ending): an end, no error
             return outcome
 
@@ -599,7 +611,7 @@ class AsyncTableWatch(ScopeWatchBase):
     async def start(self) -> "AsyncTableWatch":
         """Start the watch (once) and wait until the server has sent the scope as it is."""
         if self._following is None:
-            session, self._session = self._session, None  # the task holds the transport, not the session
+            session, self._session = self._session, None  # the task holds the session weakly
             if session is None or self.stopped:
                 raise DHError("watch_tables failed: the watch was closed")
             self._ready = asyncio.get_running_loop().create_future()
