@@ -26,7 +26,7 @@ from pydeephaven.aio.table import AsyncInputTable
 from pydeephaven.dherror import DHError
 from pydeephaven.table import InputTable
 from pydeephaven.ticket import ExportTicket
-from tests.support.relay import Relay
+from tests.support.faultproxy import FaultProxy
 
 
 async def v(x: Any) -> Any:
@@ -145,22 +145,22 @@ def test_bind_table_reports_a_failed_pending_source_as_its_op(api: Api) -> None:
 
 def test_file_export_whose_stream_breaks_is_read_once_more(api: Api, tmp_path: Path) -> None:
     n = 3_000_000
-    relay = Relay(api.port, cut_after=20_000_000)
+    proxy = FaultProxy(api.port, cut_after=20_000_000)
 
     async def body() -> None:
-        async with api.open(port=relay.port, never_timeout=False) as s:
+        async with api.open(port=proxy.port, never_timeout=False) as s:
             t = await v(s.import_table(pa.table({"A": np.arange(n, dtype=np.int64)})))
-            relay.cuts = 0
+            proxy.cuts = 0
             out = tmp_path / f"{api.kind}.parquet"
             assert await v(t.to_parquet(out)) == n
-            assert relay.cuts == 1  # the first read was cut, the second one wrote the file
+            assert proxy.cuts == 1  # the first read was cut, the second one wrote the file
             back = pq.read_table(out)
             assert back.column("A").equals(pa.chunked_array([np.arange(n, dtype=np.int64)]))
 
     try:
         asyncio.run(body())
     finally:
-        relay.kill()
+        proxy.close()
 
 
 # -- 3. to_pandas(dtype_backend) ---------------------------------------------------------------------

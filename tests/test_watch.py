@@ -19,6 +19,7 @@ from pydeephaven._proto import application_pb2, table_pb2, ticket_pb2
 from pydeephaven.dherror import ArgumentError, UnreachableError
 from pydeephaven.ticket import ExportTicket
 from tests.support.examples import run_example
+from tests.support.faultproxy import FaultProxy
 
 WAIT = 30.0  # seconds any one change may take to arrive
 
@@ -180,19 +181,17 @@ def test_async_watch_tables_iterates_changes(arun) -> None:
 async def test_a_broken_connection_ends_the_watch_with_an_error(api) -> None:
     from pydeephaven import Session, UnreachableError
     from pydeephaven.aio import AsyncSession
-    from tests.support.relay import Relay
-
-    relay = Relay(api.port)
+    proxy = FaultProxy(api.port)
     errors: list[DHError] = []
     try:
         if api.is_async:
-            s = await AsyncSession(api.host, relay.port, never_timeout=False)
+            s = await AsyncSession(api.host, proxy.port, never_timeout=False)
         else:
-            s = Session(api.host, relay.port, never_timeout=False)
+            s = Session(api.host, proxy.port, never_timeout=False)
         watch = await api.run(s.watch_tables(lambda c: None, on_error=errors.append))
         tt = await api.run(s.time_table("PT0.1s"))
         assert tt.size is not None  # the size stream runs
-        relay.kill()  # the server vanishes for this client
+        proxy.close()  # the server vanishes for this client
         await wait_for(api, lambda: bool(errors))
         [error] = errors
         assert isinstance(error, UnreachableError) and "watch_tables" in str(error)
@@ -206,7 +205,7 @@ async def test_a_broken_connection_ends_the_watch_with_an_error(api) -> None:
         await api.run(s.close())  # quiet although the connection is gone
         assert errors == [error]  # reported once
     finally:
-        relay.kill()
+        proxy.close()
 
 
 # -- live sizes -------------------------------------------------------------------------------------
