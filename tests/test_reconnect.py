@@ -28,9 +28,8 @@ from pydeephaven import (
 )
 from pydeephaven.embedded import start_server
 from pydeephaven.ticket import SharedTicket
-from pydeephaven.ticking import listen
 from tests.support.apis import Api
-from tests.support.revival import Recorder, States, background, wait_for
+from tests.support.revival import HALF, States, background, listened_time_table, wait_for
 
 SCRIPT = """
 import time
@@ -77,14 +76,8 @@ async def _scenario(api: Api, srv: Any) -> Any:
         kept = await api.run(s.import_table(_data()))
         joined = await api.run(chain.natural_join(kept, on="X", joins="V"))
         blank = await api.run(s.empty_table(3))
-        half = SECOND // 2
-        recent = (time.time_ns() // SECOND) * SECOND - 2 * SECOND  # row k is due at recent + k * half
-        ticking = await api.run(s.time_table(half, start_time=recent))
-        recorder = Recorder()
-        handle = listen(ticking, recorder)
-        handle.start()
         # (before the slow script below: the server's tables do not tick while a script runs)
-        await wait_for(lambda: len(recorder.events) >= 3, 30, "ticks before the kill")
+        recent, ticking, handle, recorder = await listened_time_table(api, s)
         lost_import = await api.run(other.import_table(_data()))
         lost_dep = await api.run(lost_import.where("X > 4"))
         plain_t = await api.run(plain.empty_table(2))
@@ -158,9 +151,9 @@ async def _scenario(api: Api, srv: Any) -> Any:
         assert len(resets) == 1 and resets[0] == at_reconnect - 2, recorder.events
         before_rows = recorder.rows(recorder.events[:resets[0]])
         assert recorder.events[resets[0]] == ("update", len(before_rows), [])
-        assert before_rows == [recent + k * half for k in range(len(before_rows))]
+        assert before_rows == [recent + k * HALF for k in range(len(before_rows))]
         after_rows = recorder.rows(recorder.events)
-        assert after_rows == [recent + k * half for k in range(len(after_rows))]
+        assert after_rows == [recent + k * HALF for k in range(len(after_rows))]
         assert len(after_rows) > len(before_rows)
         assert done.resumed >= 1
         handle.stop()

@@ -320,9 +320,12 @@ def is_loss(session: Any, err: BaseException, generation: int) -> bool:
     if isinstance(err, (UnreachableError, SessionExpiredError)):
         return True
     if isinstance(err, (SessionClosedError, CallCancelledError)):
-        # the transport was found dead, or replaced while the call ran; not a close by the program
-        t = session._transport
-        return rv.generation != generation or (bool(t.dead_reason) and not session._closed_by_user)
+        # the transport was found dead, or is being replaced (a reconnect closes the old one before
+        # it revives the tables and moves the generation) or was replaced while the call ran; not a
+        # close by the program
+        if session._closed_by_user:
+            return False
+        return rv.generation != generation or rv.busy or bool(session._transport.dead_reason)
     return False
 
 

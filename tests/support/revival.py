@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from pydeephaven import StateChange
-from pydeephaven.ticking import TableListener, TableUpdate
+from pydeephaven.ticking import TableListener, TableUpdate, listen
 from tests.support.apis import Api
 
 
@@ -72,3 +72,20 @@ class Recorder(TableListener):
                 assert e[1] in (0, len(rows)), e
                 rows = (rows[:0] if e[1] else rows) + e[2]
         return rows
+
+
+HALF = 500_000_000  # ns
+
+
+async def listened_time_table(api: Api, session: Any) -> tuple[int, Any, Any, Recorder]:
+    """A time table of ``session`` ticking every half second from just before now (row k is due at
+    ``start + k * HALF``), a started listener recording it, once it has seen three updates:
+    (start, the table, the listener's handle, the Recorder)."""
+    second = 1_000_000_000
+    start = (time.time_ns() // second) * second - 2 * second
+    ticking = await api.run(session.time_table(HALF, start_time=start))
+    recorder = Recorder()
+    handle = listen(ticking, recorder)
+    handle.start()
+    await wait_for(lambda: len(recorder.events) >= 3, 30, "three updates of the time table")
+    return start, ticking, handle, recorder
