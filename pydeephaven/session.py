@@ -54,7 +54,9 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         extra_headers: headers sent with every call.
         reconnect: False (the default): a lost connection ends the session, as in the official
             client. True or a ``ReconnectPolicy``: log in again with the same credentials and
-            revive the session's tables (see ``pydeephaven._core.revive`` and the README).
+            revive the session's tables (see ``pydeephaven._core.revive`` and the README); the
+            channel also sends keep-alive pings (``ReconnectPolicy.ping_interval``), so that a
+            half-open connection is found within seconds.
         keep_imports: with ``reconnect``, keep a reference to the data of each ``import_table``
             so that the table can be uploaded again after a reconnect (memory); without it such a
             table is lost in a reconnect.

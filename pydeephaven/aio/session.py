@@ -193,12 +193,26 @@ class AsyncSession(SessionBase):
         assert rv is not None
         tasks = self._reconnect_tasks
 
-        def lost(reason: str) -> None:
+        transport = self._transport
+
+        def start(reason: str) -> None:
             if not rv.may_reconnect(generation):
                 return
             task = asyncio.get_running_loop().create_task(_reconnect_in_background(me, generation, reason))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+
+        def lost(reason: str) -> None:
+            """(in the loop, or in a thread of its own: a subscription's reader)"""
+            loop = transport.loop  # (set once the transport has connected)
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is not None and (loop is None or here is loop):
+                start(reason)
+            elif loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(start, reason)
 
         self._transport.on_lost = lost
 
