@@ -147,12 +147,15 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
             finally:
                 rv.busy, rv.owner = False, None
 
-    def _watch_loss(self) -> None:
+    def _watch_loss(self, generation: Optional[int] = None) -> None:
         """Reconnect in the background as soon as the keep-alive or the termination watch of the
-        current transport finds the connection gone."""
+        current transport finds the connection gone. ``generation``: the one the current
+        transport serves (by default the current one; ``_connect_again`` runs inside a reconnect that
+        has not advanced the generation yet, so its new transport serves the next one)."""
         rv, me = self._reviver, weakref.ref(self)
         assert rv is not None
-        generation = rv.generation
+        if generation is None:
+            generation = rv.generation
 
         def lost(reason: str) -> None:
             if rv.may_reconnect(generation):
@@ -177,7 +180,10 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         if self._closed_by_user:  # closed meanwhile: so is the new connection
             self._finalizer()
             return
-        self._watch_loss()
+        rv = self._reviver
+        assert rv is not None
+        # the reconnect running now advances the generation once the tables are revived
+        self._watch_loss(rv.generation + 1)
 
     def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):

@@ -30,6 +30,7 @@ from pydeephaven import (
 from pydeephaven.embedded import start_server
 from pydeephaven.ticking import TableListener, TableUpdate, listen
 from tests.support.apis import Api
+from tests.support.faultproxy import FaultProxy
 
 SCRIPT = """
 import time
@@ -293,6 +294,39 @@ def test_killed_server_comes_back_and_tables_are_revived(kind: str) -> None:
         srv.stop()
         if srv2 is not None:
             srv2.stop()
+
+
+async def _second_loss_scenario(api: Api, proxy: FaultProxy) -> None:
+    """The connection is reset twice, and no call is made: each loss is found in the background
+    (the termination stream ends) and the session reconnects each time, the second time too."""
+    s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=60.0))
+    try:
+        states = _States()
+        s.on_state_change(states)
+        t = await api.run(s.empty_table(3))
+        for n in (1, 2):
+            await asyncio.sleep(1.5)  # the new transport's termination watch starts after a short delay
+            assert proxy.drop_all() >= 1
+            await _wait_for(lambda n=n: states.names.count("reconnected") >= n or "lost" in states.names, 60,
+                            f"reconnected {n} time(s) without a call")
+            assert states.names.count("reconnected") == n, states.names
+        assert (await api.rows((await api.run(t)).update("A = i"))) == [{"A": 0}, {"A": 1}, {"A": 2}]
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_every_loss_is_noticed_in_the_background_not_only_the_first(kind: str, server: Any) -> None:
+    """Regression (found by the soak): after one reconnect the new transport reported its loss under
+    the old generation, so no background reconnect started again; a session with only a
+    subscription never came back from a second loss."""
+    proxy = FaultProxy(server.port)
+    api = Api(kind, "127.0.0.1", proxy.port)
+    try:
+        api.block(_second_loss_scenario(api, proxy), 150)
+    finally:
+        api.close()
+        proxy.close()
 
 
 def test_reconnect_arguments_are_checked() -> None:

@@ -186,12 +186,15 @@ class AsyncSession(SessionBase):
             finally:
                 rv.busy, rv.owner = False, None
 
-    def _watch_loss(self) -> None:
+    def _watch_loss(self, generation: Optional[int] = None) -> None:
         """Reconnect in a task of the loop as soon as the keep-alive or the termination watch of
-        the current transport finds the connection gone."""
+        the current transport finds the connection gone. ``generation``: the one the current
+        transport serves (by default the current one; ``_connect_again`` runs inside a reconnect that
+        has not advanced the generation yet, so its new transport serves the next one)."""
         rv, me = self._reviver, weakref.ref(self)
         assert rv is not None
-        generation = rv.generation
+        if generation is None:
+            generation = rv.generation
         tasks = self._reconnect_tasks
 
         def lost(reason: str) -> None:
@@ -224,7 +227,10 @@ class AsyncSession(SessionBase):
             await new.close()
             self._finalizer.detach()
             return
-        self._watch_loss()
+        rv = self._reviver
+        assert rv is not None
+        # the reconnect running now advances the generation once the tables are revived
+        self._watch_loss(rv.generation + 1)
 
     async def _perform(self, call: Any) -> Any:
         if isinstance(call, Blocking):
