@@ -8,11 +8,13 @@ to be usable again (the new server serving -> "reconnected") and prints both.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -324,6 +326,48 @@ def test_every_loss_is_noticed_in_the_background_not_only_the_first(kind: str, s
     api = Api(kind, "127.0.0.1", proxy.port)
     try:
         api.block(_second_loss_scenario(api, proxy), 150)
+    finally:
+        api.close()
+        proxy.close()
+
+
+async def _dropped_after_reconnect_scenario(api: Api, proxy: FaultProxy) -> None:
+    """A table alive at a reconnect (so revived) and dropped by the program afterwards is
+    released: nothing in the session keeps it, and its server copies go."""
+    s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=60.0))
+    try:
+        names: list[str] = []
+        s.on_state_change(lambda change: names.append(change.state))  # keeps no StateChange
+        base = len(await api.run(s.live_exports()))
+        t = await api.run((await api.run(s.empty_table(3))).update("A = i"))
+        ref = weakref.ref(t)
+        await asyncio.sleep(1.5)
+        assert proxy.drop_all() >= 1
+        await _wait_for(lambda: "reconnected" in names or "lost" in names, 60, "reconnected")
+        assert names[-1] == "reconnected", names
+        assert (await api.rows(t)) == [{"A": 0}, {"A": 1}, {"A": 2}]
+        del t
+        gc.collect()
+        assert ref() is None, "the session keeps a table the program dropped"
+        exports: list[Any] = []
+        for _ in range(50):  # bounded: the release goes out in the background
+            exports = await api.run(s.live_exports())
+            if len(exports) == base:
+                break
+            await asyncio.sleep(0.1)
+        assert len(exports) == base, exports
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_table_dropped_after_a_reconnect_is_released(kind: str, server: Any) -> None:
+    """Regression (found by the soak): the Reviver kept every StateChange it emitted (unused), and
+    with them the tables each had revived, so those tables and their exports lived on."""
+    proxy = FaultProxy(server.port)
+    api = Api(kind, "127.0.0.1", proxy.port)
+    try:
+        api.block(_dropped_after_reconnect_scenario(api, proxy), 150)
     finally:
         api.close()
         proxy.close()
