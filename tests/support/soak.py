@@ -88,6 +88,8 @@ class SoakReport:
     resets: dict[str, int] = field(default_factory=dict)
     subscription_rows: dict[str, int] = field(default_factory=dict)
     live_checks: int = 0
+    #: seconds the schedule waited, in all, for the sessions to reconnect before a fault
+    schedule_shift: float = 0.0
     exports: dict[str, tuple[int, int]] = field(default_factory=dict)
     threads_left: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -101,7 +103,8 @@ class SoakReport:
 
     def summary(self) -> str:
         lines = [f"soak: {self.seconds:g} s scheduled, {self.wall_seconds:.0f} s wall, {self.restarts} restarts, "
-                 f"{sum(1 for f in self.faults if f.kind != 'restart')} proxy faults"]
+                 f"{sum(1 for f in self.faults if f.kind != 'restart')} proxy faults; the schedule waited "
+                 f"{self.schedule_shift:.0f} s in all for the sessions to reconnect before a fault"]
         lines.append(f"ops: {sum(self.ops.values())} in all: " + ", ".join(f"{k} {self.ops[k]}" for k in OP_KINDS))
         lines.append("ops tried by worker: " + ", ".join(f"{k} {v}" for k, v in self.ops_by_worker.items()))
         lines.append("failures (DHError by class): " + (", ".join(f"{k} {v}" for k, v in
@@ -540,27 +543,43 @@ def run_soak(seconds: float = 600.0, restart_every: float = 120.0, faults_betwee
         shared.t0 = start = time.monotonic()
         events = _schedule(seconds, restart_every, faults_between)
         next_live_check = 0.0
+        all_states = [w.states for w in workers] + [sub_states]
+
+        def settled() -> bool:  # no session is between "disconnected" and "reconnected"
+            return all(not st.seen or st.seen[-1][1] in ("connected", "reconnected", "lost") for st in all_states)
+
+        def tick() -> None:  # between events: check the LiveTable, watch for hangs
+            nonlocal next_live_check
+            now = time.monotonic()
+            if now >= next_live_check:
+                next_live_check = now + 1.0
+                try:
+                    wrong = _check_live(live, t0_ns, live_step)
+                    report.live_checks += 1
+                    if wrong:
+                        shared.problem(wrong)
+                except DHError as e:
+                    shared.problem(f"LiveTable snapshot raised {type(e).__name__}: {e}")
+            for w in workers:
+                began = w.op_started
+                if began is not None and now - began > HANG_SECONDS:
+                    shared.problem(f"{w.name}: {w.op_kind} has run {now - began:.0f} s (a hang)")
+                    w.op_started = None  # reported once
+            time.sleep(0.2)
+
+        shift = 0.0  # the schedule waits for the sessions to have reconnected before the next fault
         for at, kind in events + [(seconds, "end")]:
-            # wait for the event, checking the LiveTable and watching for hangs meanwhile
-            while time.monotonic() - start < at:
-                now = time.monotonic()
-                if now >= next_live_check:
-                    next_live_check = now + 1.0
-                    try:
-                        wrong = _check_live(live, t0_ns, live_step)
-                        report.live_checks += 1
-                        if wrong:
-                            shared.problem(wrong)
-                    except DHError as e:
-                        shared.problem(f"LiveTable snapshot raised {type(e).__name__}: {e}")
-                for w in workers:
-                    began = w.op_started
-                    if began is not None and now - began > HANG_SECONDS:
-                        shared.problem(f"{w.name}: {w.op_kind} has run {now - began:.0f} s (a hang)")
-                        w.op_started = None  # reported once
-                time.sleep(0.2)
+            while time.monotonic() - start - shift < at:
+                tick()
             if kind == "end":
                 break
+            waited_from = time.monotonic()
+            while not settled() and time.monotonic() - waited_from < RECONNECT_DEADLINE:
+                tick()
+            if not settled():
+                shared.problem(f"the sessions had not reconnected {RECONNECT_DEADLINE:g} s after the time of the "
+                               f"{kind}")
+            shift += time.monotonic() - waited_from
             began = time.monotonic()
             note = ""
             if kind == "restart":
@@ -578,6 +597,7 @@ def run_soak(seconds: float = 600.0, restart_every: float = 120.0, faults_betwee
                 proxy.delay(DELAY_SECONDS, DELAY_DURATION)
                 ended = began + DELAY_DURATION
             report.faults.append(Fault(kind, began - start, ended - start, note=note))
+            report.schedule_shift = shift
             log(f"+{began - start:.1f} s {kind} {note}")
 
         # after the last fault: the subscriptions resume (once per reconnect) and tick
