@@ -22,9 +22,8 @@ def test_soak_short() -> None:
     assert sorted(f.kind for f in report.faults if f.kind != "restart") == sorted(
         ["drop_all", "blackhole", "delay"] * 2)
     assert all(report.ops[kind] > 0 for kind in OP_KINDS), report.ops
-    # the restart and the two drop_all each cut the subscriptions' streams: at least three resumes
-    # each, and each stream a reconnect resumed told its listener once (a reconnect coming while
-    # the streams still wait for an earlier one resumes them once: one reset, one on_reconnect)
+    # the restart and the two drop_all each cut the subscriptions' streams, and the schedule waits
+    # for both to resume before the next fault: at least three resumes each, one per stream resumed
     assert report.reconnects["subscriptions"] >= 3, report.reconnects
     assert all(report.resumes[name] >= 3 for name in ("listener", "LiveTable")), report.resumes
     assert sum(report.resumes.values()) == report.streams_resumed, (report.resumes, report.streams_resumed)
