@@ -75,6 +75,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "offline: needs no server (runs in milliseconds)")
+    config.addinivalue_line("markers", "soak: the bounded soak of issue #18 (minutes; its own server, restarted)")
 
 
 @pytest.hookimpl(tryfirst=True)

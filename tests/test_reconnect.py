@@ -8,11 +8,13 @@ to be usable again (the new server serving -> "reconnected") and prints both.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +31,7 @@ from pydeephaven import (
 from pydeephaven.embedded import start_server
 from pydeephaven.ticket import SharedTicket
 from tests.support.apis import Api
+from tests.support.faultproxy import FaultProxy
 from tests.support.revival import HALF, States, background, listened_time_table, wait_for
 
 SCRIPT = """
@@ -246,6 +249,81 @@ def test_killed_server_comes_back_and_tables_are_revived(kind: str) -> None:
         srv.stop()
         if srv2 is not None:
             srv2.stop()
+
+
+async def _second_loss_scenario(api: Api, proxy: FaultProxy) -> None:
+    """The connection is reset twice, and no call is made: each loss is found in the background
+    (the termination stream ends) and the session reconnects each time, the second time too."""
+    s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=60.0))
+    try:
+        states = States()
+        s.on_state_change(states)
+        t = await api.run(s.empty_table(3))
+        for n in (1, 2):
+            await asyncio.sleep(1.5)  # the new transport's termination watch starts after a short delay
+            assert proxy.drop_all() >= 1
+            await wait_for(lambda n=n: states.names.count("reconnected") >= n or "lost" in states.names, 60,
+                            f"reconnected {n} time(s) without a call")
+            assert states.names.count("reconnected") == n, states.names
+        assert (await api.rows((await api.run(t)).update("A = i"))) == [{"A": 0}, {"A": 1}, {"A": 2}]
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_every_loss_is_noticed_in_the_background_not_only_the_first(kind: str, server: Any) -> None:
+    """Regression (found by the soak): after one reconnect the new transport reported its loss under
+    the old generation, so no background reconnect started again; a session with only a
+    subscription never came back from a second loss."""
+    proxy = FaultProxy(server.port)
+    api = Api(kind, "127.0.0.1", proxy.port)
+    try:
+        api.block(_second_loss_scenario(api, proxy), 150)
+    finally:
+        api.close()
+        proxy.close()
+
+
+async def _dropped_after_reconnect_scenario(api: Api, proxy: FaultProxy) -> None:
+    """A table alive at a reconnect (so revived) and dropped by the program afterwards is
+    released: nothing in the session keeps it, and its server copies go."""
+    s = await api.session(reconnect=ReconnectPolicy(initial_backoff=0.1, max_backoff=0.5, deadline=60.0))
+    try:
+        names: list[str] = []
+        s.on_state_change(lambda change: names.append(change.state))  # keeps no StateChange
+        base = len(await api.run(s.live_exports()))
+        t = await api.run((await api.run(s.empty_table(3))).update("A = i"))
+        ref = weakref.ref(t)
+        await asyncio.sleep(1.5)
+        assert proxy.drop_all() >= 1
+        await wait_for(lambda: "reconnected" in names or "lost" in names, 60, "reconnected")
+        assert names[-1] == "reconnected", names
+        assert (await api.rows(t)) == [{"A": 0}, {"A": 1}, {"A": 2}]
+        del t
+        gc.collect()
+        assert ref() is None, "the session keeps a table the program dropped"
+        exports: list[Any] = []
+        for _ in range(50):  # bounded: the release goes out in the background
+            exports = await api.run(s.live_exports())
+            if len(exports) == base:
+                break
+            await asyncio.sleep(0.1)
+        assert len(exports) == base, exports
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_table_dropped_after_a_reconnect_is_released(kind: str, server: Any) -> None:
+    """Regression (found by the soak): the Reviver kept every StateChange it emitted (unused), and
+    with them the tables each had revived, so those tables and their exports lived on."""
+    proxy = FaultProxy(server.port)
+    api = Api(kind, "127.0.0.1", proxy.port)
+    try:
+        api.block(_dropped_after_reconnect_scenario(api, proxy), 150)
+    finally:
+        api.close()
+        proxy.close()
 
 
 def test_reconnect_arguments_are_checked() -> None:

@@ -191,7 +191,6 @@ class Reviver:
         #: so that the table can be made again and shared again although its user let it go)
         self.published: list[list[Any]] = []
         self.callbacks: list[Callable[[StateChange], Any]] = []
-        self.history: list[StateChange] = []
         self._held: list[Callable[[Optional[BaseException]], None]] = []
 
     def when_reconnected(self, generation: int, resume: Callable[[Optional[BaseException]], None]) -> bool:
@@ -251,9 +250,6 @@ class Reviver:
         return out
 
     def emit(self, change: StateChange) -> None:
-        self.history.append(change)
-        if len(self.history) > 100:
-            del self.history[:50]
         log.info("pydeephaven session %s%s", change.state, f": {change.cause}" if change.cause else "")
         for cb in list(self.callbacks):
             try:

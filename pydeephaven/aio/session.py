@@ -188,7 +188,9 @@ class AsyncSession(SessionBase):
 
     def _watch_loss(self, generation: int) -> None:
         """Reconnect in a task of the loop as soon as the keep-alive or the termination watch of
-        the current transport finds the connection gone."""
+        the current transport finds the connection gone. ``generation``: the one the current
+        transport serves (``_connect_again`` runs inside a reconnect that has not advanced the
+        generation yet, so its new transport serves the next one)."""
         rv, me = self._reviver, weakref.ref(self)
         assert rv is not None
         tasks = self._reconnect_tasks

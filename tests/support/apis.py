@@ -62,6 +62,11 @@ class Api:
             fut.cancel()
             raise AssertionError(f"{self!r}: not done within {timeout} s") from None
 
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> "concurrent.futures.Future[Any]":
+        """Start ``coro`` on the Api's loop and return at once (the caller waits on the future,
+        bounded: ``future.result(timeout)``); for scenarios that run several Apis side by side."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
     def open(self, timeout: float = 60.0) -> "Api":
         self.s = self.block(self.session(), timeout)
         return self
