@@ -487,16 +487,30 @@ class AsyncSession(SessionBase):
         ticket = self.make_export_ticket()
         table = (cls or AsyncTable)(self, ticket)
         call = self._op_call_flow(op, ticket, source)
-        coro = self._arun(call) if self._reviver is None else self._op_call_revived(call, weakref.ref(table))
+        coro = self._arun(call) if self._reviver is None else self._op_call_revived(call, weakref.ref(table), ticket)
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_consume)
         table._pending = (task, op.name, (source, *op.others))
         revive.note_op(self, table, op, source)
         return table
 
-    async def _op_call_revived(self, call: Flow[Any], ref: "weakref.ref[AsyncTable]") -> Any:
+    async def _op_call_revived(self, call: Flow[Any], ref: "weakref.ref[AsyncTable]", ticket: Any) -> Any:
         """An op's call of a session that reconnects: cut off by a lost connection, its table was
-        made again (or lost) by the reconnect, which the table's await then reports."""
+        made again (or lost) by the reconnect, which the table's await then reports. A call that
+        had not gone out before a reconnect made its table again is not sent: it would make a
+        second server copy, under the old ticket, that nothing holds."""
+        rv = self._reviver
+        assert rv is not None
+        if rv.busy and self._reconnect_lock is not None:
+            async with self._reconnect_lock:
+                pass
+        table = ref()
+        if table is None or table.ticket != ticket or table._lost is not None:  # dropped, made again or lost
+            call.close()
+            if table is not None and table._lost is not None:
+                revive.check_lost(table, "await")
+            return None
+        del table
         try:
             return await self._arun(call)
         except DHError as e:
