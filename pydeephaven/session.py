@@ -16,7 +16,7 @@ from pydeephaven import _ops
 from pydeephaven._compat import SessionCompat
 from pydeephaven._core import revive
 from pydeephaven._core.calls import Blocking, Cancelled, Do, Flow, Quietly, Result, Settle, Spawn, Unary, Watch, drive
-from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
+from pydeephaven._core.logs import LogEntry, LogFollow, StreamEnd, queue_feed
 from pydeephaven._core.storage import StorageBase
 from pydeephaven._core.session_base import SessionBase, sync_api
 from pydeephaven._core.watch import WATCH_START_SECONDS, Followed, ScopeChange, ScopeWatchBase, call_quietly
@@ -316,7 +316,6 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
         Raises:
             DHError: the session is closed, or the server did not start the watch.
         """
-        self._transport.check_open("watch_tables")
         watch = TableWatch(callback, initial, on_error)
         following = self._follow(watch, "pydeephaven-watch-tables")
         watch._following = following
@@ -327,6 +326,7 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
 
     def _follow(self, followed: Followed, name: str) -> "_Following":
         """Read a server stream in a thread of its own; with ``reconnect`` it survives a reconnect."""
+        self._transport.check_open(followed.op)
         followed.keeper = revive.stream_keeper(self)
         return _Following(self, followed, name, self._followers)
 
@@ -595,9 +595,9 @@ class LogStream:
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._done = False
-        on_message, on_end = queue_feed(self._queue.put)
-        self._handle = session._run(session._log_watch_flow(on_message, on_end, levels, since))
-        self._finalizer = weakref.finalize(self, self._handle.cancel)
+        follow = LogFollow("logs", levels, since, *queue_feed(self._queue.put))
+        session._follow(follow, "pydeephaven-logs")
+        self._finalizer = weakref.finalize(self, follow.stop)
 
     def __iter__(self) -> "LogStream":
         return self

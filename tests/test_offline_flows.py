@@ -22,6 +22,7 @@ from pydeephaven import _sql, formats
 from pydeephaven._core import calls
 from pydeephaven._core.calls import Do, Stream, Unary, drive, drive_async
 from pydeephaven._core.foreign import borrow_flow
+from pydeephaven._core.logs import LogFollow
 from pydeephaven._live_exports import END_OF_FIRST_RUN
 from pydeephaven._proto import console_pb2, session_pb2, table_pb2, ticket_pb2
 from pydeephaven.dherror import (AuthenticationError, DHError, InvalidArgumentError, NotFoundError, ServerError,
@@ -1050,3 +1051,24 @@ def test_run_script_result_reads_the_server_changes() -> None:
     got = drive(s._run_script_flow("x"), s.script.perform)
     s.script.done()
     assert got == ScriptResult({"a": "Table", "f": "Figure"}, {"b": "Table"}, {"c": "Table"}, 10, 12)
+
+
+def test_a_resumed_log_stream_asks_from_the_last_record_and_skips_what_it_delivered() -> None:
+    """LogFollow after a reconnect: the new request starts just before the newest record's time
+    (records are whole milliseconds), and the records of that millisecond it delivered already are
+    not delivered again, while a new one of the same millisecond is."""
+    got: list[tuple[int, str]] = []
+    follow = LogFollow("logs", ["STDOUT"], 10.0, lambda e: got.append((e.time, e.message)), None)
+    first = follow._request()
+    assert list(first.levels) == ["STDOUT"] and first.last_seen_log_timestamp == 10_000_000
+
+    def msg(micros: int, text: str) -> Any:
+        return console_pb2.LogSubscriptionData(micros=micros, log_level="STDOUT", message=text + "\n")
+
+    for m in (msg(11_000_000, "a"), msg(12_000_000, "b"), msg(12_000_000, "c")):
+        follow._take(m)
+    again = follow._request()
+    assert list(again.levels) == ["STDOUT"] and again.last_seen_log_timestamp == 12_000_000 - 1
+    for m in (msg(12_000_000, "b"), msg(12_000_000, "c"), msg(12_000_000, "d"), msg(13_000_000, "b")):
+        follow._take(m)
+    assert got == [(11_000_000, "a"), (12_000_000, "b"), (12_000_000, "c"), (12_000_000, "d"), (13_000_000, "b")]

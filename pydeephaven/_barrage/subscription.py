@@ -348,25 +348,7 @@ class Subscription:
             log.exception("the error handler of a subscription to %s raised", self.name)
 
     def _as_error(self, err: Optional[BaseException]) -> BaseException:
-        transport = self._session._transport
-        what = f"subscription to {self.name}"
-        if transport.is_closed:
-            return SessionClosedError(f"{what} ended: the session was closed")
-        if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
-            code = err.code()
-            details = err.details() if hasattr(err, "details") else ""
-            cls = error_class(code.name, from_server=sent_by_server(err))
-            if code == grpc.StatusCode.UNAVAILABLE:
-                return cls(f"{what} ended: the server at {transport.target} went away ({details})", code=code.name)
-            if code == grpc.StatusCode.CANCELLED:
-                return cls(f"{what} ended: the call was cancelled, most likely because the server or "
-                           f"the connection to {transport.target} went away ({details})", code=code.name)
-            return cls(f"{what} failed: {code.name}: {details}", code=code.name)
-        if isinstance(err, (messages.ProtocolError, FlatbufferError, rowset.RowSetError, struct.error)):
-            return DHError(f"{what} failed: the server sent a message this client does not understand: {err}")
-        if err is None or isinstance(err, ConnectionError):
-            return DHError(f"{what} ended: the server closed the stream ({err or 'no reason given'})")
-        return err  # the sink's own exception, passed on as it is
+        return stream_error(self._session._transport, f"subscription to {self.name}", err)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -389,3 +371,25 @@ class Subscription:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._changed.wait(remaining if remaining is None else min(remaining, 1.0))
+
+
+def stream_error(transport: Any, what: str, err: Optional[BaseException]) -> BaseException:
+    """The error to report for the end of a Barrage stream (``what``, e.g. "subscription to t")
+    that ended with ``err`` (None: the server closed it): typed by its gRPC status, as calls are."""
+    if transport.is_closed:
+        return SessionClosedError(f"{what} ended: the session was closed")
+    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
+        code = err.code()
+        details = err.details() if hasattr(err, "details") else ""
+        cls = error_class(code.name, from_server=sent_by_server(err))
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return cls(f"{what} ended: the server at {transport.target} went away ({details})", code=code.name)
+        if code == grpc.StatusCode.CANCELLED:
+            return cls(f"{what} ended: the call was cancelled, most likely because the server or "
+                       f"the connection to {transport.target} went away ({details})", code=code.name)
+        return cls(f"{what} failed: {code.name}: {details}", code=code.name)
+    if isinstance(err, (messages.ProtocolError, FlatbufferError, rowset.RowSetError, struct.error)):
+        return DHError(f"{what} failed: the server sent a message this client does not understand: {err}")
+    if err is None or isinstance(err, ConnectionError):
+        return DHError(f"{what} ended: the server closed the stream ({err or 'no reason given'})")
+    return err  # the sink's own exception, passed on as it is

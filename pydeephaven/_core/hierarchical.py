@@ -41,12 +41,14 @@ import pyarrow.compute as pc
 from pydeephaven import _view_snapshot, filters as _filters
 from pydeephaven._barrage import messages, rowset
 from pydeephaven._barrage.stream import AsyncBarrageStream, BarrageStream
+from pydeephaven._barrage.subscription import stream_error
 from pydeephaven.agg import Aggregation
+from pydeephaven._core import revive
 from pydeephaven._core.calls import Flow, OnSession, Unary, blocking, do
 from pydeephaven._proto import hierarchicaltable_pb2 as hpb, object_pb2, table_pb2, ticket_pb2
 from pydeephaven._table_interface import SortDirection
 from pydeephaven._utils import check_bool, check_int, str_tuple
-from pydeephaven.dherror import DHError, cause_of, reworded
+from pydeephaven.dherror import DHError, TableLostError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, Ticket
 
 __all__ = ["HierarchicalTableBase", "RollupTableBase", "TreeTableBase", "LiveViewBase", "hierarchical_from_flow"]
@@ -106,7 +108,10 @@ def _sorts(op: str, order_by: Union[str, list[str]], order: Any) -> list[table_p
 class HierarchicalTableBase(OnSession):
     """What rollup and tree tables of both APIs share: a hierarchical table the server holds,
     read as the web UI shows it (``snapshot``), filtered and sorted into new ones. ``source`` is
-    the table it was made from; ``close()`` (or leaving ``with``) releases the server's copy."""
+    the table it was made from; ``close()`` (or leaving ``with``) releases the server's copy.
+
+    On a session that reconnects, a reconnect makes it again (``_remake_flow``) from its revived
+    source, in place; when that cannot be, its next use raises ``TableLostError`` saying why."""
 
     _kind = "hierarchical table"
 
@@ -118,7 +123,12 @@ class HierarchicalTableBase(OnSession):
         self._is_static = is_static
         self.source = source
         self._sorts = sorts  # each sort call made on the way here, in order (kept for a rollup's rebuild)
+        #: each Apply request made on the way here from the table the server made (a tree's
+        #: rebuild replays them; a rollup is made again from its filters and sorts)
+        self._steps: tuple[hpb.HierarchicalTableApplyRequest, ...] = ()
         self._closed = False
+        self._lost: Optional[str] = None
+        revive.track(session, self)
 
     @property
     def is_closed(self) -> bool:
@@ -142,9 +152,21 @@ class HierarchicalTableBase(OnSession):
     def _check(self, op: str) -> None:
         if self._closed:
             raise DHError(f"{op} failed: the {self._kind} was closed (its server copy released)")
+        if self._lost is not None:
+            raise TableLostError(f"{op} failed: the {self._kind} was lost in a reconnect: {self._lost}")
 
     def _new(self, ticket: ExportTicket, schema: pa.Schema, is_static: bool, **changes: Any) -> Any:
         raise NotImplementedError
+
+    def _remake_flow(self) -> Flow[Any]:
+        """(a reconnect, once the source is revived) A new table of this kind made as this one was."""
+        raise NotImplementedError
+
+    def _adopt(self, new: "HierarchicalTableBase") -> None:
+        """Take ``new``'s server copy (made by ``_remake_flow``; it is not released)."""
+        self.ticket, self._server_schema, self._is_static = new.ticket, new._server_schema, new._is_static
+        self._lost = None
+        new._closed = True
 
     # -- derived tables ---------------------------------------------------------------------------
 
@@ -180,7 +202,9 @@ class HierarchicalTableBase(OnSession):
                 raise DHError(f"sort: no column {sd.column_name!r}; the {self._kind} has {names}")
         req = hpb.HierarchicalTableApplyRequest(sorts=sorts)
         ticket, schema, static = yield from self._apply_flow("sort", req, {"order_by": order_by})
-        return self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
+        result = self._new(ticket, schema, static, sorts=self._sorts + (tuple(sorts),))
+        result._steps = self._steps + (req,)
+        return result
 
     def _sortable(self) -> list[str]:
         return self._server_schema.names[2:]  # the server's names (a snapshot may rename a column)
@@ -460,7 +484,13 @@ class RollupTableBase(HierarchicalTableBase):
         """A new rollup of the rows passing ``filters`` (strings or ``pydeephaven.filters``, as for
         ``Table.where``), the aggregations computed again; sorts made on the way here are kept."""
         self._check("with_filters")
-        chain = self._filters + (filters,)
+        return (yield from self._rolled_flow(self._filters + (filters,), f"with_filters({filters!r})"))
+
+    def _remake_flow(self) -> Flow[Any]:
+        return (yield from self._rolled_flow(self._filters, "rollup"))
+
+    def _rolled_flow(self, chain: tuple[Any, ...], what: str) -> Flow[Any]:
+        """The rollup of the source's rows passing each filter of ``chain``, sorted as this one."""
         made: list[Any] = []  # the filtered tables, released once rolled up (the rollup keeps what it needs)
         try:
             try:
@@ -470,8 +500,7 @@ class RollupTableBase(HierarchicalTableBase):
                     made.append(table)
                     yield do(table._resolve)
             except DHError as e:
-                raise reworded(e, f"with_filters({filters!r}) failed: {self._explain(cause_of(e, 'where'))}") \
-                    from None
+                raise reworded(e, f"{what} failed: {self._explain(cause_of(e, 'where'))}") from None
             result = yield from type(self)._make_flow(table, list(self.aggs), list(self.by),
                                                       self.include_constituents, self.source, self._sorts)
         finally:
@@ -730,7 +759,20 @@ class TreeTableBase(HierarchicalTableBase):
         conds = filter_conditions(filters, pa.schema(list(self._server_schema)[2:]))
         req = hpb.HierarchicalTableApplyRequest(filters=[c.make_grpc_message() for c in conds])
         ticket, schema, static = yield from self._apply_flow("with_filters", req, {"filters": filters})
-        return self._new(ticket, schema, static)
+        result = self._new(ticket, schema, static)
+        result._steps = self._steps + (req,)
+        return result
+
+    def _remake_flow(self) -> Flow[Any]:
+        new = yield from type(self)._make_flow(self.source, self.id_col, self.parent_col, self.promote_orphans)
+        for step in self._steps:
+            try:
+                ticket, schema, static = yield from new._apply_flow("tree", step, {})
+            finally:
+                yield from new._close_flow()
+            new = new._new(ticket, schema, static)
+        new._steps = self._steps
+        return new
 
     def _layout(self) -> list[tuple[str, pa.DataType, Any]]:
         schema = self._server_schema
@@ -803,8 +845,12 @@ class LiveViewBase(OnSession):
         self._data_rows: Optional[tuple[int, int]] = None  # the range the server says the data covers
         self._error: Optional[BaseException] = None
         self._closed = False
+        self._keeper: Any = revive.stream_keeper(self.session)
         #: messages of rows received so far
         self.update_count = 0
+        #: how many times the view was subscribed again after a reconnect
+        self.resumes = 0
+        revive.track(self.session, self)
 
     # -- reading (any thread) ---------------------------------------------------------------------
 
@@ -869,6 +915,8 @@ class LiveViewBase(OnSession):
             gen = self._gen
             old_view, old_stream = self._view, self._stream
             self._view = view
+            if self._keeper is not None:
+                self._keeper.opened()
             cls = AsyncBarrageStream if isinstance(transport.channel, grpc.aio.Channel) else BarrageStream
             self._stream = cls(transport.channel, lambda: transport.metadata, self.table._server_schema,
                                self._request(), lambda raw: self._on_raw(gen, raw),
@@ -901,10 +949,40 @@ class LiveViewBase(OnSession):
         with self._lock:
             if gen != self._gen or self._closed:
                 return
-            self._error = DHError(f"the live view of the {self.table._kind} ended: {err or 'the server closed it'}")
-            error = self._error
+        error = stream_error(self.session._transport, f"the live view of the {self.table._kind}", err)
+        if self._keeper is not None and self._keeper.hold(error, self._held):
+            return  # the reconnect subscribes again (``_resume_flow``)
+        self._fail(error if isinstance(error, DHError) else DHError(f"the live view of the {self.table._kind} "
+                                                                    f"ended: {error}"))
+
+    def _held(self, error: Optional[BaseException]) -> None:
+        """(the keeper) The session reconnected (None: the revival has subscribed again, or said
+        why not), or is lost."""
+        if error is not None:
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        with self._lock:
+            if self._closed or self._error is not None:
+                return
+            self._error = error
         self._changed()
         self._report(error)
+
+    def _resume_flow(self) -> Flow[Optional[str]]:
+        """(a reconnect, once its table is made again) Subscribe again, to a new view of the same
+        rows and expansions; None, or why it cannot be."""
+        table = self.table
+        if table._lost is not None or table._closed:
+            return f"its {table._kind} was {'lost: ' + table._lost if table._lost else 'closed'}"
+        with self._lock:
+            self._view = None  # (it went with the old connection)
+        yield from self._reopen_flow("subscribe")
+        self.resumes += 1
+        return None
+
+    def _lose(self, why: str) -> None:
+        self._fail(TableLostError(f"the live view of the {self.table._kind} was lost in a reconnect: {why}"))
 
     def _report(self, error: BaseException) -> None:
         if self._on_error is not None:

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from pydeephaven._core.watch import Followed
 from pydeephaven._proto import console_pb2
 from pydeephaven.dherror import DHError
 
-__all__ = ["LogEntry", "LogSubscription", "OutputCollector", "StreamEnd", "log_request", "watchdog_script",
+__all__ = ["LogEntry", "LogFollow", "LogSubscription", "OutputCollector", "StreamEnd", "log_request", "watchdog_script",
            "marker_script", "queue_feed", "tagged", "OUTPUT_LEVELS", "CANCEL_GRACE_SECONDS", "MARKER_WAIT_SECONDS"]
 
 #: The levels of what the server's processes print (Python's print() in a script: STDOUT).
@@ -80,24 +82,81 @@ def log_request(levels: Optional[Sequence[str]] = None, since: Optional[float] =
     return req
 
 
+class LogFollow(Followed):
+    """The log stream of ``on_log`` and ``logs()``: each record, as a ``LogEntry``, to
+    ``on_entry`` (in the reading thread or the event loop), then ``on_end(error or None)`` once.
+
+    Kept through a reconnect (a session with ``reconnect``): the new stream asks for the records
+    from the time of the last one delivered, and those of that millisecond already delivered are
+    skipped, so what the server logged while the connection was down arrives, once (a restarted
+    server has a new log: what the old one logged last may be gone)."""
+
+    stub = "console_stub"
+    method = "SubscribeToLogs"
+
+    def __init__(self, op: str, levels: Optional[Sequence[str]], since: Optional[float],
+                 on_entry: Callable[[LogEntry], None], on_end: Optional[Callable[[Optional[BaseException]], None]]
+                 ) -> None:
+        super().__init__()
+        self.op = op
+        self._first = log_request(levels, since, op)
+        self._on_entry = on_entry
+        self._on_end = on_end
+        self._last_us: Optional[int] = None  # the time of the newest record delivered
+        self._at_last: Counter[LogEntry] = Counter()  # the records delivered with that time
+        self._skip: Counter[LogEntry] = Counter()  # of those, the ones the new stream sends again
+
+    def _request(self) -> Any:
+        req = console_pb2.LogSubscriptionRequest()
+        req.CopyFrom(self._first)
+        if self._last_us is not None:
+            req.last_seen_log_timestamp = self._last_us - 1  # (times are whole milliseconds)
+            self._skip = Counter(self._at_last)
+        return req
+
+    def _take(self, msg: Any) -> None:
+        entry = LogEntry.of(msg)
+        if self._skip[entry] > 0:
+            self._skip[entry] -= 1
+            return
+        if self._last_us is None or entry.time > self._last_us:
+            self._last_us = entry.time
+            self._at_last = Counter()
+        if entry.time == self._last_us:
+            self._at_last[entry] += 1
+        self._on_entry(entry)
+
+    def _ended(self, error: Optional[DHError]) -> None:
+        if self._on_end is not None:
+            self._on_end(error)
+
+
 class LogSubscription:
     """A running ``on_log`` subscription: ``close()`` (or ``cancel()``) ends it; also a context
-    manager. The session's ``close()`` ends it too. ``error``: why the server ended it, if it did."""
+    manager. The session's ``close()`` ends it too. ``error``: why the server or the network ended
+    it, if one did; ``resumes``: how many times it was opened again after a reconnect."""
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.error: Optional[BaseException] = None
+    def __init__(self, following: Any) -> None:
+        self._following = following
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self._following.followed.error
+
+    @property
+    def resumes(self) -> int:
+        return int(self._following.followed.resumes)
 
     def close(self) -> None:
         """Stop the subscription (idempotent; the callback is not called after this returns when
         called from outside the callback, in the blocking API)."""
-        self._handle.cancel()
+        self._following.stop()
 
     cancel = close
 
     @property
     def is_active(self) -> bool:
-        return not self._handle.done
+        return not self._following.followed.ended
 
     def __enter__(self) -> "LogSubscription":
         return self
@@ -274,6 +333,6 @@ class StreamEnd:
 
 
 def queue_feed(put: Callable[[Any], None]) -> tuple[Callable[[Any], None], Callable[[Optional[BaseException]], None]]:
-    """The ``on_message`` and ``on_end`` of a ``logs()`` iterator feeding a queue by ``put``
+    """The ``on_entry`` and ``on_end`` of a ``logs()`` iterator feeding a queue by ``put``
     (functions of the queue only: the reading thread or task keeps no iterator alive)."""
-    return (lambda msg: put(LogEntry.of(msg))), (lambda error: put(StreamEnd(error)))
+    return put, (lambda error: put(StreamEnd(error)))

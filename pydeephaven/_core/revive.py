@@ -65,7 +65,7 @@ READS = frozenset({
     "_to_json_flow", "_to_parquet_flow", "_to_feather_flow", "_tables_flow", "_exportable_objects_flow",
     "_fields_flow", "_heap_info_flow", "_seek_row_flow", "_column_statistics_flow", "_live_exports_flow",
     "_op_flow", "_empty_table_flow", "_time_table_flow", "_open_table_flow", "_merge_tables_flow",
-    "_fetch_table_flow", "_sql_flow", "_ls_flow", "_read_flow",
+    "_fetch_table_flow", "_sql_flow", "_ls_flow", "_read_flow", "_snapshot_flow",
 })
 
 #: Flows that change the server: never repeated behind the caller's back.
@@ -360,7 +360,8 @@ class StreamKeeper:
 
     def opened(self) -> None:
         session = self._session()
-        self._generation = self._rv.generation
+        # a stream opened while the tables are revived belongs to the generation the revival ends
+        self._generation = self._rv.generation + (1 if self._rv.reviving else 0)
         self._transport = session._transport if session is not None else None
 
     def hold(self, error: BaseException, resume: Callable[[Optional[BaseException]], None]) -> bool:
@@ -429,11 +430,11 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
             connected = time.monotonic()
             rv.reviving = True
             try:
-                revived, emptied, lost = yield from revive_flow(session)
+                revived, emptied, lost, views = yield from revive_flow(session)
                 republished, unpublished = yield from republish_flow(session, revived)
             finally:
                 rv.reviving = False
-            resumed = rv.advance()
+            resumed = rv.advance() + views
             rv.emit(StateChange("reconnected", attempt=attempt, revived=tuple(revived), emptied=tuple(emptied),
                                 lost=tuple(lost), resumed=resumed, republished=tuple(republished),
                                 unpublished=tuple(unpublished), seconds=time.monotonic() - started,
@@ -460,10 +461,11 @@ def reconnect_flow(session: Any, generation: int, cause: BaseException) -> Flow[
     raise lost_error(rv)
 
 
-def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any, str]]]]:
+def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any, str]], int]]:
     """Make every live table of the session again on the new connection, oldest first, each into
-    a new ticket of the same object: (revived, emptied input tables, lost with reasons). A loss of
-    the new connection meanwhile propagates (the reconnect tries again)."""
+    a new ticket of the same object (rollups and trees too), and subscribe the live views of
+    rollups and trees again: (revived, emptied input tables, lost with reasons, views resumed).
+    A loss of the new connection meanwhile propagates (the reconnect tries again)."""
     rv = _reviver(session)
     assert rv is not None
     for script in rv.scripts:
@@ -471,18 +473,27 @@ def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any
     revived: list[Any] = []
     emptied: list[Any] = []
     lost: list[tuple[Any, str]] = []
+    views = 0
     for table in rv.live_tables():
+        if hasattr(table, "_resume_flow"):  # a live view of a rollup or tree (after its table)
+            why = yield from _attempt(table._resume_flow(), "subscribed")
+            if why is None:
+                views += 1
+            else:
+                table._lose(why)
+                lost.append((table, why))
+            continue
         why = yield from _revive_one(session, table)
         if why is None:
             revived.append(table)
-            origin = table._origin
+            origin = getattr(table, "_origin", None)
             if isinstance(origin, _OpOrigin) and isinstance(origin.op, _ops.CreateInputTableOp):
                 emptied.append(table)
         else:
             table._lost = why
             table._pending = None
             lost.append((table, why))
-    return revived, emptied, lost
+    return revived, emptied, lost, views
 
 
 def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
@@ -490,29 +501,44 @@ def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
     new = yield from _remake(session, table)
     if isinstance(new, str):
         return new
-    _adopt(table, new)
+    if hasattr(table, "_remake_flow"):
+        table._adopt(new)
+    else:
+        _adopt(table, new)
     return None
 
 
 def _remake(session: Any, table: Any) -> Flow[Any]:
     """A new table made as ``table`` was, on the new connection, or the reason it cannot be."""
+    return (yield from _attempt(_make_again(session, table), "made"))
+
+
+def _make_again(session: Any, table: Any) -> Flow[Any]:
+    if hasattr(table, "_remake_flow"):  # a rollup or a tree, made again from its revived source
+        return _unusable(session, table.source) or (yield from table._remake_flow())
     origin = table._origin
     if origin is None:
         return NO_ORIGIN
+    if isinstance(origin, _ImportOrigin):
+        if origin.data is None:
+            return origin.why_not
+        return (yield do(session.import_table, origin.data))
+    for dep in (origin.source, *origin.op.others):
+        why = _unusable(session, dep)
+        if why is not None:
+            return why
+    return (yield from session._op_flow(origin.op, origin.source, type(table)))
+
+
+def _attempt(flow: Flow[Any], done: str) -> Flow[Any]:
+    """What ``flow`` (a step of the revival) returns, or, when the server refused it, why the
+    object could not be ``done`` again; a loss of the new connection propagates."""
     try:
-        if isinstance(origin, _ImportOrigin):
-            if origin.data is None:
-                return origin.why_not
-            return (yield do(session.import_table, origin.data))
-        for dep in (origin.source, *origin.op.others):
-            why = _unusable(session, dep)
-            if why is not None:
-                return why
-        return (yield from session._op_flow(origin.op, origin.source, type(table)))
+        return (yield from flow)
     except (UnreachableError, SessionClosedError, CallCancelledError):
         raise  # the new connection is gone too: the reconnect tries again
     except DHError as e:
-        return f"it could not be made again after the reconnect: {e}"
+        return f"it could not be {done} again after the reconnect: {e}"
 
 
 def republish_flow(session: Any, revived: list[Any]) -> Flow[tuple[list[Any], list[tuple[Any, str]]]]:

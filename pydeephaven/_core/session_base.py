@@ -40,7 +40,7 @@ from pydeephaven._core.calls import (
 )
 from pydeephaven._core import revive
 from pydeephaven._core import logs as _logs
-from pydeephaven._core.logs import LogEntry, LogSubscription
+from pydeephaven._core.logs import LogEntry, LogFollow, LogSubscription
 from pydeephaven._core.foreign import borrow_flow, is_foreign
 from pydeephaven._core.watch import LiveSizes, call_quietly
 from pydeephaven._flight import (
@@ -334,6 +334,11 @@ class SessionBase:
     def _run_op(self, op: _ops.TableOp, source: Any, cls: Any = None) -> Any:
         raise NotImplementedError
 
+    def _follow(self, followed: Any, name: str) -> Any:
+        """Read the server stream ``followed`` (a ``_core.watch.Followed``) in the background, kept
+        through reconnects; a handle with ``followed`` and ``stop()``."""
+        raise NotImplementedError
+
     # -- tickets ----------------------------------------------------------------------------------
 
     def make_export_ticket(self, ticket_no: Optional[int] = None) -> ExportTicket:
@@ -564,26 +569,14 @@ class SessionBase:
                 when None.
             since: seconds since the epoch (server clock): only records after it; None: the
                 server first replays its recent history (about the last thousand records).
+
+        On a session that reconnects, the subscription goes on after a reconnect, from the last
+        record it delivered (``LogFollow``).
         """
         if not callable(callback):
             raise DHError(f"on_log: callback must be callable, got {type(callback).__name__}")
-        req = _logs.log_request(levels, since, "on_log")
-        sub: list[LogSubscription] = []
-
-        def ended(error: Optional[BaseException]) -> None:
-            if sub:
-                sub[0].error = error
-
-        handle = yield Watch("on_log", "console_stub", "SubscribeToLogs", req,
-                             lambda msg: call_quietly(callback, LogEntry.of(msg), "on_log"), ended)
-        sub.append(LogSubscription(handle))
-        return sub[0]
-
-    def _log_watch_flow(self, on_message: Callable[[Any], None], on_end: Callable[[Optional[BaseException]], None],
-                        levels: Optional[Sequence[str]], since: Optional[float]) -> Flow[Any]:
-        """The log stream read in the background for ``logs()`` (a handle to cancel)."""
-        req = _logs.log_request(levels, since, "logs")
-        return (yield Watch("logs", "console_stub", "SubscribeToLogs", req, on_message, on_end))
+        follow = LogFollow("on_log", levels, since, lambda entry: call_quietly(callback, entry, "on_log"), None)
+        return LogSubscription((yield do(self._follow, follow, "pydeephaven-on_log")))
 
     def _open_table_flow(self, name: str) -> Flow[Any]:
         """The table bound to ``name`` in the server's global scope."""

@@ -32,7 +32,7 @@ from pydeephaven._core.calls import (
     Watch,
     drive_async,
 )
-from pydeephaven._core.logs import LogEntry, StreamEnd, queue_feed
+from pydeephaven._core.logs import LogEntry, LogFollow, StreamEnd, queue_feed
 from pydeephaven._core.foreign import check as check_foreign
 from pydeephaven._core.foreign import is_foreign
 from pydeephaven._core.storage import StorageBase
@@ -487,7 +487,13 @@ class AsyncSession(SessionBase):
         ticket = self.make_export_ticket()
         table = (cls or AsyncTable)(self, ticket)
         call = self._op_call_flow(op, ticket, source)
-        coro = self._arun(call) if self._reviver is None else self._op_call_revived(call, weakref.ref(table), ticket)
+        rv = self._reviver
+        if rv is None:
+            coro = self._arun(call)
+        elif rv.owner is not None and rv.owner is asyncio.current_task():
+            coro = drive_async(call, self._perform)  # an op of the reconnect's own (a revival's): sent now
+        else:
+            coro = self._op_call_revived(call, weakref.ref(table), ticket)
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_consume)
         table._pending = (task, op.name, (source, *op.others))
@@ -604,6 +610,10 @@ class _Following:
         self.task.add_done_callback(lambda _: followers.discard(self))
         self.task.add_done_callback(_consume)
 
+    def stop(self) -> None:
+        """Cancel the stream (any thread; the task ends soon after)."""
+        self.followed.stop()
+
 
 _END = object()
 
@@ -717,9 +727,9 @@ class AsyncLogStream:
 
     async def _start(self) -> "asyncio.Queue[Any]":
         q: "asyncio.Queue[Any]" = asyncio.Queue()
-        on_message, on_end = queue_feed(q.put_nowait)
-        self._handle = await self._session._arun(self._session._log_watch_flow(on_message, on_end, *self._args))
-        self._finalizer = weakref.finalize(self, self._handle.cancel)
+        follow = LogFollow("logs", *self._args, *queue_feed(q.put_nowait))
+        self._handle = self._session._follow(follow, "pydeephaven-logs")
+        self._finalizer = weakref.finalize(self, follow.stop)
         loop = asyncio.get_running_loop()
         self._deadline = None if self._timeout is None else loop.time() + self._timeout
         self._queue = q
