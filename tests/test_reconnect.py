@@ -32,7 +32,7 @@ from pydeephaven.embedded import start_server
 from pydeephaven.ticket import SharedTicket
 from tests.support.apis import Api
 from tests.support.faultproxy import FaultProxy
-from tests.support.revival import HALF, States, background, listened_time_table, wait_for
+from tests.support.revival import HALF, States, background, listened_time_table, through_proxy, wait_for
 
 SCRIPT = """
 import time
@@ -275,13 +275,7 @@ def test_every_loss_is_noticed_in_the_background_not_only_the_first(kind: str, s
     """Regression (found by the soak): after one reconnect the new transport reported its loss under
     the old generation, so no background reconnect started again; a session with only a
     subscription never came back from a second loss."""
-    proxy = FaultProxy(server.port)
-    api = Api(kind, "127.0.0.1", proxy.port)
-    try:
-        api.block(_second_loss_scenario(api, proxy), 150)
-    finally:
-        api.close()
-        proxy.close()
+    through_proxy(kind, server.port, _second_loss_scenario, 150)
 
 
 async def _dropped_after_reconnect_scenario(api: Api, proxy: FaultProxy) -> None:
@@ -317,13 +311,7 @@ async def _dropped_after_reconnect_scenario(api: Api, proxy: FaultProxy) -> None
 def test_a_table_dropped_after_a_reconnect_is_released(kind: str, server: Any) -> None:
     """Regression (found by the soak): the Reviver kept every StateChange it emitted (unused), and
     with them the tables each had revived, so those tables and their exports lived on."""
-    proxy = FaultProxy(server.port)
-    api = Api(kind, "127.0.0.1", proxy.port)
-    try:
-        api.block(_dropped_after_reconnect_scenario(api, proxy), 150)
-    finally:
-        api.close()
-        proxy.close()
+    through_proxy(kind, server.port, _dropped_after_reconnect_scenario, 150)
 
 
 def test_reconnect_arguments_are_checked() -> None:
@@ -377,9 +365,10 @@ def test_after_a_reconnect_reads_are_repeated_and_writes_are_not() -> None:
     # an error that did not come after a reconnect is never repeated
     assert not revive.retry(TableBase._to_arrow_flow, UnreachableError("x", code="UNAVAILABLE"))
     assert revive.READS.isdisjoint(revive.WRITES)
+    from pydeephaven._core.hierarchical import HierarchicalTableBase
     from pydeephaven._core.storage import StorageBase
     from pydeephaven._core.table_base import InputTableBase
-    kinds = (SessionBase, TableBase, InputTableBase, StorageBase)
+    kinds = (SessionBase, TableBase, InputTableBase, StorageBase, HierarchicalTableBase)
     assert [n for n in revive.READS | revive.WRITES if not any(hasattr(k, n) for k in kinds)] == []
     assert revive.policy_of("S", False) is None and revive.policy_of("S", True) == ReconnectPolicy()
 

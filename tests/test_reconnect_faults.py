@@ -20,7 +20,7 @@ import pytest
 from pydeephaven import DHError, ReconnectPolicy, ScopeChange, Session
 from tests.support.apis import Api
 from tests.support.faultproxy import FaultProxy
-from tests.support.revival import HALF, States, background, listened_time_table, wait_for
+from tests.support.revival import HALF, States, background, listened_time_table, faults_with_figures, wait_for
 
 #: pings every second, a connection lost once a ping waits 2 s: a half-open link is found in ~3 s
 POLICY = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=120.0, ping_interval=1.0,
@@ -158,14 +158,4 @@ async def _scenario(api: Api, proxy: FaultProxy, direct: Session) -> dict[str, A
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_session_recovers_from_dropped_blackholed_and_delayed_connections(kind: str, server: Any) -> None:
-    proxy = FaultProxy(server.port)
-    api = Api(kind, "127.0.0.1", proxy.port)
-    direct = Session("127.0.0.1", server.port)
-    try:
-        figures = api.block(_scenario(api, proxy, direct), 300)
-    finally:
-        api.close()
-        proxy.close()
-        direct.close()
-    print(f"\n[faults {kind}] " + "; ".join(f"{k} {v:.2f} s" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in figures.items()))
+    faults_with_figures("faults", kind, server.port, _scenario, 300)

@@ -21,7 +21,7 @@ import pytest
 from pydeephaven import DHError, LogEntry, ReconnectPolicy, Session, SortDirection, TableLostError, agg
 from tests.support.apis import Api
 from tests.support.faultproxy import FaultProxy
-from tests.support.revival import States, wait_for
+from tests.support.revival import States, faults_with_figures, wait_for
 
 POLICY = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=120.0, ping_interval=1.0,
                          ping_timeout=2.0)
@@ -185,16 +185,7 @@ async def _scenario(api: Api, proxy: FaultProxy, direct: Session) -> dict[str, f
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_log_streams_rollups_trees_and_live_views_come_back(kind: str, server: Any) -> None:
-    proxy = FaultProxy(server.port)
-    api = Api(kind, "127.0.0.1", proxy.port)
-    direct = Session("127.0.0.1", server.port)
-    try:
-        figures = api.block(_scenario(api, proxy, direct), 300)
-    finally:
-        api.close()
-        proxy.close()
-        direct.close()
-    print(f"\n[streams {kind}] " + "; ".join(f"{k} {v:.2f} s" for k, v in figures.items()))
+    faults_with_figures("streams", kind, server.port, _scenario, 300)
 
 
 def test_a_log_stream_ends_with_an_error_when_the_session_is_lost(server: Any) -> None:

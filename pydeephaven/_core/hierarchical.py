@@ -819,6 +819,10 @@ class LiveViewBase(OnSession):
     Each message of the server is the whole range again (after a tick of the source, or a change
     asked for here). A change of expansions makes a new view export with the new key table and a
     new subscription to it (the old one is ended once the new rows are in).
+
+    On a session that reconnects, the view subscribes again after a reconnect, with the same rows
+    and expansions, once its table is made again (``resumes`` counts it); if the table was lost,
+    the view fails with ``TableLostError`` (``on_error`` is called).
     """
 
     #: seconds a change waits for the server's rows before it fails

@@ -126,11 +126,13 @@ class StateChange:
     ``state`` is one of "connected", "disconnected", "reconnecting", "reconnected", "lost";
     ``cause`` says why (the error that showed the loss; for "lost", why the session gave up);
     ``attempt`` counts the connection attempts so far. For "reconnected": the tables ``revived``
-    (made again in place), the input tables among them made again ``emptied`` (their rows are
-    gone), and the tables ``lost``, each with the reason its next use will give; ``seconds`` is
+    (made again in place; rollups and trees too), the input tables among them made again
+    ``emptied`` (their rows are gone), and the tables (and live views of rollups and trees)
+    ``lost``, each with the reason its next use will give; ``seconds`` is
     the time from noticing the loss to this state, ``revive_seconds`` the part of it spent making
     the tables again (and replaying scripts) once connected; ``resumed`` counts the streams
-    (subscriptions, listeners) started again on the revived tables; ``republished`` the shared
+    (subscriptions, listeners, watches, log streams, live views of rollups and trees) started
+    again; ``republished`` the shared
     tickets (of ``publish_table``) published again, ``unpublished`` those that could not be, each
     with why."""
 

@@ -1,17 +1,18 @@
 """What reconnect tests watch: the states a session reported, a listener's events on a time table,
-calls run beside a scenario, and bounded waits."""
+calls run beside a scenario, and bounded waits; and how they run a scenario through a FaultProxy."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import pyarrow as pa
 
-from pydeephaven import StateChange
+from pydeephaven import Session, StateChange
 from pydeephaven.ticking import TableListener, TableUpdate, listen
 from tests.support.apis import Api
+from tests.support.faultproxy import FaultProxy
 
 
 async def wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
@@ -89,3 +90,30 @@ async def listened_time_table(api: Api, session: Any) -> tuple[int, Any, Any, Re
     handle.start()
     await wait_for(lambda: len(recorder.events) >= 3, 30, "three updates of the time table")
     return start, ticking, handle, recorder
+
+
+def through_proxy(kind: str, port: int, scenario: Callable[..., Awaitable[Any]], timeout: float, *args: Any) -> Any:
+    """Run ``scenario(api, proxy, *args)``: ``api`` of ``kind`` ("sync", "async") makes sessions
+    that connect through ``proxy``, a new FaultProxy in front of the server on ``port``; both are
+    closed after it."""
+    proxy = FaultProxy(port)
+    api = Api(kind, "127.0.0.1", proxy.port)
+    try:
+        return api.block(scenario(api, proxy, *args), timeout)
+    finally:
+        api.close()
+        proxy.close()
+
+
+def faults_with_figures(label: str, kind: str, port: int, scenario: Callable[..., Awaitable[dict[str, Any]]],
+                        timeout: float) -> None:
+    """``through_proxy`` with one more argument, a Session straight to the server (not through the
+    proxy: it acts while the proxy's faults last); the figures the scenario returns are printed
+    (pytest -s) for the notes."""
+    direct = Session("127.0.0.1", port)
+    try:
+        figures = through_proxy(kind, port, scenario, timeout, direct)
+    finally:
+        direct.close()
+    print(f"\n[{label} {kind}] " + "; ".join(f"{k} {v:.2f} s" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in figures.items()))
