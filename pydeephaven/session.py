@@ -118,9 +118,13 @@ class Session(SessionCompat, SessionBase):  # SessionCompat: the official client
 
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
+    def _reconnecting_here(self) -> bool:
+        rv = self._reviver
+        return rv is not None and rv.owner == threading.get_ident()
+
     def _run(self, flow: Flow[Any]) -> Any:
         rv = self._reviver
-        if rv is None or rv.owner == threading.get_ident():
+        if rv is None or self._reconnecting_here():
             return drive(flow, self._perform)
         if rv.busy:  # another thread is reconnecting: wait for it
             with self._reconnect_lock:

@@ -16,10 +16,10 @@ from typing import Any, Callable
 import pyarrow as pa
 import pytest
 
-from pydeephaven import ScriptResult
+from pydeephaven import ReconnectPolicy, ScriptResult, _ops
 
 from pydeephaven import _sql, formats
-from pydeephaven._core import calls
+from pydeephaven._core import calls, revive
 from pydeephaven._core.calls import Do, Stream, Unary, drive, drive_async
 from pydeephaven._core.foreign import borrow_flow
 from pydeephaven._core.logs import LogFollow
@@ -1072,3 +1072,33 @@ def test_a_resumed_log_stream_asks_from_the_last_record_and_skips_what_it_delive
     for m in (msg(12_000_000, "b"), msg(12_000_000, "c"), msg(12_000_000, "d"), msg(13_000_000, "b")):
         follow._take(m)
     assert got == [(11_000_000, "a"), (12_000_000, "b"), (12_000_000, "c"), (12_000_000, "d"), (13_000_000, "b")]
+
+
+def test_what_the_revival_makes_is_not_recorded_but_what_others_make_meanwhile_is() -> None:
+    """While a reconnect makes the tables again, the tables it makes only lend their tickets (not
+    tracked, no origin); a table another thread or task of the program makes meanwhile is tracked
+    with its origin, so the next reconnect makes it again too (or says it was lost)."""
+    rv = revive.Reviver(ReconnectPolicy(), keep_imports=False)
+
+    class Caller:
+        _reviver = rv
+        here = False
+
+        def _reconnecting_here(self) -> bool:
+            return self.here
+
+    class Made:
+        _closed = False
+        _origin = None
+
+    session, op = Caller(), _ops.EmptyTableOp(3)
+    rv.reviving = True
+    by_revival, beside = Made(), Made()
+    session.here = True
+    revive.track(session, by_revival)
+    revive.note_op(session, by_revival, op, None)
+    session.here = False
+    revive.track(session, beside)
+    revive.note_op(session, beside, op, None)
+    assert rv.live_tables() == [beside]
+    assert by_revival._origin is None and beside._origin is not None and beside._origin.op is op

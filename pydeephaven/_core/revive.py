@@ -229,8 +229,6 @@ class Reviver:
         return self.generation == generation and not self.busy and self.lost is None
 
     def track(self, table: Any) -> None:
-        if self.reviving:
-            return  # the new tables revival makes only lend their tickets
         n = next(self._serial)
         tables = self._tables
 
@@ -264,25 +262,34 @@ def _reviver(session: Any) -> Optional[Reviver]:
     return getattr(session, "_reviver", None)
 
 
-def track(session: Any, table: Any) -> None:
-    """Called by every new table of the session (``TableBase.__init__``)."""
+def _noted(session: Any) -> Optional[Reviver]:
+    """The session's Reviver when what the caller makes is to be recorded: not when the caller is
+    the revival itself (the reconnect's thread or task while it makes the tables again: what it
+    makes only lends its tickets); a table another thread or task makes meanwhile is recorded."""
     rv = _reviver(session)
+    if rv is None or (rv.reviving and session._reconnecting_here()):
+        return None
+    return rv
+
+
+def track(session: Any, table: Any) -> None:
+    """Called by every new table of the session (``TableBase.__init__``, rollups, trees, live views)."""
+    rv = _noted(session)
     if rv is not None:
         rv.track(table)
 
 
 def note_op(session: Any, table: Any, op: _ops.TableOp, source: Any) -> None:
     """``table`` was made by ``op`` on ``source`` (None for ops from nothing)."""
-    rv = _reviver(session)
-    if rv is not None and not rv.reviving:
+    if _noted(session) is not None:
         table._origin = _OpOrigin(op, source)
 
 
 def note_import(session: Any, table: Any, data: Any) -> None:
     """``table`` was imported from ``data``: kept (a reference: Arrow data is immutable) only
     with ``keep_imports``, and only when it can be read again."""
-    rv = _reviver(session)
-    if rv is None or rv.reviving:
+    rv = _noted(session)
+    if rv is None:
         return
     if not rv.keep_imports:
         table._origin = _ImportOrigin(None, IMPORT_LOST)
@@ -294,14 +301,14 @@ def note_import(session: Any, table: Any, data: Any) -> None:
 
 def note_publish(session: Any, ticket: Any, table: Any) -> None:
     """``table`` (of this session) was published under the shared ``ticket``."""
-    rv = _reviver(session)
-    if rv is not None and not rv.reviving:
+    rv = _noted(session)
+    if rv is not None:
         rv.published = [p for p in rv.published if p[0] != ticket] + [[ticket, table]]
 
 
 def note_script(session: Any, script: str) -> None:
-    rv = _reviver(session)
-    if rv is not None and not rv.reviving and rv.policy.replay_scripts:
+    rv = _noted(session)
+    if rv is not None and rv.policy.replay_scripts:
         rv.scripts.append(script)
 
 

@@ -334,6 +334,11 @@ class SessionBase:
     def _run_op(self, op: _ops.TableOp, source: Any, cls: Any = None) -> Any:
         raise NotImplementedError
 
+    def _reconnecting_here(self) -> bool:
+        """Whether the caller is the reconnect in progress (its thread, or its asyncio task): it
+        must not wait for itself, and what it makes again is not recorded again."""
+        raise NotImplementedError
+
     def _follow(self, followed: Any, name: str) -> Any:
         """Read the server stream ``followed`` (a ``_core.watch.Followed``) in the background, kept
         through reconnects; a handle with ``followed`` and ``stop()``."""

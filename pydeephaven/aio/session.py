@@ -125,9 +125,18 @@ class AsyncSession(SessionBase):
 
     # -- driving flows (pydeephaven._core) ---------------------------------------------------------
 
+    def _reconnecting_here(self) -> bool:
+        rv = self._reviver
+        if rv is None or rv.owner is None:
+            return False
+        try:
+            return rv.owner is asyncio.current_task()
+        except RuntimeError:  # not in the session's loop
+            return False
+
     async def _arun(self, flow: Flow[R]) -> R:
         rv = self._reviver
-        if rv is None or (rv.owner is not None and rv.owner is asyncio.current_task()):
+        if rv is None or self._reconnecting_here():
             return await drive_async(flow, self._perform)
         if rv.busy and self._reconnect_lock is not None:  # another task is reconnecting: wait for it
             async with self._reconnect_lock:
@@ -490,7 +499,7 @@ class AsyncSession(SessionBase):
         rv = self._reviver
         if rv is None:
             coro = self._arun(call)
-        elif rv.owner is not None and rv.owner is asyncio.current_task():
+        elif self._reconnecting_here():
             coro = drive_async(call, self._perform)  # an op of the reconnect's own (a revival's): sent now
         else:
             coro = self._op_call_revived(call, weakref.ref(table), ticket)
