@@ -268,7 +268,8 @@ class _Worker:
         self.op_kind = ""
         self.ops = 0
         self.exports_setup = -1
-        self.kept: dict[str, tuple[Any, Callable[[pa.Table], Optional[str]]]] = {}
+        #: tables made at setup: how to read each (a coroutine function) and how to check what it gave
+        self.kept: dict[str, tuple[Callable[[], Any], Callable[[pa.Table], Optional[str]]]] = {}
         self.script_name = f"soak_src_{seed}"
 
     # the script's table: X = i, Y = i * 7 % 11 for 60 rows (computed here as well)
@@ -289,6 +290,7 @@ class _Worker:
         chain = await api.run(src.where("Y < 5").sort_descending("X").head(8))
         joined = await api.run(chain.natural_join(kept_import, on="X", joins="V"))
         tt = await api.run((await api.run(s.time_table(PERIOD, start_time=self.t0_ns))).update("K = ii"))
+        rollup = await api.run((await api.run(src.rollup([agg.sum_("X")], by=["Y"]))).sort("Y"))
         want_chain = sorted((r for r in self._src_rows() if r["Y"] < 5), key=lambda r: -r["X"])[:8]
         v_by_x = dict(zip(data["X"].to_pylist(), data["V"].to_pylist()))
         want_joined = [{**r, "V": v_by_x.get(r["X"])} for r in want_chain]
@@ -302,8 +304,15 @@ class _Worker:
         def same_table(want: pa.Table) -> Callable[[pa.Table], Optional[str]]:
             return lambda got: None if got.equals(want) else f"got {got.to_pydict()}, want {want.to_pydict()}"
 
-        self.kept = {"import": (kept_import, same_table(data)), "chain": (chain, same(want_chain)),
-                     "joined": (joined, same(want_joined))}
+        sums: dict[int, int] = {}
+        for r in self._src_rows():
+            sums[r["Y"]] = sums.get(r["Y"], 0) + r["X"]
+        want_rollup = ([{"Depth": 1, "Expanded": True, "Y": None, "X": sum(sums.values())}]
+                       + [{"Depth": 2, "Expanded": None, "Y": y, "X": sums[y]} for y in sorted(sums)])
+        self.kept = {"import": (lambda: api.arrow(kept_import), same_table(data)),
+                     "chain": (lambda: api.arrow(chain), same(want_chain)),
+                     "joined": (lambda: api.arrow(joined), same(want_joined)),
+                     "rollup": (lambda: api.run(rollup.snapshot()), same(want_rollup))}
         self.tt = tt
         self.exports_setup = len(await api.run(s.live_exports()))
 
@@ -382,8 +391,8 @@ class _Worker:
 
     async def op_kept(self) -> Optional[str]:
         wrong = []
-        for name, (t, check) in self.kept.items():
-            why = check(await self.api.arrow(t))
+        for name, (read, check) in self.kept.items():
+            why = check(await read())
             if why is not None:
                 wrong.append(f"kept {name}: {why}")
         return "; ".join(wrong) or None
