@@ -1,6 +1,6 @@
 """What else a reconnect brings back, both APIs, through a FaultProxy (tests/support/faultproxy.py)
-in front of the shared test server: the server's log stream (``on_log`` and ``logs()``), and
-rollups, trees and their live views.
+in front of the shared test server: the server's log stream (``on_log`` and ``logs()``),
+rollups, trees and their live views, and partitioned tables with what was made from them.
 
 The log lines are printed by another session that does not go through the proxy, so some are
 printed while the reconnecting session cannot see the server: each must arrive once, in order.
@@ -21,7 +21,7 @@ import pytest
 from pydeephaven import DHError, LogEntry, ReconnectPolicy, Session, SortDirection, TableLostError, agg
 from tests.support.apis import Api
 from tests.support.faultproxy import FaultProxy
-from tests.support.revival import States, faults_with_figures, wait_for
+from tests.support.revival import States, faults_with_figures, through_proxy, wait_for
 
 POLICY = ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, deadline=120.0, ping_interval=1.0,
                          ping_timeout=2.0)
@@ -186,6 +186,50 @@ async def _scenario(api: Api, proxy: FaultProxy, direct: Session) -> dict[str, f
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_log_streams_rollups_trees_and_live_views_come_back(kind: str, server: Any) -> None:
     faults_with_figures("streams", kind, server.port, _scenario, 300)
+
+
+async def _partitioned_scenario(api: Api, proxy: FaultProxy) -> None:
+    s = await api.session(reconnect=POLICY)
+    try:
+        states = States()
+        s.on_state_change(states)
+        name = f"parts_{uuid.uuid4().hex[:10]}"  # (the server is shared)
+        await api.run(s.run_script(f"from deephaven import empty_table\n"
+                                   f"{name} = empty_table(12).update(['K = (int) (i % 3)', 'V = (long) i'])"
+                                   f".partition_by('K')"))
+        opened = await api.run(s.open_partitioned_table(name))
+        base = await api.run((await api.run(s.empty_table(10))).update(["G = (int) (i % 2)", "V = (long) i"]))
+        split = await api.run(base.partition_by("G"))
+        odd = await api.run(split.get_constituent(1))
+        merged = await api.run(split.merge())
+        keys = await api.run(split.keys())
+        gone = await api.run(s.import_table(pa.table({"G": [1, 2], "V": [3, 4]})))  # its data is not kept
+        gone_split = await api.run(gone.partition_by("G"))
+
+        assert proxy.drop_all() >= 1
+        await wait_for(lambda: "reconnected" in states.names or "lost" in states.names, 60, "reconnected")
+        change = states.first("reconnected")[1]
+        assert all(any(x is t for x in change.revived) for t in (opened, split, odd, merged, keys)), change.revived
+        assert {id(x) for x, _ in change.lost} == {id(gone), id(gone_split)}, change.lost
+        two = await api.run(opened.get_constituent(2))
+        assert await api.rows(two) == [{"K": 2, "V": v} for v in range(12) if v % 3 == 2]
+        assert await api.rows(odd) == [{"G": 1, "V": v} for v in range(10) if v % 2 == 1]
+        assert sorted(await api.col(merged, "V")) == list(range(10))
+        assert sorted(await api.col(keys, "G")) == [0, 1]
+        assert sorted(await api.col(split.table, "G")) == [0, 1]  # its table, the same object, made again
+        even = await api.run(split.get_constituent(0))
+        assert await api.rows(even) == [{"G": 0, "V": v} for v in range(10) if v % 2 == 0]
+        with pytest.raises(TableLostError, match="partitioned table was lost in a reconnect: .*imported"):
+            await api.run(gone_split.get_constituent(1))
+        with pytest.raises(TableLostError, match="imported"):
+            await api.arrow(gone_split.table)
+    finally:
+        await api.run(s.close())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_partitioned_tables_and_what_was_made_from_them_come_back(kind: str, server: Any) -> None:
+    through_proxy(kind, server.port, _partitioned_scenario, 150)
 
 
 def test_a_log_stream_ends_with_an_error_when_the_session_is_lost(server: Any) -> None:

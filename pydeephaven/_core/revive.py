@@ -52,7 +52,7 @@ from pydeephaven.dherror import (
 __all__ = ["ReconnectPolicy", "StateChange", "Reviver", "policy_of", "reconnect_flow", "revive_flow", "is_loss",
            "after_loss", "retry", "stream_keeper", "StreamKeeper", "note_op", "note_import", "note_script", "track",
            "READS", "WRITES", "channel_options",
-           "note_publish", "republish_flow"]
+           "note_publish", "republish_flow", "note_made", "adopt_table"]
 
 log = logging.getLogger("pydeephaven")
 
@@ -153,6 +153,13 @@ class StateChange:
 class _OpOrigin:
     op: _ops.TableOp
     source: Any
+
+
+@dataclass(frozen=True)
+class _FlowOrigin:
+    make: Callable[[], Any]  # a new flow that makes the object again
+    sources: tuple[Any, ...]  # what must be usable (made again) first
+    gone: str  # why, when the flow finds nothing to make
 
 
 @dataclass(frozen=True)
@@ -283,6 +290,14 @@ def note_op(session: Any, table: Any, op: _ops.TableOp, source: Any) -> None:
     """``table`` was made by ``op`` on ``source`` (None for ops from nothing)."""
     if _noted(session) is not None:
         table._origin = _OpOrigin(op, source)
+
+
+def note_made(session: Any, made: Any, make: Callable[[], Any], sources: tuple[Any, ...] = (),
+              gone: str = "the server has nothing to make it from any more") -> None:
+    """``made`` (a table, a partitioned table) is made again by the flow ``make()`` once ``sources``
+    are made again (``gone``: why not, when that flow gives None)."""
+    if _noted(session) is not None:
+        made._origin = _FlowOrigin(make, tuple(sources), gone)
 
 
 def note_import(session: Any, table: Any, data: Any) -> None:
@@ -492,6 +507,9 @@ def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any
                 table._lose(why)
                 lost.append((table, why))
             continue
+        whole = getattr(table, "_partitioned", None)
+        if whole is not None and whole() is not None and not whole()._closed:
+            continue  # the table of a partitioned table: made again with it (which comes after it)
         why = yield from _revive_one(session, table)
         if why is None:
             revived.append(table)
@@ -499,8 +517,11 @@ def revive_flow(session: Any) -> Flow[tuple[list[Any], list[Any], list[tuple[Any
             if isinstance(origin, _OpOrigin) and isinstance(origin.op, _ops.CreateInputTableOp):
                 emptied.append(table)
         else:
-            table._lost = why
-            table._pending = None
+            if hasattr(table, "_lose"):
+                table._lose(why)
+            else:
+                table._lost = why
+                table._pending = None
             lost.append((table, why))
     return revived, emptied, lost, views
 
@@ -510,10 +531,10 @@ def _revive_one(session: Any, table: Any) -> Flow[Optional[str]]:
     new = yield from _remake(session, table)
     if isinstance(new, str):
         return new
-    if hasattr(table, "_remake_flow"):
+    if hasattr(table, "_adopt"):  # a rollup, a tree, a partitioned table
         table._adopt(new)
     else:
-        _adopt(table, new)
+        adopt_table(table, new)
     return None
 
 
@@ -532,10 +553,13 @@ def _make_again(session: Any, table: Any) -> Flow[Any]:
         if origin.data is None:
             return origin.why_not
         return (yield do(session.import_table, origin.data))
-    for dep in (origin.source, *origin.op.others):
+    for dep in (origin.source, *origin.op.others) if isinstance(origin, _OpOrigin) else origin.sources:
         why = _unusable(session, dep)
         if why is not None:
             return why
+    if isinstance(origin, _FlowOrigin):
+        new = yield from origin.make()
+        return new if new is not None else origin.gone
     return (yield from session._op_flow(origin.op, origin.source, type(table)))
 
 
@@ -591,7 +615,7 @@ def _unusable(session: Any, dep: Any) -> Optional[str]:
     return None
 
 
-def _adopt(table: Any, new: Any) -> None:
+def adopt_table(table: Any, new: Any) -> None:
     """``table`` takes ``new``'s server copy (``new`` is dropped without releasing it)."""
     table.ticket = new.ticket
     table._schema = new._schema

@@ -606,7 +606,9 @@ class SessionBase:
             raise NotFoundError(f"open_partitioned_table({name!r}) failed: the server's scope holds {what} under "
                                 f"{name!r}, not a PartitionedTable", code=None)
         ticket = yield from self._fetch_flow(ScopeTicket.scope_ticket(name))
-        return (yield from self._partitioned_from_flow(ticket, "open_partitioned_table"))
+        made = yield from self._partitioned_from_flow(ticket, "open_partitioned_table")
+        revive.note_made(self, made, functools.partial(self._open_partitioned_table_flow, name))
+        return made
 
     def _partitioned_from_flow(self, ticket: Ticket, op: str) -> Flow[Any]:
         """The partitioned table exported under ``ticket``: its description and its table, asked of

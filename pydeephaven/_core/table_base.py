@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import weakref
 from typing import Any, Optional, Sequence, Union
 
 import pyarrow as pa
@@ -22,7 +23,7 @@ from pydeephaven._core.session_base import SessionBase
 from pydeephaven._proto import inputtable_pb2, partitionedtable_pb2, table_pb2
 from pydeephaven._table_interface import SortDirection
 from pydeephaven._utils import check_int, check_str, describe_args, str_tuple
-from pydeephaven.dherror import DHError, InvalidArgumentError, cause_of, reworded
+from pydeephaven.dherror import DHError, InvalidArgumentError, TableLostError, cause_of, reworded
 from pydeephaven.ticket import ExportTicket, ServerObject, Ticket
 
 __all__ = ["TableBase", "InputTableBase", "QueryBase", "read_schema", "multi_join_op", "MultiJoinInputBase",
@@ -268,7 +269,9 @@ class TableBase(OnSession, ServerObject):
         yield Unary("partition_by", "partitioned_table_stub", "PartitionBy", partitionedtable_pb2.PartitionByRequest(
             table_id=self.ticket.pb_ticket, result_id=result.pb_ticket, key_column_names=keys,
             drop_keys=bool(drop_keys)), args={"by": list(keys), "drop_keys": drop_keys})
-        return (yield from session._partitioned_from_flow(result, "partition_by"))
+        made = yield from session._partitioned_from_flow(result, "partition_by")
+        revive.note_made(session, made, functools.partial(self._partition_by_flow, list(keys), drop_keys), (self,))
+        return made
 
     def _rollup_flow(self, aggs: Any, by: Union[str, list[str], None] = None,
                      include_constituents: bool = False) -> Flow[Any]:
@@ -686,17 +689,26 @@ class PartitionedTableBase(OnSession):
     key with the key columns and a column of the constituents; ``constituent_schema`` is the schema
     every constituent has. A key is the value of the one key column, or a tuple of the values of
     several. ``close()`` releases the server's copy (the constituents fetched stay valid).
+
+    On a session that reconnects, a reconnect makes it again as it was made (opened by name again,
+    or ``partition_by`` on the revived source), with its ``table`` in place; constituents and
+    merges made from it are made again from it.
     """
+
+    _origin: Any = None
+    _lost: Optional[str] = None
 
     def __init__(self, session: Any, ticket: Ticket, descriptor: Any, table: Any) -> None:
         self.session: Any = session
         self.ticket = ticket
         self.table = table
+        table._partitioned = weakref.ref(self)  # (a reconnect makes it again with this table)
         self.key_columns: list[str] = list(descriptor.key_column_names)
         self.constituent_column: str = descriptor.constituent_column_name
         self.unique_keys: bool = descriptor.unique_keys
         self.constituent_schema: pa.Schema = pa.ipc.read_schema(pa.py_buffer(descriptor.constituent_definition_schema))
         self._closed = False
+        revive.track(session, self)
 
     @property
     def is_closed(self) -> bool:
@@ -714,6 +726,18 @@ class PartitionedTableBase(OnSession):
     def _check(self, op: str) -> None:
         if self._closed:
             raise DHError(f"{op} failed: the partitioned table was closed (its server copy released)")
+        if self._lost is not None:
+            raise TableLostError(f"{op} failed: the partitioned table was lost in a reconnect: {self._lost}")
+
+    def _adopt(self, new: "PartitionedTableBase") -> None:
+        """(a reconnect) Take ``new``'s server copies, its table's into this one's ``table``."""
+        self.ticket, self._lost = new.ticket, None
+        revive.adopt_table(self.table, new.table)
+        new._closed = True
+
+    def _lose(self, why: str) -> None:
+        self._lost = self.table._lost = why
+        self.table._pending = None
 
     def _keys_flow(self) -> Flow[Any]:
         """A table of the keys, one row per constituent (ticking when the source ticks)."""
@@ -757,7 +781,10 @@ class PartitionedTableBase(OnSession):
             raise
         finally:
             yield from key_table._close_flow()
-        return (yield from session._table_from_flow(resp, result, "get_constituent"))
+        made = yield from session._table_from_flow(resp, result, "get_constituent")
+        revive.note_made(session, made, functools.partial(self._get_constituent_flow, key), (self,),
+                         f"the partitioned table has no constituent of the key {key!r} any more")
+        return made
 
     def _key_rows_flow(self) -> Flow[list[dict[str, Any]]]:
         """The keys there are now, a dict per row."""
@@ -786,7 +813,9 @@ class PartitionedTableBase(OnSession):
         result = session.make_export_ticket()
         resp = yield Unary("merge", "partitioned_table_stub", "Merge", partitionedtable_pb2.MergeRequest(
             partitioned_table=self.ticket.pb_ticket, result_id=result.pb_ticket))
-        return (yield from session._table_from_flow(resp, result, "merge"))
+        made = yield from session._table_from_flow(resp, result, "merge")
+        revive.note_made(session, made, self._merge_flow, (self,))
+        return made
 
     def _close_flow(self) -> Flow[None]:
         """Release the server's copy of the partitioning (the constituents fetched stay valid)."""
