@@ -3,6 +3,8 @@ the real server; expected values computed here from the data."""
 
 from __future__ import annotations
 
+import gc
+
 from collections import Counter
 import pyarrow as pa
 import pytest
@@ -112,3 +114,16 @@ async def test_open_partitioned_table_from_the_scope(api) -> None:
     with pytest.raises(NotFoundError, match="holds nothing under 'no_such_pt'"):
         await api.run(api.s.open_partitioned_table("no_such_pt"))
     await api.run(api.s.run_script(f"del {name}, {name}_plain"))
+
+
+async def test_a_partitioned_table_dropped_without_close_is_released(api) -> None:
+    """Its export and its table's go once nothing holds it (as for tables: no close needed)."""
+    before = {e.bytes for e in await api.run(api.s.live_exports())}
+    base = await api.run((await api.run(api.s.empty_table(6))).update("G = i % 2"))
+    pt = await api.run(base.partition_by("G"))
+    assert pt.key_columns == ["G"]
+    del pt
+    await api.run(base.close())
+    gc.collect()
+    after = await api.poll(lambda: api.s.live_exports(), lambda ex: {e.bytes for e in ex} == before)
+    assert {e.bytes for e in after} == before

@@ -729,6 +729,14 @@ class PartitionedTableBase(OnSession):
         if self._lost is not None:
             raise TableLostError(f"{op} failed: the partitioned table was lost in a reconnect: {self._lost}")
 
+    def __del__(self) -> None:
+        try:
+            if not self._closed and isinstance(self.ticket, ExportTicket):
+                self._closed = True
+                self.session._release_later(self.ticket)  # (its table releases its own)
+        except Exception:
+            pass
+
     def _adopt(self, new: "PartitionedTableBase") -> None:
         """(a reconnect) Take ``new``'s server copies, its table's into this one's ``table``."""
         self.ticket, self._lost = new.ticket, None
