@@ -76,7 +76,7 @@ def test_widget_in_a_notebook(server, session: Session, tmp_path: Path, app: str
                 return page.inner_text(f"{sel} .dh-status") if page.query_selector(f"{sel} .dh-status") else ""
 
             # the first rows, the types, the size
-            got = until("the first rows", lambda: rows(page, static), lambda r: len(r) == PAGE)
+            got = until("the first rows", lambda: rows(page, static), lambda r: len(r) == PAGE, page=page)
             assert got == expect(list(range(PAGE)))
             assert page.eval_on_selector_all(f"{static} .dh-type", "els => els.map(e => e.textContent)") == \
                 ["int64", "int32"]

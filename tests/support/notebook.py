@@ -128,16 +128,29 @@ def notebook_page(port: int, token: str, name: str, app: str = "lab") -> Iterato
             browser.close()
 
 
-def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 90.0) -> Any:
-    """``probe()`` once ``want`` holds of it, polled for at most ``timeout`` seconds."""
+def until(what: str, probe: Callable[[], Any], want: Callable[[Any], bool], timeout: float = 90.0,
+          page: Any = None) -> Any:
+    """``probe()`` once ``want`` holds of it, polled for at most ``timeout`` seconds; the failure
+    names what the notebook's cells printed when ``page`` is given."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
         if want(got):
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still {got!r} after {timeout} s")
+            shown = ""
+            if page is not None:
+                try:
+                    shown = f"; the cells' outputs: {outputs(page)}"
+                except Exception as e:  # noqa: BLE001 (the failure above is the one to report)
+                    shown = f"; the cells' outputs could not be read: {e}"
+            raise AssertionError(f"{what}: still {got!r} after {timeout} s{shown}")
         time.sleep(0.05)
+
+
+def outputs(page: Any) -> list[str]:
+    """The text of each cell output of the notebook (errors, printed lines, widget views)."""
+    return page.eval_on_selector_all(".jp-OutputArea-output", "els => els.map(e => e.innerText.slice(0, 2000))")
 
 
 def rows(page: Any, widget: str) -> list[list[str]]:
